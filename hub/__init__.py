@@ -1,0 +1,1 @@
+"""The hub: authenticated resumable ingest (tus), exactly-once ledger, merger, fleet query and status."""

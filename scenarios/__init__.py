@@ -1,0 +1,1 @@
+"""Fleet and outage scenarios: link proxy, process supervisor, workloads, checker and reports."""

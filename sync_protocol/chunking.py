@@ -1,0 +1,44 @@
+"""How big the next chunk is: small on a thin, cut-prone link, large in port.
+
+A cut costs the chunk in flight (G3), so on a bad link chunks must be small; on a good one, large
+chunks keep request overhead and round trips negligible. The sizer aims for chunks that take
+``CHUNK_TARGET_SECONDS`` at the measured rate, halves on every cut, and never leaves
+``MIN_CHUNK_BYTES..MAX_CHUNK_BYTES``. Timings are measured by the caller and passed in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .limits import CHUNK_TARGET_SECONDS, DEFAULT_CHUNK_BYTES, MAX_CHUNK_BYTES, MIN_CHUNK_BYTES
+
+RATE_SMOOTHING = 0.3
+"""Weight of the newest sample in the rate average: follows a link change within ~3 chunks without
+jumping at one lucky or unlucky chunk."""
+
+GROWTH_LIMIT = 4
+"""A chunk is at most 4x the previous one, so one fast chunk on a flapping link cannot make the next
+one so large that the next cut is expensive."""
+
+
+@dataclass
+class ChunkSizer:
+    size: int = DEFAULT_CHUNK_BYTES
+    minimum: int = MIN_CHUNK_BYTES
+    maximum: int = MAX_CHUNK_BYTES
+    rate: float | None = None  # bytes per second, smoothed
+
+    def __post_init__(self) -> None:
+        if not 0 < self.minimum <= self.size <= self.maximum:
+            raise ValueError(f"chunk sizes must satisfy 0 < {self.minimum} <= {self.size} <= {self.maximum}")
+
+    def on_success(self, sent_bytes: int, seconds: float) -> None:
+        if sent_bytes <= 0 or seconds <= 0:
+            return
+        sample = sent_bytes / seconds
+        self.rate = sample if self.rate is None else RATE_SMOOTHING * sample + (1 - RATE_SMOOTHING) * self.rate
+        target = int(self.rate * CHUNK_TARGET_SECONDS)
+        self.size = max(self.minimum, min(self.maximum, target, self.size * GROWTH_LIMIT))
+
+    def on_cut(self) -> None:
+        self.size = max(self.minimum, self.size // 2)

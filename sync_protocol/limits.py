@@ -1,0 +1,67 @@
+"""Every limit of the sync protocol, once, with the reason it has the value it has.
+
+Node-local limits (disk quota, retention, seal size and age) live in each node's config;
+the ones here are those both peers must agree on.
+"""
+
+TUS_VERSION = "1.0.0"
+"""The only tus protocol version spoken. tus 1.0.0 has been stable since 2016; every client speaks it."""
+
+TUS_EXTENSIONS = ("creation", "checksum", "termination", "expiration")
+"""Advertised in ``Tus-Extension``. No ``concatenation``: a segment is small enough to go as one upload,
+and one upload per segment is what makes the exactly-once commit a single step."""
+
+CHECKSUM_ALGORITHMS = ("sha1", "sha256")
+"""Advertised in ``Tus-Checksum-Algorithm``. sha1 because every tus client implements it; sha256 because
+it is what the whole-segment digest uses, so a client can hash once with one algorithm."""
+
+MAX_SEGMENT_BYTES = 512 * 1024 * 1024
+"""Largest segment the hub accepts (``Tus-Max-Size``). Edges seal at 64 MiB by default; 512 MiB leaves
+room for a hand-made upload while keeping a staging file small next to the hub's disk."""
+
+MIN_CHUNK_BYTES = 4 * 1024
+"""Smallest chunk the sender shrinks to. A satellite link that drops every few tens of kilobytes must still
+make progress; below 4 KiB the per-request overhead (~400 bytes of headers) exceeds 10%."""
+
+DEFAULT_CHUNK_BYTES = 256 * 1024
+"""First chunk size before the link is measured: about 1 s at 2 Mbit/s, so a cut early on costs little."""
+
+MAX_CHUNK_BYTES = 16 * 1024 * 1024
+"""Largest PATCH body the hub accepts in one request. Large enough to fill a 100 Mbit/s port link with a
+few requests per second; small enough that a cut in port re-sends at most ~1.3 s of data."""
+
+CHUNK_TARGET_SECONDS = 2.0
+"""The sender sizes chunks to take about this long on the measured link: long enough that request overhead
+and one round trip (600 ms at sea) stay small next to it, short enough that a cut costs little."""
+
+MAX_METADATA_BYTES = 4 * 1024
+"""Largest ``Upload-Metadata`` header. A manifest encodes to ~500 bytes; aiohttp's own header limit is 8 KiB."""
+
+MAX_METADATA_VALUE_BYTES = 256
+"""Largest decoded value of one metadata pair; the longest real one is a 64-hex-digit digest."""
+
+MAX_SEQ = 2**63 - 1
+"""Segment sequence numbers are signed 64-bit on both ledgers (SQLite INTEGER, PostgreSQL bigint)."""
+
+MAX_ROWS_PER_SEGMENT = 2**40
+"""A sanity bound on a manifest's row count; any real segment is far below it."""
+
+MAX_PRIORITY_CLASS = 9
+"""Priority classes are 0 (highest: alarms) to 9 (lowest: bulk). Ten levels is more than any fleet uses."""
+
+UPLOAD_EXPIRY_SECONDS = 7 * 24 * 3600
+"""An unfinished upload is kept a week after its last chunk: a ship between ports may be silent that long,
+and a resumed upload is cheaper than a restarted one on a thin link."""
+
+MAX_SEGMENT_DIGEST_FAILURES = 3
+"""Whole-segment digest failures before the sender parks a segment. Chunks are checksummed, so a repeated
+whole-file mismatch means the file on the ship's disk no longer matches its manifest: retrying cannot help."""
+
+MAX_ERROR_BODY_BYTES = 64 * 1024
+"""How much of a peer's error body is read. Error bodies are small; a larger one is garbage or hostile."""
+
+GENESIS_DIGEST = "0" * 64
+"""``prev-sha256`` of the first segment of a (site, table): the start of its hash chain."""
+
+FIRST_SEQ = 1
+"""Sequence numbers start at 1 so that 0 can mean "nothing committed yet" in watermarks."""

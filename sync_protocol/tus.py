@@ -1,0 +1,145 @@
+"""tus 1.0.0 headers: names, strict parsing of what a peer sends, and building what we send.
+
+Only what Harbour speaks: core, creation, checksum, termination, expiration (see ``limits``).
+Harbour adds two response headers of its own, which tus clients ignore:
+
+* ``Harbour-Commit: committed`` on any answer about a segment the hub has durably committed --
+  this is how the edge learns its ack (on the final PATCH, or on HEAD after a cut);
+* ``Upload-Offset`` on the creation answer as well, so the sender can resume without a HEAD.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from .errors import ErrorCode, RemoteProtocolError
+from .limits import (
+    CHECKSUM_ALGORITHMS,
+    MAX_CHUNK_BYTES,
+    MAX_SEGMENT_BYTES,
+    TUS_EXTENSIONS,
+    TUS_VERSION,
+)
+
+TUS_RESUMABLE = "Tus-Resumable"
+TUS_VERSION_HEADER = "Tus-Version"
+TUS_EXTENSION = "Tus-Extension"
+TUS_MAX_SIZE = "Tus-Max-Size"
+TUS_CHECKSUM_ALGORITHM = "Tus-Checksum-Algorithm"
+UPLOAD_OFFSET = "Upload-Offset"
+UPLOAD_LENGTH = "Upload-Length"
+UPLOAD_METADATA = "Upload-Metadata"
+UPLOAD_CHECKSUM = "Upload-Checksum"
+UPLOAD_EXPIRES = "Upload-Expires"
+HARBOUR_COMMIT = "Harbour-Commit"
+HARBOUR_MAX_CHUNK = "Harbour-Max-Chunk-Size"
+COMMITTED = "committed"
+PATCH_CONTENT_TYPE = "application/offset+octet-stream"
+
+UPLOADS_PATH = "/v1/sync/uploads"
+"""The tus creation endpoint; an upload lives at ``UPLOADS_PATH/<SegmentId.upload_key>``."""
+
+
+@dataclass(frozen=True)
+class Checksum:
+    algorithm: str
+    digest: bytes
+
+    def header(self) -> str:
+        return f"{self.algorithm} {base64.b64encode(self.digest).decode('ascii')}"
+
+    def matches(self, data: bytes) -> bool:
+        return hashlib.new(self.algorithm, data).digest() == self.digest
+
+
+def _bad(message: str, header: str, code: ErrorCode = ErrorCode.BAD_REQUEST) -> RemoteProtocolError:
+    return RemoteProtocolError(message, code=code, op="parsing header", subject=header)
+
+
+def _non_negative(header: str, text: str | None) -> int:
+    if text is None:
+        raise _bad(f"{header} is required", header)
+    value = text.strip()
+    if not (value.isascii() and value.isdigit()) or len(value) > 19:
+        raise _bad(f"{header} must be a non-negative decimal integer, got {text[:40]!r}", header)
+    return int(value)
+
+
+def check_tus_resumable(value: str | None) -> None:
+    if value != TUS_VERSION:
+        raise _bad(
+            f"Tus-Resumable must be {TUS_VERSION!r}, got {value!r}", TUS_RESUMABLE, ErrorCode.PRECONDITION_FAILED,
+        )
+
+
+def parse_offset(text: str | None) -> int:
+    return _non_negative(UPLOAD_OFFSET, text)
+
+
+def parse_length(text: str | None) -> int:
+    length = _non_negative(UPLOAD_LENGTH, text)
+    if length > MAX_SEGMENT_BYTES:
+        raise _bad(
+            f"Upload-Length {length} exceeds the hub's maximum segment size {MAX_SEGMENT_BYTES}",
+            UPLOAD_LENGTH, ErrorCode.TOO_LARGE,
+        )
+    if length == 0:
+        raise _bad("Upload-Length must be at least 1: a segment is never empty", UPLOAD_LENGTH)
+    return length
+
+
+def parse_content_length(text: str | None) -> int:
+    length = _non_negative("Content-Length", text)
+    if length > MAX_CHUNK_BYTES:
+        raise _bad(
+            f"chunk of {length} bytes exceeds the hub's maximum of {MAX_CHUNK_BYTES}; send smaller chunks",
+            "Content-Length", ErrorCode.TOO_LARGE,
+        )
+    return length
+
+
+def parse_checksum(text: str | None) -> Checksum | None:
+    """``Upload-Checksum: <algorithm> <base64 digest>``; absent means the chunk is not checksummed."""
+    if text is None:
+        return None
+    parts = text.strip().split(" ")
+    if len(parts) != 2:
+        raise _bad("Upload-Checksum must be '<algorithm> <base64 digest>'", UPLOAD_CHECKSUM)
+    algorithm, encoded = parts
+    if algorithm not in CHECKSUM_ALGORITHMS:
+        raise _bad(
+            f"checksum algorithm {algorithm[:20]!r} is not supported; use one of {', '.join(CHECKSUM_ALGORITHMS)}",
+            UPLOAD_CHECKSUM,
+        )
+    try:
+        digest = base64.b64decode(encoded.encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError, ValueError):
+        raise _bad("Upload-Checksum digest is not valid base64", UPLOAD_CHECKSUM) from None
+    if len(digest) != hashlib.new(algorithm).digest_size:
+        raise _bad(f"Upload-Checksum digest has the wrong length for {algorithm}", UPLOAD_CHECKSUM)
+    return Checksum(algorithm, digest)
+
+
+def checksum_of(data: bytes, algorithm: str = "sha1") -> Checksum:
+    return Checksum(algorithm, hashlib.new(algorithm, data).digest())
+
+
+def format_expires(epoch_seconds: float) -> str:
+    """RFC 9110 HTTP-date, as tus expiration wants it."""
+    return datetime.fromtimestamp(epoch_seconds, UTC).strftime("%a, %d %b %Y %H:%M:%S GMT")
+
+
+def options_headers() -> dict[str, str]:
+    """What ``OPTIONS`` advertises: the server's tus version, extensions and limits."""
+    return {
+        TUS_RESUMABLE: TUS_VERSION,
+        TUS_VERSION_HEADER: TUS_VERSION,
+        TUS_EXTENSION: ",".join(TUS_EXTENSIONS),
+        TUS_MAX_SIZE: str(MAX_SEGMENT_BYTES),
+        TUS_CHECKSUM_ALGORITHM: ",".join(CHECKSUM_ALGORITHMS),
+        HARBOUR_MAX_CHUNK: str(MAX_CHUNK_BYTES),
+    }
