@@ -33,12 +33,13 @@ class ChunkSizer:
             raise ValueError(f"chunk sizes must satisfy 0 < {self.minimum} <= {self.size} <= {self.maximum}")
 
     def on_success(self, sent_bytes: int, seconds: float) -> None:
-        if sent_bytes <= 0 or seconds <= 0:
+        if sent_bytes <= 0 or not seconds > 0:  # also refuses NaN
             return
         sample = sent_bytes / seconds
         self.rate = sample if self.rate is None else RATE_SMOOTHING * sample + (1 - RATE_SMOOTHING) * self.rate
-        target = int(self.rate * CHUNK_TARGET_SECONDS)
-        self.size = max(self.minimum, min(self.maximum, target, self.size * GROWTH_LIMIT))
+        # min() before int(): a chunk timed at ~0 s gives an infinite rate, which int() cannot take.
+        target = min(self.rate * CHUNK_TARGET_SECONDS, self.maximum, self.size * GROWTH_LIMIT)
+        self.size = max(self.minimum, int(target))
 
     def on_cut(self) -> None:
         self.size = max(self.minimum, self.size // 2)

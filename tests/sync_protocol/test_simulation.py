@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -64,6 +65,16 @@ def test_without_chunk_checksums_the_segment_digest_still_guards_the_commit(payl
     assert_exactly_once(hub, edge, stats)
 
 
+class CutAt:
+    """An rng whose every truncation cuts at the same byte."""
+
+    def __init__(self, cut: int) -> None:
+        self.cut = cut
+
+    def randrange(self, start, stop=None):
+        return min(self.cut, start - 1) if stop is None else start
+
+
 def test_a_cut_at_every_byte_offset_of_every_chunk_still_commits_once():
     payload = bytes(range(256)) * 2  # 512 bytes: 8 chunks of 64
     for chunk_index in range(8):
@@ -73,11 +84,7 @@ def test_a_cut_at_every_byte_offset_of_every_chunk_still_commits_once():
             hub = SimulatedHub()
             edge = build_segments("ship-1", "sales", [payload])
 
-            class CutAt:
-                def randrange(self, start, stop=None):
-                    return min(cut, start - 1) if stop is None else start
-
-            stats = Simulation(hub, edge, faults, CutAt(), chunk_size=64, min_chunk=64).run()
+            stats = Simulation(hub, edge, faults, CutAt(cut), chunk_size=64, min_chunk=64).run()
             assert_exactly_once(hub, edge, stats)
 
 
@@ -95,3 +102,12 @@ def test_corruption_without_checksums_eventually_parks_instead_of_looping():
     hub, edge, stats = run([b"q" * 40], faults, seed=5, checksums=False, chunk=64)
     assert len(stats.parked) == 1 and "sha256" in stats.parked[0]
     assert hub.ledger == {}
+
+
+@pytest.mark.soak
+@settings(max_examples=30_000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(payload_list=payloads, faults=st.lists(st.sampled_from(ALL_FAULTS), max_size=200), seed=st.integers(0, 2**32),
+       chunk=st.sampled_from([8, 64, 300]))
+def test_soak_long_fault_sequences(payload_list, faults, seed, chunk):
+    hub, edge, stats = run(payload_list, faults, seed, chunk=chunk)
+    assert_exactly_once(hub, edge, stats)

@@ -1,0 +1,169 @@
+from __future__ import annotations
+
+import pytest
+
+from sync_protocol.errors import ErrorCode, LocalProtocolError, RemoteProtocolError
+from sync_protocol.identifiers import SegmentId
+from sync_protocol.limits import GENESIS_DIGEST, UPLOAD_EXPIRY_SECONDS
+from sync_protocol.manifest import Manifest, sha256_hex
+from sync_protocol.receiver import (
+    RECEIVER_TRANSITIONS,
+    CommitSegment,
+    DiscardUpload,
+    DropChunk,
+    KeepChunk,
+    ResetStaging,
+    Respond,
+    RxState,
+    StoreChunk,
+    UploadReceiver,
+)
+from sync_protocol.tus import COMMITTED, HARBOUR_COMMIT, UPLOAD_OFFSET, checksum_of
+
+DATA = b"0123456789" * 10
+SEGMENT = SegmentId.of("ship-1", "telemetry", 1)
+
+
+def manifest(data: bytes = DATA) -> Manifest:
+    return Manifest(SEGMENT, 10, len(data), sha256_hex(data), sha256_hex(b"s"), GENESIS_DIGEST, 1, 0)
+
+
+def created() -> UploadReceiver:
+    receiver = UploadReceiver(SEGMENT)
+    decision = receiver.create(manifest(), len(DATA), now=0)
+    assert isinstance(decision, ResetStaging) and decision.answer.status == 201
+    assert decision.answer.headers["Location"] == "/v1/sync/uploads/ship-1.telemetry.1"
+    return receiver
+
+
+def send(receiver: UploadReceiver, offset: int, data: bytes, *, damaged=False, cut=None):
+    plan = receiver.begin_chunk(offset, len(data), checksum_of(data), now=1)
+    assert isinstance(plan, StoreChunk)
+    received = data if cut is None else data[:cut]
+    ok = None if cut is not None else (not damaged)
+    return receiver.end_chunk(plan, len(received), ok, now=1)
+
+
+def test_every_state_has_a_row_in_the_table():
+    assert set(RECEIVER_TRANSITIONS) == set(RxState)
+
+
+def test_happy_path_ends_committed_and_says_so():
+    receiver = created()
+    first = send(receiver, 0, DATA[:60])
+    assert isinstance(first, KeepChunk) and not first.verify and first.answer.headers[UPLOAD_OFFSET] == "60"
+    last = send(receiver, 60, DATA[60:])
+    assert isinstance(last, KeepChunk) and last.verify
+    assert isinstance(receiver.segment_digest(sha256_hex(DATA)), CommitSegment)
+    answer = receiver.committed()
+    assert answer.status == 204 and answer.headers[HARBOUR_COMMIT] == COMMITTED
+    assert receiver.probe(now=2).headers[HARBOUR_COMMIT] == COMMITTED
+
+
+def test_offset_mismatch_is_409_with_the_true_offset():
+    receiver = created()
+    send(receiver, 0, DATA[:30])
+    with pytest.raises(RemoteProtocolError) as caught:
+        receiver.begin_chunk(10, 10, None, now=1)
+    assert caught.value.code is ErrorCode.OFFSET_MISMATCH and caught.value.status == 409
+    assert caught.value.headers[UPLOAD_OFFSET] == "30"
+
+
+def test_damaged_chunk_is_460_and_the_offset_stays():
+    receiver = created()
+    outcome = send(receiver, 0, DATA[:30], damaged=True)
+    assert isinstance(outcome, DropChunk) and outcome.offset == 0
+    assert outcome.error.status == 460 and outcome.error.code is ErrorCode.CHECKSUM_MISMATCH
+    assert receiver.offset == 0
+
+
+def test_cut_chunk_with_checksum_is_dropped_whole_without_checksum_kept_in_part():
+    receiver = created()
+    outcome = send(receiver, 0, DATA[:30], cut=12)
+    assert isinstance(outcome, DropChunk) and outcome.error is None and receiver.offset == 0
+    plan = receiver.begin_chunk(0, 30, None, now=1)
+    outcome = receiver.end_chunk(plan, 12, None, now=1)
+    assert isinstance(outcome, KeepChunk) and outcome.new_offset == 12 == receiver.offset
+
+
+def test_chunk_past_upload_length_is_refused():
+    receiver = created()
+    with pytest.raises(RemoteProtocolError, match="runs past Upload-Length"):
+        receiver.begin_chunk(0, len(DATA) + 1, None, now=1)
+
+
+def test_digest_mismatch_discards_the_upload():
+    receiver = created()
+    send(receiver, 0, DATA)
+    outcome = receiver.segment_digest(sha256_hex(b"other"))
+    assert isinstance(outcome, DiscardUpload) and outcome.error.code is ErrorCode.SEGMENT_DIGEST_MISMATCH
+    assert receiver.state is RxState.ABSENT
+    with pytest.raises(RemoteProtocolError) as caught:
+        receiver.probe(now=2)
+    assert caught.value.status == 404
+
+
+def test_creation_is_idempotent_and_a_new_manifest_replaces_an_uncommitted_upload():
+    receiver = created()
+    send(receiver, 0, DATA[:40])
+    again = receiver.create(manifest(), len(DATA), now=2)
+    assert isinstance(again, Respond) and again.headers[UPLOAD_OFFSET] == "40"
+    other = DATA[::-1]
+    replaced = receiver.create(manifest(other), len(other), now=3)
+    assert isinstance(replaced, ResetStaging) and receiver.offset == 0
+
+
+def test_committed_segment_answers_idempotently_and_refuses_a_different_digest():
+    receiver = UploadReceiver.restore(SEGMENT, committed=manifest())
+    answer = receiver.create(manifest(), len(DATA), now=0)
+    assert isinstance(answer, Respond) and answer.headers[HARBOUR_COMMIT] == COMMITTED
+    replay = receiver.begin_chunk(len(DATA), 0, None, now=0)
+    assert isinstance(replay, Respond) and replay.status == 204
+    with pytest.raises(RemoteProtocolError) as caught:
+        receiver.create(manifest(DATA[::-1]), len(DATA), now=0)
+    assert caught.value.code is ErrorCode.SEGMENT_CONFLICT
+    with pytest.raises(RemoteProtocolError) as caught:
+        receiver.terminate()
+    assert caught.value.code is ErrorCode.ALREADY_COMMITTED
+
+
+def test_upload_length_must_match_the_manifest():
+    with pytest.raises(RemoteProtocolError, match="Upload-Length"):
+        UploadReceiver(SEGMENT).create(manifest(), len(DATA) + 1, now=0)
+
+
+def test_expired_upload_is_gone_and_can_be_created_again():
+    receiver = created()
+    send(receiver, 0, DATA[:10])
+    later = 1 + UPLOAD_EXPIRY_SECONDS
+    assert receiver.expired(later)
+    with pytest.raises(RemoteProtocolError) as caught:
+        receiver.probe(later)
+    assert caught.value.status == 410
+    assert isinstance(receiver.create(manifest(), len(DATA), later), ResetStaging)
+
+
+def test_terminate_then_404():
+    receiver = created()
+    assert receiver.terminate().status == 204
+    with pytest.raises(RemoteProtocolError) as caught:
+        receiver.begin_chunk(0, 1, None, now=1)
+    assert caught.value.status == 404
+
+
+def test_restore_resumes_at_the_durable_offset_or_verifies_a_complete_upload():
+    resumed = UploadReceiver.restore(SEGMENT, staged=manifest(), durable_offset=37, expires_at=10)
+    assert resumed.state is RxState.RECEIVING and resumed.probe(now=1).headers[UPLOAD_OFFSET] == "37"
+    complete = UploadReceiver.restore(SEGMENT, staged=manifest(), durable_offset=len(DATA), expires_at=10)
+    assert complete.state is RxState.VERIFYING
+    with pytest.raises(LocalProtocolError):
+        complete.probe(now=1)  # the hub must verify and commit before serving it
+    with pytest.raises(LocalProtocolError):
+        UploadReceiver.restore(SEGMENT, staged=manifest(), durable_offset=len(DATA) + 1)
+
+
+def test_illegal_moves_are_local_protocol_errors():
+    with pytest.raises(LocalProtocolError):
+        UploadReceiver(SEGMENT).committed()
+    with pytest.raises(LocalProtocolError):
+        UploadReceiver(SEGMENT).segment_digest("0" * 64)
