@@ -1,0 +1,106 @@
+"""Request bodies -> Arrow tables, for the four content types of the ingest API.
+
+Every decoder turns a malformed body into a ``RemoteProtocolError`` (400) that says which format was
+expected and what the parser objected to, so the application's developer can fix the sender; a body
+can never crash the node or be half-stored, because nothing is stored before it decoded completely.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.ipc as pa_ipc
+import pyarrow.json as pa_json
+import pyarrow.parquet as pq
+
+from sync_protocol import ErrorCode, RemoteProtocolError
+
+ARROW_STREAM = "application/vnd.apache.arrow.stream"
+JSON_LINES = "application/x-ndjson"
+CSV = "text/csv"
+PARQUET = "application/vnd.apache.parquet"
+CONTENT_TYPES = (ARROW_STREAM, JSON_LINES, CSV, PARQUET)
+
+MAX_DECODED_FACTOR = 16
+"""A Parquet body may expand to at most this many times its size when decoded. Real data compresses
+2.5-10x (perf-limits.md); a larger claimed expansion is a decompression bomb, refused before decoding."""
+
+MIN_JSON_BLOCK_BYTES = 1024 * 1024
+"""pyarrow.json parses in blocks and rejects a line that straddles two; one block per body avoids that."""
+
+
+def _malformed(kind: str, error: Exception) -> RemoteProtocolError:
+    detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return RemoteProtocolError(
+        f"the body is not valid {kind}: {detail[:300]}", code=ErrorCode.BAD_REQUEST, op="decoding body",
+        subject=kind, hint=f"send a well-formed {kind} body, or set Content-Type to the format actually sent",
+    )
+
+
+def unsupported_type(content_type: str) -> RemoteProtocolError:
+    shown = content_type[:80] or "(none)"
+    return RemoteProtocolError(
+        f"Content-Type {shown!r} is not accepted; use one of {', '.join(CONTENT_TYPES)}",
+        code=ErrorCode.UNSUPPORTED_MEDIA_TYPE, op="decoding body", subject="Content-Type",
+    )
+
+
+def _arrow_stream(body: bytes) -> pa.Table:
+    with pa_ipc.open_stream(pa.BufferReader(body)) as reader:
+        table = reader.read_all()
+    # Offsets and lengths in a hostile stream are only checked by a full validation.
+    table.validate(full=True)
+    return table
+
+
+def _json_lines(body: bytes) -> pa.Table:
+    options = pa_json.ReadOptions(block_size=max(len(body) + 1, MIN_JSON_BLOCK_BYTES))
+    return pa_json.read_json(pa.BufferReader(body), read_options=options)
+
+
+def _csv(body: bytes) -> pa.Table:
+    return pa_csv.read_csv(pa.BufferReader(body))
+
+
+def _parquet(body: bytes) -> pa.Table:
+    parquet_file = pq.ParquetFile(pa.BufferReader(body))
+    metadata = parquet_file.metadata
+    claimed = sum(metadata.row_group(i).total_byte_size for i in range(metadata.num_row_groups))
+    if claimed > MAX_DECODED_FACTOR * len(body):
+        raise ValueError(f"it claims to expand to {claimed} bytes, over {MAX_DECODED_FACTOR}x its size")
+    table = parquet_file.read()
+    table.validate(full=True)
+    return table
+
+
+_DECODERS = {
+    ARROW_STREAM: ("an Arrow IPC stream", _arrow_stream),
+    JSON_LINES: ("JSON Lines (one JSON object per line)", _json_lines),
+    CSV: ("CSV with a header line", _csv),
+    PARQUET: ("Parquet", _parquet),
+}
+
+
+def decode_body(content_type: str, body: bytes) -> pa.Table:
+    """The rows of ``body``; ``content_type`` is the bare media type (no parameters)."""
+    entry = _DECODERS.get(content_type.strip().lower())
+    if entry is None:
+        raise unsupported_type(content_type)
+    kind, decoder = entry
+    if not body:
+        raise RemoteProtocolError(
+            "the body is empty", code=ErrorCode.BAD_REQUEST, op="decoding body", subject=kind,
+            hint="send at least a schema (Arrow, Parquet) or a header line (CSV)",
+        )
+    try:
+        return decoder(body)
+    except (pa.ArrowException, ValueError, OSError, TypeError, IndexError, KeyError) as error:
+        raise _malformed(kind, error) from None
+
+
+def encode_arrow_stream(data: pa.Table | pa.RecordBatch) -> bytes:
+    """The client's wire form, also used by tests: one Arrow IPC stream."""
+    sink = pa.BufferOutputStream()
+    with pa_ipc.new_stream(sink, data.schema) as writer:
+        writer.write(data)
+    return sink.getvalue().to_pybytes()

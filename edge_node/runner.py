@@ -1,0 +1,124 @@
+"""What the CLI commands do once their options are parsed: serve the node, read status, render results.
+
+Kept apart from ``cli.py`` so that ``harbour --help`` imports nothing heavy, and so that the serving
+loop (signals, the "listening on" line tests and supervisors wait for) is in one place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+import signal
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+from aiohttp import web
+
+from sync_protocol import RemoteProtocolError, SiteId
+
+from .config import EdgeConfig
+from .ledger import SegmentLedger
+from .node import EdgeNode
+from .quota import Usage
+from .server import make_app
+from .status import build_status, offline_logs
+
+log = logging.getLogger("edge_node")
+
+LISTENING_LINE = "harbour edge listening on http://{host}:{port}"
+"""Printed on stdout once the socket is bound: supervisors and tests wait for it (port 0 is resolved)."""
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    site: str
+    data_dir: Path
+    host: str
+    port: int
+    hub_url: str | None
+    token: str | None
+    max_disk: int
+    seal_size: int
+    seal_age: float
+    retention: float
+    priorities: dict[str, int]
+    max_body: int
+    housekeeping_interval: float
+    log_level: str
+
+
+def run_node(options: RunOptions, clock: Callable[[], float] | None = None) -> None:
+    import time
+
+    logging.basicConfig(level=options.log_level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = EdgeConfig(
+            site=SiteId(options.site), data_dir=options.data_dir, seal_bytes=options.seal_size,
+            seal_age_seconds=options.seal_age, max_disk_bytes=options.max_disk, retention_seconds=options.retention,
+            priorities=options.priorities, max_body_bytes=options.max_body,
+            housekeeping_interval=options.housekeeping_interval, hub_url=options.hub_url, hub_token=options.token)
+        node = EdgeNode(config, clock or time.time)
+    except (RemoteProtocolError, ValueError, RuntimeError) as error:
+        sys.exit(f"harbour edge run: {error}")
+    node.recover()
+    if options.hub_url:
+        log.info("hub %s configured (token %s); the sync agent is not active in this version: sealed segments "
+                 "wait in the ledger", options.hub_url, "given" if options.token else "MISSING")
+    else:
+        log.info("no --hub given: data is kept locally only")
+    asyncio.run(_serve(node, options.host, options.port))
+
+
+async def _serve(node: EdgeNode, host: str, port: int) -> None:
+    runner = web.AppRunner(make_app(node), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    bound = site._server.sockets[0].getsockname() if site._server else (host, port)  # resolve port 0
+    print(LISTENING_LINE.format(host=bound[0], port=bound[1]), flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("stopping: finishing writes in flight")
+    await runner.cleanup()
+
+
+def offline_status(data_dir: Path, clock: Callable[[], float]) -> dict[str, Any]:
+    """Status read from disk (the node may be running or not)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    ledger = SegmentLedger(data_dir, None, clock)
+    try:
+        logs = offline_logs(data_dir)
+        total, pending, count = ledger.stored_bytes()
+        usage = Usage(total, pending, count, sum(log.size for log in logs.values()))
+        site = ledger.stored_site()
+        return build_status(str(site) if site else None, ledger, logs, usage, None, clock(),
+                            "unknown (read from disk; ask the running node's /v1/status)")
+    finally:
+        ledger.close()
+
+
+def render_result(table: pa.Table, fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps(table.to_pylist(), default=str, indent=1) + "\n"
+    if fmt == "csv":
+        sink = io.BytesIO()
+        pa_csv.write_csv(table, sink)
+        return sink.getvalue().decode()
+    cells = [[str(name) for name in table.column_names]]
+    cells += [["NULL" if v is None else str(v) for v in row.values()] for row in table.to_pylist()]
+    widths = [max(len(row[i]) for row in cells) for i in range(table.num_columns)]
+    lines = [" | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells]
+    lines.insert(1, "-+-".join("-" * w for w in widths))
+    lines.append(f"({table.num_rows} rows)")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,123 @@
+"""The sealer: one closed write-ahead log -> one immutable Parquet (zstd) segment with its manifest.
+
+Order of steps, and why each crash point is safe:
+
+1. write ``<seq>.parquet.tmp`` and fsync it            -- crash: a stray .tmp, removed at start-up
+2. rename to ``<seq>.parquet``, fsync the directory     -- crash: a file no ledger row names; the log is
+                                                           still there and is sealed again to the same name
+3. commit the segment and ``sealed_log_no`` in the ledger -- the commit point: the rows now live in the segment
+4. delete the log                                        -- crash: start-up sees ``sealed_log_no`` and deletes it
+
+The segment gets the lineage column ``_site``, the next seq of its table and the digest of the table's
+previous segment (the hash chain the hub checks, G8).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from sync_protocol import Manifest, SegmentId, SiteId, TableName
+
+from . import schemas, wal
+from .config import PARQUET_COMPRESSION_LEVEL, PARQUET_ROW_GROUP_BYTES, PARQUET_ROW_GROUP_ROWS
+from .ledger import SegmentLedger
+
+log = logging.getLogger(__name__)
+
+SEGMENTS_DIR = "segments"
+SEGMENT_SUFFIX = ".parquet"
+TMP_SUFFIX = ".tmp"
+HASH_BLOCK_BYTES = 1024 * 1024
+
+
+def segment_path(data_dir: Path, table: str, seq: int) -> Path:
+    return data_dir / SEGMENTS_DIR / table / f"{seq:012d}{SEGMENT_SUFFIX}"
+
+
+def with_site(table: pa.Table, site: SiteId) -> pa.Table:
+    return table.append_column(schemas.SITE_COLUMN, pa.array([str(site)] * table.num_rows, pa.string()))
+
+
+def remove_stray_tmp_files(data_dir: Path) -> None:
+    root = data_dir / SEGMENTS_DIR
+    for tmp in root.glob(f"*/*{TMP_SUFFIX}") if root.is_dir() else []:
+        tmp.unlink()
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while block := file.read(HASH_BLOCK_BYTES):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _write_parquet(log_file: Path, target: Path, site: SiteId, quarantine: Path) -> int:
+    """Stream the log's records into ``target`` in bounded row groups; returns the row count."""
+    writer: pq.ParquetWriter | None = None
+    buffered: list[pa.Table] = []
+    buffered_rows = buffered_bytes = rows = 0
+    scans: list[wal.LogScan] = []
+
+    def flush() -> None:
+        nonlocal writer, buffered, buffered_rows, buffered_bytes
+        group = pa.concat_tables(buffered)
+        if writer is None:
+            writer = pq.ParquetWriter(target, group.schema, compression="zstd",
+                                      compression_level=PARQUET_COMPRESSION_LEVEL)
+        writer.write_table(group, row_group_size=max(group.num_rows, 1))
+        buffered, buffered_rows, buffered_bytes = [], 0, 0
+
+    try:
+        for record in wal.iter_records(log_file, scans):
+            part = with_site(wal.read_record(record), site)
+            buffered.append(part)
+            buffered_rows += part.num_rows
+            buffered_bytes += part.nbytes
+            rows += part.num_rows
+            if buffered_rows >= PARQUET_ROW_GROUP_ROWS or buffered_bytes >= PARQUET_ROW_GROUP_BYTES:
+                flush()
+        if buffered:
+            flush()
+    finally:
+        if writer is not None:
+            writer.close()
+    if scans and scans[0].problem:
+        wal.repair_log(scans[0], quarantine)  # logs it; the whole records before the fault are sealed
+    return rows
+
+
+def seal_log(
+    data_dir: Path, site: SiteId, table: str, log_file: Path, ledger: SegmentLedger, *,
+    table_schema: pa.Schema, priority: int, clock: Callable[[], float], quarantine: Path,
+) -> Manifest | None:
+    """Seal one closed log; returns the new segment's manifest, or None if the log held no rows."""
+    seq, prev_sha256 = ledger.chain_head(table)
+    final = segment_path(data_dir, table, seq)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(final.name + TMP_SUFFIX)
+    rows = _write_parquet(log_file, tmp, site, quarantine)
+    if rows == 0:
+        tmp.unlink(missing_ok=True)
+        log_file.unlink()
+        return None
+    with open(tmp, "rb") as file:
+        os.fsync(file.fileno())
+    os.replace(tmp, final)
+    wal.fsync_dir(final.parent)
+    manifest = Manifest.create(
+        SegmentId(site, TableName(table), seq), row_count=rows, byte_size=final.stat().st_size,
+        sha256=_file_sha256(final), schema_fingerprint=schemas.fingerprint(pq.read_schema(final)),
+        prev_sha256=prev_sha256, priority=priority, clock=clock,
+    )
+    ledger.record_sealed(manifest, str(final.relative_to(data_dir)), wal.log_number(log_file), table_schema)
+    log_file.unlink()
+    log.info("sealed %s: %d rows, %d bytes", manifest.segment, rows, manifest.byte_size)
+    return manifest

@@ -1,0 +1,145 @@
+"""The ingest API (aiohttp): thin handlers that parse the request, call the node, answer.
+
+Every error answer is ``sync_protocol``'s JSON error body; a request can only be refused, never half
+stored, and no request can stop the node (G6). A body is streamed into memory up to the configured
+limit (413 beyond), and the bodies of all requests in flight share one byte budget, so memory stays
+bounded however many writers there are (G7).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from aiohttp import web
+
+from sync_protocol import ErrorCode, RemoteProtocolError, TableName, encode_error_body
+
+from . import codecs
+from .config import MAX_INFLIGHT_BODY_BYTES, format_size
+from .node import EdgeNode
+from .status import build_status
+
+log = logging.getLogger(__name__)
+
+READ_CHUNK_BYTES = 256 * 1024
+NODE_KEY = web.AppKey("node", EdgeNode)
+BUDGET_KEY = web.AppKey("budget", object)
+
+
+class ByteBudget:
+    """An async semaphore counted in bytes."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._free = capacity
+        self._changed = asyncio.Condition()
+
+    @asynccontextmanager
+    async def reserve(self, size: int) -> AsyncIterator[None]:
+        size = min(size, self.capacity)
+        async with self._changed:
+            await self._changed.wait_for(lambda: self._free >= size)
+            self._free -= size
+        try:
+            yield
+        finally:
+            async with self._changed:
+                self._free += size
+                self._changed.notify_all()
+
+
+def _json_error(status: int, code: ErrorCode, message: str, hint: str = "") -> web.Response:
+    return web.Response(status=status, body=encode_error_body(code, message, hint), content_type="application/json")
+
+
+def _too_large(limit: int) -> RemoteProtocolError:
+    return RemoteProtocolError(
+        f"the body is larger than {format_size(limit)}", code=ErrorCode.TOO_LARGE, op="reading body",
+        subject="request body", hint="split the rows into several writes",
+    )
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except RemoteProtocolError as error:
+        return web.Response(status=error.status, body=error.to_body(), content_type="application/json",
+                            headers=error.headers)
+    except web.HTTPException as error:
+        if error.status < 400:
+            raise
+        message = f"{request.method} {request.path[:100]}: {error.reason}"
+        hint = "see the edge ingest API: POST /v1/tables/{table}, GET /v1/status, GET /healthz"
+        return _json_error(error.status, ErrorCode.BAD_REQUEST, message, hint)
+    except Exception:
+        log.exception("internal error handling %s %s", request.method, request.path[:100])
+        return _json_error(500, ErrorCode.INTERNAL, "internal error in the edge node; the write was not stored",
+                           "retry; if it persists, send the node's log to support")
+
+
+async def _read_body(request: web.Request, limit: int) -> bytes:
+    body = bytearray()
+    async for chunk in request.content.iter_chunked(READ_CHUNK_BYTES):
+        body += chunk
+        if len(body) > limit:
+            raise _too_large(limit)
+    return bytes(body)
+
+
+async def ingest(request: web.Request) -> web.Response:
+    node = request.app[NODE_KEY]
+    table = TableName(request.match_info["table"])
+    content_type = request.content_type
+    if content_type not in codecs.CONTENT_TYPES:
+        raise codecs.unsupported_type(request.headers.get("Content-Type", ""))
+    limit = node.config.max_body_bytes
+    length = request.content_length
+    if length is not None and length > limit:
+        raise _too_large(limit)
+    node.check_quota(length or 0)
+    async with request.app[BUDGET_KEY].reserve(length if length is not None else limit):
+        body = await _read_body(request, limit)
+        data = await asyncio.get_running_loop().run_in_executor(None, codecs.decode_body, content_type, body)
+        del body
+        rows = await node.write(table, data)
+    return web.json_response({"table": str(table), "rows": rows})
+
+
+async def status(request: web.Request) -> web.Response:
+    node = request.app[NODE_KEY]
+    logs = {table: node.wal.pending_summary(table) for table in node.wal.tables()}
+    report = build_status(str(node.config.site), node.ledger, logs, node.usage(), node.config.max_disk_bytes,
+                          node.clock(), node.sync_state)
+    return web.json_response(report)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    node = request.app[NODE_KEY]
+    if node.quota.would_exceed(node.usage(), 0):
+        return _json_error(503, ErrorCode.DISK_FULL, "disk quota reached: writes are refused",
+                           "see GET /v1/status for what is waiting to be synced")
+    return web.json_response({"ok": True, "site": str(node.config.site)})
+
+
+def make_app(node: EdgeNode) -> web.Application:
+    # client_max_size only bounds request.read(); ingest streams and enforces the limit itself.
+    app = web.Application(middlewares=[error_middleware], client_max_size=node.config.max_body_bytes)
+    app[NODE_KEY] = node
+    app[BUDGET_KEY] = ByteBudget(max(MAX_INFLIGHT_BODY_BYTES, node.config.max_body_bytes))
+    app.router.add_post("/v1/tables/{table}", ingest)
+    app.router.add_get("/v1/status", status)
+    app.router.add_get("/healthz", healthz)
+
+    async def on_startup(_: web.Application) -> None:
+        await node.start()
+
+    async def on_cleanup(_: web.Application) -> None:
+        await node.stop()
+
+    app.on_startup.append(on_startup)
+    app.on_cleanup.append(on_cleanup)
+    return app

@@ -1,0 +1,86 @@
+"""What ``GET /v1/status`` and ``harbour edge status`` report, built the same way for both.
+
+Per table: rows still in the write-ahead log, sealed segments waiting for the hub (pending), parked
+ones, acked totals, and the age of the oldest row not yet acked by the hub -- the number a ship's crew
+watches to see how far behind the link is.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from . import wal
+from .config import format_size
+from .ledger import SegmentLedger, TableCounts
+from .quota import Usage
+
+
+def table_report(counts: TableCounts | None, log: wal.PendingLog, name: str, now: float) -> dict[str, Any]:
+    oldest = [ms for ms in (counts.oldest_pending_ms if counts else None, log.first_ms) if ms is not None]
+    return {
+        "table": name,
+        "priority": counts.priority if counts else None,
+        "log_rows": log.rows,
+        "log_bytes": log.size,
+        "pending_segments": counts.pending_segments if counts else 0,
+        "pending_rows": (counts.pending_rows if counts else 0) + log.rows,
+        "pending_bytes": (counts.pending_bytes if counts else 0) + log.size,
+        "parked_segments": counts.parked_segments if counts else 0,
+        "acked_segments": counts.acked_segments if counts else 0,
+        "acked_rows": counts.acked_rows if counts else 0,
+        "oldest_pending_age_seconds": round(max(0.0, now - min(oldest) / 1000), 3) if oldest else None,
+        "last_acked_at": counts.last_acked_at if counts else None,
+    }
+
+
+def build_status(
+    site: str | None, ledger: SegmentLedger, logs: dict[str, wal.PendingLog], usage: Usage, max_disk: int | None,
+    now: float, sync_state: str,
+) -> dict[str, Any]:
+    counts = {c.table: c for c in ledger.table_counts()}
+    names = sorted(set(counts) | {name for name, log in logs.items() if log.rows})
+    acked_times = [c.last_acked_at for c in counts.values() if c.last_acked_at is not None]
+    return {
+        "site": site,
+        "tables": [table_report(counts.get(n), logs.get(n, wal.PendingLog()), n, now) for n in names],
+        "last_successful_sync": max(acked_times) if acked_times else None,
+        "link": sync_state,
+        "disk": {"used_bytes": usage.total, "max_bytes": max_disk, "pending_segment_bytes": usage.pending_segment_bytes,
+                 "log_bytes": usage.log_bytes},
+    }
+
+
+def offline_logs(data_dir: Path) -> dict[str, wal.PendingLog]:
+    """Unsealed log contents read from disk, for ``harbour edge status`` (the node may be running: a
+    record being appended right now reads as a torn tail and is simply not counted yet)."""
+    result = {}
+    root = data_dir / "wal"
+    for directory in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
+        summary = wal.PendingLog()
+        for path in wal.list_logs(directory):
+            try:
+                scan = wal.scan_log(path)
+            except FileNotFoundError:  # sealed and deleted while we looked
+                continue
+            summary.rows += scan.rows
+            summary.size += scan.good_bytes
+            if scan.first_ms is not None:
+                summary.first_ms = min(summary.first_ms or scan.first_ms, scan.first_ms)
+        result[directory.name] = summary
+    return result
+
+
+def render_text(report: dict[str, Any]) -> str:
+    lines = [f"site {report['site'] or '(none yet)'} -- link: {report['link']}",
+             f"disk: {format_size(report['disk']['used_bytes'])} used"
+             + (f" of {format_size(report['disk']['max_bytes'])}" if report["disk"]["max_bytes"] else "")]
+    header = ("table", "pending rows", "pending bytes", "segments", "parked", "acked rows", "oldest pending")
+    rows = [header]
+    for t in report["tables"]:
+        age = t["oldest_pending_age_seconds"]
+        rows.append((t["table"], str(t["pending_rows"]), format_size(t["pending_bytes"]), str(t["pending_segments"]),
+                     str(t["parked_segments"]), str(t["acked_rows"]), "-" if age is None else f"{age:.0f} s"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    return "\n".join(lines)
