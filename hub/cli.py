@@ -1,10 +1,195 @@
-"""``harbour hub ...``: run the hub and manage its sites, operators, queries and status."""
+"""``harbour hub ...``: run the hub and manage its sites, operators, queries and status.
+
+Every command takes ``--data DIR`` (or ``HARBOUR_HUB_DATA``) and creates DIR when it is new, so sites
+can be registered before the first ``hub run``; all of them work while ``hub run`` serves the same DIR
+(SQLite in WAL mode). ``--config F`` on the group reads defaults from a TOML file's ``[hub]`` table;
+flags win over the environment, the environment over the file.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
+import os
+import sys
+import time
+import tomllib
+from pathlib import Path
+
 import click
+
+from sync_protocol.errors import RemoteProtocolError
+from sync_protocol.identifiers import SiteId
+
+DATA_HELP = "the hub's data directory (created if new); env HARBOUR_HUB_DATA"
+
+
+def _data_option(command):
+    return click.option(
+        "--data", "data", envvar="HARBOUR_HUB_DATA", required=True, help=DATA_HELP,
+        type=click.Path(file_okay=False, path_type=Path),
+    )(command)
+
+
+def _site(ctx, param, value: str) -> SiteId:
+    try:
+        return SiteId(value)
+    except RemoteProtocolError as error:
+        raise click.BadParameter(error.message) from None
+
+
+def _listen(ctx, param, value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise click.BadParameter(f"{value!r} is not HOST:PORT (for example 0.0.0.0:8700)")
+    return host.strip("[]"), int(port)
+
+
+def _load_config(ctx, param, value: Path | None) -> None:
+    if value is None:
+        return
+    try:
+        document = tomllib.loads(value.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as error:
+        raise click.BadParameter(f"cannot read {value}: {error}") from None
+    section = document.get("hub", {})
+    if not isinstance(section, dict):
+        raise click.BadParameter(f"{value}: [hub] must be a table")
+    shared = {k.replace("-", "_"): v for k, v in section.items() if not isinstance(v, dict)}
+    per_command = {k: {**shared, **{kk.replace("-", "_"): vv for kk, vv in v.items()}}
+                   for k, v in section.items() if isinstance(v, dict)}
+    ctx.default_map = {name: {**shared, **per_command.get(name, {})}
+                       for name in ("run", "add-site", "revoke-site", "add-operator", "status", "query")}
+
+
+def _open(data: Path):
+    from .db import Database
+    from .layout import HubLayout
+
+    layout = HubLayout.create(data)
+    return layout, Database(layout.database)
 
 
 @click.group()
+@click.option("--config", type=click.Path(dir_okay=False, exists=True, path_type=Path), callback=_load_config,
+              expose_value=False, is_eager=True, help="TOML file with a [hub] table of defaults")
 def hub() -> None:
     """The harbour side: receives segments from every ship and merges them into fleet tables."""
+
+
+@hub.command()
+@_data_option
+@click.option("--listen", default="127.0.0.1:8700", show_default=True, callback=_listen, envvar="HARBOUR_HUB_LISTEN",
+              help="HOST:PORT to serve on; env HARBOUR_HUB_LISTEN")
+@click.option("--tls-cert", type=click.Path(dir_okay=False, exists=True, path_type=Path), help="PEM certificate")
+@click.option("--tls-key", type=click.Path(dir_okay=False, exists=True, path_type=Path), help="PEM private key")
+@click.option("--log-level", default="info", show_default=True,
+              type=click.Choice(["debug", "info", "warning", "error"]))
+def run(data: Path, listen: tuple[str, int], tls_cert: Path | None, tls_key: Path | None, log_level: str) -> None:
+    """Run the hub: tus ingest under /v1/sync, merger, /v1/fleet, /metrics, /healthz.
+
+    Stops cleanly on SIGTERM or Ctrl-C; a hub killed any other way picks up where it was on restart.
+    """
+    from .faults import CRASH_ENV, crash_hook
+    from .server import HubAlreadyRunning, run_hub, ssl_context
+
+    logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        tls = ssl_context(tls_cert, tls_key)
+        crash = crash_hook(os.environ.get(CRASH_ENV))
+    except (ValueError, OSError) as error:
+        raise click.UsageError(str(error)) from None
+    host, port = listen
+    try:
+        run_hub(data, host, port, tls=tls, clock=time.time, crash=crash)
+    except HubAlreadyRunning as error:
+        raise click.ClickException(str(error)) from None
+    except OSError as error:
+        raise click.ClickException(f"cannot serve on {host}:{port}: {error}") from None
+
+
+@hub.command("add-site")
+@click.argument("site", callback=_site)
+@_data_option
+@click.option("--rotate", is_flag=True, help="replace the token of an existing site (the old one stops working)")
+def add_site(site: SiteId, data: Path, rotate: bool) -> None:
+    """Register SITE and print its new token (the only line on stdout; the hub keeps only a hash)."""
+    from .registry import RegistryError, SiteRegistry
+
+    _, database = _open(data)
+    try:
+        token = SiteRegistry(database, time.time).add_site(site, rotate=rotate)
+    except RegistryError as error:
+        raise click.ClickException(str(error)) from None
+    finally:
+        database.close()
+    click.echo(token)
+
+
+@hub.command("revoke-site")
+@click.argument("site", callback=_site)
+@_data_option
+def revoke_site(site: SiteId, data: Path) -> None:
+    """Stop SITE's token working, at once (also in a running hub). Its data stays."""
+    from .registry import RegistryError, SiteRegistry
+
+    _, database = _open(data)
+    try:
+        SiteRegistry(database, time.time).revoke_site(site)
+    except RegistryError as error:
+        raise click.ClickException(str(error)) from None
+    finally:
+        database.close()
+    click.echo(f"revoked site {site}; `harbour hub add-site {site} --rotate` issues a new token", err=True)
+
+
+@hub.command("add-operator")
+@click.argument("name")
+@_data_option
+@click.option("--rotate", is_flag=True, help="replace the token of an existing operator")
+def add_operator(name: str, data: Path, rotate: bool) -> None:
+    """Create an operator token (for /v1/fleet) and print it as the only line on stdout."""
+    from .registry import RegistryError, SiteRegistry
+
+    _, database = _open(data)
+    try:
+        token = SiteRegistry(database, time.time).add_operator(name, rotate=rotate)
+    except RegistryError as error:
+        raise click.ClickException(str(error)) from None
+    finally:
+        database.close()
+    click.echo(token)
+
+
+@hub.command()
+@_data_option
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def status(data: Path, fmt: str) -> None:
+    """Per site and table: rows merged, watermark, gaps, last contact; and the quarantine."""
+    from .ledger import SqliteLedger
+    from .registry import SiteRegistry
+    from .status import fleet_report, format_report
+
+    _, database = _open(data)
+    try:
+        report = fleet_report(SqliteLedger(database, time.time), SiteRegistry(database, time.time), time.time)
+    finally:
+        database.close()
+    click.echo(json.dumps(report, indent=1) if fmt == "json" else format_report(report))
+
+
+@hub.command()
+@_data_option
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
+@click.argument("sql")
+def query(data: Path, fmt: str, sql: str) -> None:
+    """Run read-only SQL over the merged tables (one per edge table; lineage columns _site, _seq, _ingested_at)."""
+    from .layout import HubLayout
+    from .query import QueryError, format_result, run_query
+
+    try:
+        result = run_query(HubLayout.create(data), sql)
+    except QueryError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(format_result(result, fmt))

@@ -1,0 +1,237 @@
+"""The hub's HTTP surface (aiohttp): tus ingest under ``/v1/sync/uploads``, fleet API, metrics, health.
+
+Handlers are thin: parse the request with ``sync_protocol.tus``/``manifest``, authenticate and authorise,
+ask the upload service (which asks the receiver state machine), and send what comes back. Every error is
+a ``RemoteProtocolError`` turned into its status and JSON body by one middleware, which also logs each
+rejected request with the site and the reason (G5, G6).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from sync_protocol.errors import ErrorCode, RemoteProtocolError, encode_error_body
+from sync_protocol.identifiers import SegmentId
+from sync_protocol.limits import TUS_VERSION
+from sync_protocol.manifest import Manifest
+from sync_protocol.receiver import Respond
+from sync_protocol.tus import (
+    PATCH_CONTENT_TYPE,
+    TUS_RESUMABLE,
+    UPLOAD_CHECKSUM,
+    UPLOAD_LENGTH,
+    UPLOAD_METADATA,
+    UPLOAD_OFFSET,
+    UPLOADS_PATH,
+    check_tus_resumable,
+    options_headers,
+    parse_checksum,
+    parse_content_length,
+    parse_length,
+    parse_offset,
+)
+
+from . import auth
+from .registry import Principal, SiteRegistry
+from .uploads import UploadService
+
+log = logging.getLogger("harbour.hub.http")
+
+CONTACT_RECORD_INTERVAL_SECONDS = 10.0
+"""Last contact is written at most this often per site: a ship sending a chunk a second must not turn
+into a fsync'd SQLite write a second, and "last contact" is read in minutes, not seconds."""
+
+RunInThread = Callable[..., Awaitable]
+
+
+@dataclass
+class HubContext:
+    """What the handlers need, assembled by ``hub.server``."""
+
+    registry: SiteRegistry
+    uploads: UploadService
+    run_in_thread: RunInThread
+    clock: Callable[[], float]
+    fleet: Callable[[], dict]
+    metrics_text: Callable[[], str]
+    observe: Callable[[str, str, int], None]
+    rejected: Callable[[str], None]
+    healthy: Callable[[], bool]
+    last_contact_written: dict[str, float] = field(default_factory=dict)
+
+
+CONTEXT = web.AppKey("harbour_hub_context", HubContext)
+
+
+def _answer(respond: Respond | None) -> web.Response:
+    if respond is None:  # the body was cut: the client is gone, but aiohttp still wants a response
+        return web.Response(status=400, headers={TUS_RESUMABLE: TUS_VERSION})
+    return web.Response(status=respond.status, headers=respond.headers)
+
+
+def _error_response(error: RemoteProtocolError) -> web.Response:
+    headers = {TUS_RESUMABLE: TUS_VERSION, **error.headers}
+    return web.Response(status=error.status, body=error.to_body(), headers=headers, content_type="application/json")
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
+    context = request.app[CONTEXT]
+    route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
+    try:
+        response = await handler(request)
+    except RemoteProtocolError as error:
+        context.rejected(error.code.slug)
+        principal: Principal | None = request.get("principal")
+        log.warning(
+            "rejected %s %s site=%s caller=%s status=%d code=%s reason=%s", request.method, request.path[:200],
+            request.get("site", "-"), principal.name if principal else "-", error.status, error.code.slug, error,
+        )
+        response = _error_response(error)
+    except web.HTTPException as error:  # routing: unknown path or method
+        context.rejected(f"http-{error.status}")
+        log.warning("rejected %s %s status=%d reason=%s", request.method, request.path[:200], error.status,
+                    error.reason)
+        code = ErrorCode.BAD_REQUEST if error.status != 405 else ErrorCode.BAD_REQUEST
+        body = encode_error_body(code, f"{error.reason}: {request.method} {request.path[:200]}",
+                                 "see docs/hub.md for the hub's HTTP API")
+        response = web.Response(status=error.status, body=body, content_type="application/json",
+                                headers={k: v for k, v in error.headers.items() if k.lower() == "allow"})
+    except Exception:
+        log.exception("internal error on %s %s", request.method, request.path[:200])
+        error = RemoteProtocolError("internal error in the hub; the request may be retried",
+                                    code=ErrorCode.INTERNAL, hint="the hub's log has the details")
+        response = _error_response(error)
+    context.observe(request.method, route, response.status)
+    return response
+
+
+# -- helpers ---------------------------------------------------------------------------------------------
+
+
+async def _principal(request: web.Request) -> Principal:
+    context = request.app[CONTEXT]
+    principal = await context.run_in_thread(
+        auth.authenticate, context.registry, request.headers.get("Authorization")
+    )
+    request["principal"] = principal
+    return principal
+
+
+async def _as_site(request: web.Request, segment: SegmentId) -> None:
+    request["site"] = str(segment.site)
+    principal = await _principal(request)
+    auth.authorize_site(principal, segment.site)
+    context = request.app[CONTEXT]
+    now = context.clock()
+    if now - context.last_contact_written.get(principal.name, 0.0) >= CONTACT_RECORD_INTERVAL_SECONDS:
+        context.last_contact_written[principal.name] = now
+        await context.run_in_thread(context.registry.touch, segment.site)
+
+
+def _segment(request: web.Request) -> SegmentId:
+    key = request.match_info["key"]
+    request["site"] = key.split(".", 1)[0][:63]
+    return SegmentId.from_upload_key(key)
+
+
+# -- tus -------------------------------------------------------------------------------------------------
+
+
+async def options(request: web.Request) -> web.Response:
+    # Capability discovery reveals nothing about any site, and CORS preflights cannot carry a token.
+    return web.Response(status=204, headers=options_headers())
+
+
+async def create(request: web.Request) -> web.Response:
+    await _principal(request)
+    check_tus_resumable(request.headers.get(TUS_RESUMABLE))
+    length = parse_length(request.headers.get(UPLOAD_LENGTH))
+    metadata = request.headers.get(UPLOAD_METADATA)
+    if metadata is None:
+        raise RemoteProtocolError(
+            "Upload-Metadata with the Harbour segment manifest is required", code=ErrorCode.BAD_MANIFEST,
+            op="creating upload", hint="see docs/protocol.md for the manifest fields",
+        )
+    manifest = Manifest.from_upload_metadata(metadata)
+    await _as_site(request, manifest.segment)
+    return _answer(await request.app[CONTEXT].uploads.create(manifest, length))
+
+
+async def head(request: web.Request) -> web.Response:
+    segment = _segment(request)
+    await _as_site(request, segment)
+    check_tus_resumable(request.headers.get(TUS_RESUMABLE))
+    return _answer(await request.app[CONTEXT].uploads.probe(segment))
+
+
+async def patch(request: web.Request) -> web.Response:
+    segment = _segment(request)
+    await _as_site(request, segment)
+    check_tus_resumable(request.headers.get(TUS_RESUMABLE))
+    if request.headers.get("Content-Type", "").split(";")[0].strip().lower() != PATCH_CONTENT_TYPE:
+        raise RemoteProtocolError(
+            f"PATCH needs Content-Type {PATCH_CONTENT_TYPE}", code=ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+            op="patching", subject=str(segment),
+        )
+    offset = parse_offset(request.headers.get(UPLOAD_OFFSET))
+    length = parse_content_length(request.headers.get("Content-Length"))
+    checksum = parse_checksum(request.headers.get(UPLOAD_CHECKSUM))
+    answer = await request.app[CONTEXT].uploads.patch(segment, offset, length, checksum, request.content)
+    return _answer(answer)
+
+
+async def delete(request: web.Request) -> web.Response:
+    segment = _segment(request)
+    await _as_site(request, segment)
+    check_tus_resumable(request.headers.get(TUS_RESUMABLE))
+    return _answer(await request.app[CONTEXT].uploads.terminate(segment))
+
+
+# -- fleet, metrics, health ------------------------------------------------------------------------------
+
+
+async def fleet(request: web.Request) -> web.Response:
+    auth.authorize_operator(await _principal(request))
+    context = request.app[CONTEXT]
+    report = await context.run_in_thread(context.fleet)
+    return web.json_response(report, dumps=lambda doc: json.dumps(doc, indent=1))
+
+
+async def metrics(request: web.Request) -> web.Response:
+    context = request.app[CONTEXT]
+    text = await context.run_in_thread(context.metrics_text)
+    return web.Response(text=text, content_type="text/plain", charset="utf-8",
+                        headers={"X-Content-Type-Options": "nosniff"})
+
+
+async def healthz(request: web.Request) -> web.Response:
+    healthy = request.app[CONTEXT].healthy()
+    return web.json_response({"ok": healthy}, status=200 if healthy else 503)
+
+
+async def index(request: web.Request) -> web.Response:
+    from .status_page import PAGE
+
+    return web.Response(text=PAGE, content_type="text/html", headers={"Cache-Control": "no-store"})
+
+
+def build_app(context: HubContext) -> web.Application:
+    app = web.Application(middlewares=[error_middleware], client_max_size=64 * 1024)
+    app[CONTEXT] = context
+    app.router.add_route("OPTIONS", UPLOADS_PATH, options)
+    app.router.add_route("OPTIONS", UPLOADS_PATH + "/{key}", options)
+    app.router.add_post(UPLOADS_PATH, create)
+    app.router.add_route("HEAD", UPLOADS_PATH + "/{key}", head)
+    app.router.add_patch(UPLOADS_PATH + "/{key}", patch)
+    app.router.add_delete(UPLOADS_PATH + "/{key}", delete)
+    app.router.add_get("/v1/fleet", fleet, allow_head=False)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/", index)
+    return app

@@ -1,0 +1,333 @@
+"""The exactly-once segment ledger (G2, G3, G8).
+
+Two kinds of record live here:
+
+* **upload records** (``uploads``): the manifest and the *durable* offset of every upload not yet
+  committed. The offset is written after the staging file's fsync and before the answer, so after a
+  crash the record is the truth and anything past it in the staging file is garbage.
+* **segments** (``segments``): one row per committed ``(site, table, seq)``, the primary key that
+  makes a commit happen exactly once. A row moves ``committed -> merging -> merged`` as the merger
+  puts it into the Delta table, or to ``quarantined`` when it cannot be merged.
+
+Merge batches (``merge_batches``) record which segments a Delta commit holds: the batch id is written
+into that commit as a Delta application transaction (``app_id=MERGER_APP_ID, version=batch_id``), so
+a restarted hub can tell whether a batch it planned reached the table (see ``hub/merger.py``).
+
+Handlers and the merger see only the ``SegmentLedger`` protocol; ``SqliteLedger`` is the embedded
+implementation, and a PostgreSQL one can follow without touching them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from sync_protocol.chain import ChainLink, check_link
+from sync_protocol.errors import ErrorCode, RemoteProtocolError
+from sync_protocol.identifiers import SegmentId, SiteId, TableName
+from sync_protocol.manifest import Manifest
+
+from .db import Database
+
+COMMITTED, MERGING, MERGED, QUARANTINED = "committed", "merging", "merged", "quarantined"
+
+
+@dataclass(frozen=True)
+class StagedUpload:
+    manifest: Manifest
+    offset: int
+    expires_at: float
+
+
+@dataclass(frozen=True)
+class CommittedSegment:
+    manifest: Manifest
+    committed_at: float
+    state: str
+
+    @property
+    def segment(self) -> SegmentId:
+        return self.manifest.segment
+
+
+@dataclass(frozen=True)
+class MergeBatch:
+    batch_id: int
+    table: TableName
+    segments: tuple[CommittedSegment, ...]
+
+
+@dataclass(frozen=True)
+class TableProgress:
+    """One (site, table) as status and the fleet API show it."""
+
+    site: str
+    table: str
+    segments_committed: int
+    rows_committed: int
+    rows_merged: int
+    segments_pending: int
+    quarantined: int
+    links: Mapping[int, ChainLink]
+
+
+@dataclass(frozen=True)
+class QuarantineEntry:
+    segment: SegmentId
+    reason: str
+    at: float
+
+
+class SegmentLedger(Protocol):
+    """What the upload handlers and the merger need from a ledger."""
+
+    # uploads
+    def staged(self, segment: SegmentId) -> StagedUpload | None: ...
+    def all_staged(self) -> list[StagedUpload]: ...
+    def save_staged(self, manifest: Manifest, offset: int, expires_at: float) -> None: ...
+    def drop_staged(self, segment: SegmentId) -> None: ...
+    def check_chain(self, manifest: Manifest) -> None: ...
+    def committed(self, segment: SegmentId) -> Manifest | None: ...
+    def commit(self, manifest: Manifest, now: float) -> bool: ...
+    # merger
+    def tables_pending(self) -> list[TableName]: ...
+    def pending(self, table: TableName, limit: int) -> list[CommittedSegment]: ...
+    def plan_batch(self, table: TableName, segments: list[SegmentId]) -> MergeBatch: ...
+    def open_batches(self) -> list[MergeBatch]: ...
+    def finish_batch(self, batch_id: int, delta_version: int | None, now: float) -> None: ...
+    def abandon_batch(self, batch_id: int) -> None: ...
+    def quarantine(self, segment: SegmentId, reason: str, now: float) -> None: ...
+    def segment_state(self, segment: SegmentId) -> str | None: ...
+    # status
+    def progress(self) -> list[TableProgress]: ...
+    def quarantined(self) -> list[QuarantineEntry]: ...
+    def oldest_pending_commit(self) -> float | None: ...
+
+
+def _manifest(text: str) -> Manifest:
+    return Manifest.from_upload_metadata(text)
+
+
+class SqliteLedger:
+    """``SegmentLedger`` on the hub's SQLite database."""
+
+    def __init__(self, database: Database, clock: Callable[[], float]) -> None:
+        self._database = database
+        self._clock = clock
+        self._ensure_schema()
+
+    def _ensure_schema(self) -> None:
+        db = self._database.db
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS uploads (site TEXT NOT NULL, tbl TEXT NOT NULL, seq INTEGER NOT NULL,"
+            " metadata TEXT NOT NULL, durable_offset INTEGER NOT NULL, expires_at REAL NOT NULL,"
+            " PRIMARY KEY (site, tbl, seq))"
+        )
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS segments (site TEXT NOT NULL, tbl TEXT NOT NULL, seq INTEGER NOT NULL,"
+            " sha256 TEXT NOT NULL, prev_sha256 TEXT NOT NULL, row_count INTEGER NOT NULL,"
+            " byte_size INTEGER NOT NULL, metadata TEXT NOT NULL, committed_at REAL NOT NULL,"
+            " state TEXT NOT NULL, batch_id INTEGER, merged_at REAL, delta_version INTEGER, reason TEXT,"
+            " PRIMARY KEY (site, tbl, seq))"
+        )
+        db.execute("CREATE INDEX IF NOT EXISTS segments_state ON segments(state, tbl, committed_at)")
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS merge_batches (batch_id INTEGER PRIMARY KEY AUTOINCREMENT,"
+            " tbl TEXT NOT NULL, state TEXT NOT NULL)"
+        )
+
+    # -- uploads -------------------------------------------------------------------------------------
+
+    def staged(self, segment: SegmentId) -> StagedUpload | None:
+        row = self._database.db.execute(
+            "SELECT metadata, durable_offset, expires_at FROM uploads WHERE site = ? AND tbl = ? AND seq = ?",
+            _key(segment),
+        ).fetchone()
+        return None if row is None else StagedUpload(_manifest(row[0]), row[1], row[2])
+
+    def all_staged(self) -> list[StagedUpload]:
+        rows = self._database.db.execute("SELECT metadata, durable_offset, expires_at FROM uploads").fetchall()
+        return [StagedUpload(_manifest(r[0]), r[1], r[2]) for r in rows]
+
+    def save_staged(self, manifest: Manifest, offset: int, expires_at: float) -> None:
+        with self._database.write() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO uploads (site, tbl, seq, metadata, durable_offset, expires_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [*_key(manifest.segment), manifest.to_upload_metadata(), offset, expires_at],
+            )
+
+    def drop_staged(self, segment: SegmentId) -> None:
+        with self._database.write() as db:
+            db.execute("DELETE FROM uploads WHERE site = ? AND tbl = ? AND seq = ?", _key(segment))
+
+    # -- commit --------------------------------------------------------------------------------------
+
+    def committed(self, segment: SegmentId) -> Manifest | None:
+        row = self._database.db.execute(
+            "SELECT metadata FROM segments WHERE site = ? AND tbl = ? AND seq = ?", _key(segment)
+        ).fetchone()
+        return None if row is None else _manifest(row[0])
+
+    def _neighbours(self, db, manifest: Manifest) -> tuple[ChainLink | None, ChainLink | None]:
+        site, table, seq = _key(manifest.segment)
+        found = {
+            r[0]: ChainLink(r[1], r[2])
+            for r in db.execute(
+                "SELECT seq, sha256, prev_sha256 FROM segments WHERE site = ? AND tbl = ? AND seq IN (?, ?)",
+                [site, table, seq - 1, seq + 1],
+            ).fetchall()
+        }
+        return found.get(seq - 1), found.get(seq + 1)
+
+    def check_chain(self, manifest: Manifest) -> None:
+        """Refuse (CHAIN_CONFLICT) a manifest that would splice the committed hash chain."""
+        check_link(manifest, *self._neighbours(self._database.db, manifest))
+
+    def commit(self, manifest: Manifest, now: float) -> bool:
+        """Commit exactly once. True if this call committed it, False if it already was (same digest);
+        RemoteProtocolError if another digest holds the key or the chain would break."""
+        with self._database.write() as db:
+            row = db.execute(
+                "SELECT sha256 FROM segments WHERE site = ? AND tbl = ? AND seq = ?", _key(manifest.segment)
+            ).fetchone()
+            if row is not None:
+                if row[0] != manifest.sha256:
+                    raise RemoteProtocolError(
+                        f"segment {manifest.segment} is already committed with another sha256",
+                        code=ErrorCode.SEGMENT_CONFLICT, op="committing", subject=str(manifest.segment),
+                        hint="the ship's segment history diverged from the hub's (restored or wiped data dir?)",
+                    )
+                db.execute("DELETE FROM uploads WHERE site = ? AND tbl = ? AND seq = ?", _key(manifest.segment))
+                return False
+            check_link(manifest, *self._neighbours(db, manifest))
+            db.execute(
+                "INSERT INTO segments (site, tbl, seq, sha256, prev_sha256, row_count, byte_size, metadata,"
+                " committed_at, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [*_key(manifest.segment), manifest.sha256, manifest.prev_sha256, manifest.row_count,
+                 manifest.byte_size, manifest.to_upload_metadata(), now, COMMITTED],
+            )
+            db.execute("DELETE FROM uploads WHERE site = ? AND tbl = ? AND seq = ?", _key(manifest.segment))
+            return True
+
+    # -- merger --------------------------------------------------------------------------------------
+
+    def tables_pending(self) -> list[TableName]:
+        rows = self._database.db.execute(
+            "SELECT DISTINCT tbl FROM segments WHERE state = ? ORDER BY tbl", [COMMITTED]
+        ).fetchall()
+        return [TableName(r[0]) for r in rows]
+
+    def pending(self, table: TableName, limit: int) -> list[CommittedSegment]:
+        rows = self._database.db.execute(
+            "SELECT metadata, committed_at, state FROM segments WHERE state = ? AND tbl = ?"
+            " ORDER BY committed_at, site, seq LIMIT ?",
+            [COMMITTED, str(table), limit],
+        ).fetchall()
+        return [CommittedSegment(_manifest(r[0]), r[1], r[2]) for r in rows]
+
+    def plan_batch(self, table: TableName, segments: list[SegmentId]) -> MergeBatch:
+        with self._database.write() as db:
+            batch_id = db.execute(
+                "INSERT INTO merge_batches (tbl, state) VALUES (?, 'open')", [str(table)]
+            ).lastrowid
+            for segment in segments:
+                if segment.table != table:
+                    raise ValueError(f"segment {segment} planned into a batch of table {table}")
+                db.execute(
+                    "UPDATE segments SET state = ?, batch_id = ? WHERE site = ? AND tbl = ? AND seq = ? AND state = ?",
+                    [MERGING, batch_id, *_key(segment), COMMITTED],
+                )
+        return self._batch(batch_id)
+
+    def _batch(self, batch_id: int) -> MergeBatch:
+        db = self._database.db
+        table = db.execute("SELECT tbl FROM merge_batches WHERE batch_id = ?", [batch_id]).fetchone()[0]
+        rows = db.execute(
+            "SELECT metadata, committed_at, state FROM segments WHERE batch_id = ? ORDER BY site, seq", [batch_id]
+        ).fetchall()
+        return MergeBatch(batch_id, TableName(table), tuple(CommittedSegment(_manifest(r[0]), r[1], r[2])
+                                                             for r in rows))
+
+    def open_batches(self) -> list[MergeBatch]:
+        rows = self._database.db.execute(
+            "SELECT batch_id FROM merge_batches WHERE state = 'open' ORDER BY batch_id"
+        ).fetchall()
+        return [self._batch(r[0]) for r in rows]
+
+    def finish_batch(self, batch_id: int, delta_version: int | None, now: float) -> None:
+        with self._database.write() as db:
+            db.execute(
+                "UPDATE segments SET state = ?, merged_at = ?, delta_version = ? WHERE batch_id = ? AND state = ?",
+                [MERGED, now, delta_version, batch_id, MERGING],
+            )
+            db.execute("UPDATE merge_batches SET state = 'done' WHERE batch_id = ?", [batch_id])
+
+    def abandon_batch(self, batch_id: int) -> None:
+        """The batch never reached the table: its segments go back to waiting."""
+        with self._database.write() as db:
+            db.execute(
+                "UPDATE segments SET state = ?, batch_id = NULL WHERE batch_id = ? AND state = ?",
+                [COMMITTED, batch_id, MERGING],
+            )
+            db.execute("UPDATE merge_batches SET state = 'abandoned' WHERE batch_id = ?", [batch_id])
+
+    def quarantine(self, segment: SegmentId, reason: str, now: float) -> None:
+        with self._database.write() as db:
+            db.execute(
+                "UPDATE segments SET state = ?, reason = ?, merged_at = ?, batch_id = NULL"
+                " WHERE site = ? AND tbl = ? AND seq = ?",
+                [QUARANTINED, reason, now, *_key(segment)],
+            )
+
+    def segment_state(self, segment: SegmentId) -> str | None:
+        row = self._database.db.execute(
+            "SELECT state FROM segments WHERE site = ? AND tbl = ? AND seq = ?", _key(segment)
+        ).fetchone()
+        return None if row is None else row[0]
+
+    # -- status --------------------------------------------------------------------------------------
+
+    def progress(self) -> list[TableProgress]:
+        db = self._database.db
+        summary = db.execute(
+            "SELECT site, tbl, COUNT(*), SUM(row_count),"
+            " SUM(CASE WHEN state = ? THEN row_count ELSE 0 END),"
+            " SUM(CASE WHEN state IN (?, ?) THEN 1 ELSE 0 END),"
+            " SUM(CASE WHEN state = ? THEN 1 ELSE 0 END)"
+            " FROM segments GROUP BY site, tbl ORDER BY site, tbl",
+            [MERGED, COMMITTED, MERGING, QUARANTINED],
+        ).fetchall()
+        result = []
+        for site, table, count, rows, merged, pending, quarantined in summary:
+            links = {
+                r[0]: ChainLink(r[1], r[2])
+                for r in db.execute(
+                    "SELECT seq, sha256, prev_sha256 FROM segments WHERE site = ? AND tbl = ?", [site, table]
+                ).fetchall()
+            }
+            result.append(TableProgress(site, table, count, rows or 0, merged or 0, pending or 0, quarantined or 0,
+                                        links))
+        return result
+
+    def quarantined(self) -> list[QuarantineEntry]:
+        rows = self._database.db.execute(
+            "SELECT site, tbl, seq, reason, merged_at FROM segments WHERE state = ? ORDER BY site, tbl, seq",
+            [QUARANTINED],
+        ).fetchall()
+        return [QuarantineEntry(SegmentId.of(r[0], r[1], r[2]), r[3] or "", r[4] or 0.0) for r in rows]
+
+    def oldest_pending_commit(self) -> float | None:
+        row = self._database.db.execute(
+            "SELECT MIN(committed_at) FROM segments WHERE state IN (?, ?)", [COMMITTED, MERGING]
+        ).fetchone()
+        return row[0] if row else None
+
+    def sites_seen(self) -> list[SiteId]:
+        rows = self._database.db.execute("SELECT DISTINCT site FROM segments ORDER BY site").fetchall()
+        return [SiteId(r[0]) for r in rows]
+
+
+def _key(segment: SegmentId) -> list:
+    return [str(segment.site), str(segment.table), segment.seq]

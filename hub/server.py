@@ -1,0 +1,152 @@
+"""``harbour hub run``: assemble the hub from its parts and serve until told to stop.
+
+Start-up order matters for exactly-once: (1) take the data directory's lock, so two hubs never share
+a ledger; (2) recover uploads (cut staging files back to their durable offsets; verify and commit the
+ones that were complete); (3) reconcile the merger's open batches with the Delta tables; only then
+(4) accept connections and start the merger thread.
+
+This is the composition root: the only place that reads the real clock (``time.time``) and creates the
+thread pool, and hands both to everything else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import functools
+import logging
+import os
+import signal
+import ssl
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from aiohttp import web
+
+from . import metrics as prometheus
+from .db import Database
+from .faults import CrashHook, no_crash
+from .http_api import HubContext, build_app
+from .layout import HubLayout
+from .ledger import SqliteLedger
+from .merger import Merger
+from .registry import SiteRegistry
+from .staging import StagingArea
+from .status import fleet_report
+from .uploads import UploadService
+
+log = logging.getLogger("harbour.hub")
+
+IO_THREADS = 32
+"""Worker threads for blocking I/O (chunk writes, fsync, hashing, SQLite). Each in-flight chunk holds
+one only while a write or fsync runs, so 32 keeps dozens of ships moving even while a few 512 MiB
+segments are being hashed."""
+
+EXPIRY_SWEEP_SECONDS = 3600.0
+"""How often abandoned uploads are looked for; they expire after days, so hourly is plenty."""
+
+DEFAULT_LISTEN = "127.0.0.1:8700"
+
+
+class HubAlreadyRunning(Exception):
+    pass
+
+
+def lock_data_dir(layout: HubLayout):
+    handle = open(layout.lock_file, "a+")  # noqa: SIM115 -- held for the life of the process
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise HubAlreadyRunning(
+            f"another `harbour hub run` is using {layout.root} (lock {layout.lock_file}); stop it first"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
+
+
+def ssl_context(cert: Path | None, key: Path | None) -> ssl.SSLContext | None:
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        raise ValueError("--tls-cert and --tls-key go together")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(str(cert), str(key))
+    return context
+
+
+def run_hub(
+    data: Path, host: str, port: int, *, tls: ssl.SSLContext | None = None, clock: Callable[[], float] = time.time,
+    crash: CrashHook = no_crash, ready: Callable[[str], None] = lambda url: None,
+) -> None:
+    layout = HubLayout.create(data)
+    lock = lock_data_dir(layout)
+    database = Database(layout.database)
+    executor = ThreadPoolExecutor(max_workers=IO_THREADS, thread_name_prefix="harbour-io")
+    try:
+        asyncio.run(_serve(layout, database, executor, host, port, tls, clock, crash, ready))
+    finally:
+        executor.shutdown(wait=True)
+        database.close()
+        lock.close()
+
+
+async def _serve(layout, database, executor, host, port, tls, clock, crash, ready) -> None:
+    loop = asyncio.get_running_loop()
+
+    def run_in_thread(fn, *args):
+        return loop.run_in_executor(executor, functools.partial(fn, *args))
+
+    registry = SiteRegistry(database, clock)
+    ledger = SqliteLedger(database, clock)
+    staging = StagingArea(layout)
+    merger = Merger(layout, ledger, staging, clock, crash=crash)
+    uploads = UploadService(ledger, staging, clock, run_in_thread, on_commit=merger.wake, crash=crash)
+    requests = prometheus.RequestMetrics()
+
+    restored = await uploads.recover()
+    finished, abandoned = await run_in_thread(merger.reconcile)
+    log.info("recovered %d open uploads; merge batches settled: %d finished, %d abandoned",
+             restored, finished, abandoned)
+    merger.start()
+
+    context = HubContext(
+        registry=registry, uploads=uploads, run_in_thread=run_in_thread, clock=clock,
+        fleet=lambda: fleet_report(ledger, registry, clock),
+        metrics_text=lambda: prometheus.render(requests, uploads.stats, merger.stats, ledger, clock),
+        observe=requests.observe, rejected=requests.rejected, healthy=lambda: merger.alive,
+    )
+    runner = web.AppRunner(build_app(context), access_log=None, handler_cancellation=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, ssl_context=tls)
+    await site.start()
+    scheme = "https" if tls else "http"
+    bound = runner.addresses[0] if runner.addresses else (host, port)
+    url = f"{scheme}://{bound[0]}:{bound[1]}"
+    log.info("hub listening on %s, data in %s", url, layout.root)
+    ready(url)
+
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+
+    async def sweep() -> None:
+        while True:
+            dropped = await uploads.expire()
+            if dropped:
+                log.info("expired %d abandoned uploads", dropped)
+            await asyncio.sleep(EXPIRY_SWEEP_SECONDS)
+
+    sweeper = asyncio.create_task(sweep())
+    try:
+        await stop.wait()
+        log.info("stopping: finishing requests in flight")
+    finally:
+        sweeper.cancel()
+        await runner.cleanup()
+        await run_in_thread(merger.stop)

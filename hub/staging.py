@@ -1,0 +1,108 @@
+"""Staging files: a segment's bytes on the hub's disk, from creation until the merge.
+
+Every function here blocks (disk writes, fsync, hashing a file of up to ``MAX_SEGMENT_BYTES``), so the
+upload service calls them in worker threads, never on the event loop. A segment keeps one file at
+``layout.segment_file(segment)`` from creation to merge: committing does not move it, so there is no
+rename to lose in a crash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from sync_protocol.identifiers import SegmentId
+
+from .layout import HubLayout
+
+HASH_BLOCK_BYTES = 1024 * 1024
+"""Read size when hashing a whole segment: large enough that hashlib (which releases the GIL for big
+buffers) dominates, small enough to keep memory flat however big the segment is."""
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class StagingArea:
+    def __init__(self, layout: HubLayout) -> None:
+        self.layout = layout
+
+    def path(self, segment: SegmentId) -> Path:
+        return self.layout.segment_file(segment)
+
+    def reset(self, segment: SegmentId) -> None:
+        """An empty staging file, durable (file and directory entry) before the creation is answered."""
+        path = self.path(segment)
+        with open(path, "wb") as handle:
+            os.fsync(handle.fileno())
+        _fsync_dir(path.parent)
+
+    def open_chunk(self, segment: SegmentId, offset: int):
+        """A handle positioned at ``offset`` for writing a chunk; the file is cut back to ``offset``
+        first, because bytes past the durable offset are left-overs of a chunk that never counted."""
+        handle = open(self.path(segment), "r+b")  # noqa: SIM115 -- closed by finish_chunk
+        try:
+            handle.truncate(offset)
+            handle.seek(offset)
+        except BaseException:
+            handle.close()
+            raise
+        return handle
+
+    @staticmethod
+    def write(handle, data: bytes, hasher) -> None:
+        handle.write(data)
+        if hasher is not None:
+            hasher.update(data)
+
+    @staticmethod
+    def finish_chunk(handle, keep_to: int | None) -> None:
+        """Close the chunk's handle: fsync it when the chunk is kept (``keep_to`` is the new durable
+        offset), or cut the file back to the old offset when it is dropped."""
+        try:
+            handle.flush()
+            if keep_to is not None:
+                handle.truncate(keep_to)
+                os.fsync(handle.fileno())
+        finally:
+            handle.close()
+
+    def truncate(self, segment: SegmentId, offset: int) -> None:
+        path = self.path(segment)
+        if path.exists():
+            with open(path, "r+b") as handle:
+                handle.truncate(offset)
+                os.fsync(handle.fileno())
+
+    def sha256(self, segment: SegmentId) -> str:
+        digest = hashlib.sha256()
+        with open(self.path(segment), "rb") as handle:
+            while block := handle.read(HASH_BLOCK_BYTES):
+                digest.update(block)
+        return digest.hexdigest()
+
+    def exists(self, segment: SegmentId) -> bool:
+        return self.path(segment).exists()
+
+    def size(self, segment: SegmentId) -> int:
+        try:
+            return self.path(segment).stat().st_size
+        except FileNotFoundError:
+            return -1
+
+    def delete(self, segment: SegmentId) -> None:
+        self.path(segment).unlink(missing_ok=True)
+
+    def quarantine(self, segment: SegmentId) -> Path:
+        """Move a segment that cannot be merged aside, where an operator can look at it."""
+        source, target = self.path(segment), self.layout.quarantined_file(segment)
+        if source.exists():
+            os.replace(source, target)
+            _fsync_dir(target.parent)
+        return target

@@ -1,0 +1,327 @@
+"""The upload service: drives one ``UploadReceiver`` per segment and does the I/O it asks for.
+
+The receiver (``sync_protocol.receiver``) decides; this module only carries out its decisions, in the
+order the receiver's docstring requires: a kept chunk is fsync'd and its offset persisted in the ledger
+*before* the answer is returned, so a SIGKILL at any point leaves the upload at an offset that was never
+over-reported (G3). All blocking work (file writes, fsync, hashing, SQLite) runs in a thread pool, so
+uploads from many ships proceed side by side; requests for the *same* upload are serialised by a
+per-upload ``asyncio.Lock``.
+
+The durable records (ledger + staging file) are the truth; the in-memory receivers are a cache. When
+anything unexpected fails half-way, the receiver is evicted and rebuilt from the records on the next
+request, so memory and disk cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from sync_protocol.errors import RemoteProtocolError
+from sync_protocol.identifiers import SegmentId
+from sync_protocol.manifest import Manifest
+from sync_protocol.receiver import (
+    CommitSegment,
+    DiscardUpload,
+    DropChunk,
+    ResetStaging,
+    Respond,
+    RxState,
+    StoreChunk,
+    UploadReceiver,
+)
+from sync_protocol.tus import Checksum
+
+from .faults import CrashHook, no_crash
+from .ledger import SegmentLedger
+from .staging import StagingArea
+
+log = logging.getLogger("harbour.hub.uploads")
+
+WRITE_BUFFER_BYTES = 1024 * 1024
+"""Body bytes gathered before one write to disk: few enough thread hops per chunk, and a bounded
+amount of memory per upload however large the chunk (the body is never held whole)."""
+
+BODY_IDLE_TIMEOUT_SECONDS = 60.0
+"""A chunk whose body stalls this long is treated as cut. Satellite links go silent without closing;
+a minute is many round trips even at sea, and freeing the upload lets the resumed request in."""
+
+READ_PIECE_BYTES = 256 * 1024
+
+
+class BodyReader(Protocol):
+    async def read(self, n: int) -> bytes: ...
+
+
+RunInThread = Callable[..., Awaitable]
+
+
+@dataclass
+class UploadStats:
+    bytes_received: int = 0
+    chunks_kept: int = 0
+    chunks_dropped: int = 0
+    segments_committed: int = 0
+    digest_failures: int = 0
+
+
+class UploadService:
+    def __init__(
+        self, ledger: SegmentLedger, staging: StagingArea, clock: Callable[[], float], run_in_thread: RunInThread,
+        *, on_commit: Callable[[SegmentId], None] = lambda segment: None,
+        body_idle_timeout: float = BODY_IDLE_TIMEOUT_SECONDS, crash: CrashHook = no_crash,
+    ) -> None:
+        self._ledger = ledger
+        self._staging = staging
+        self._clock = clock
+        self._io = run_in_thread
+        self._on_commit = on_commit
+        self._idle_timeout = body_idle_timeout
+        self._crash = crash
+        self._receivers: dict[SegmentId, UploadReceiver] = {}
+        self._locks: dict[SegmentId, asyncio.Lock] = {}
+        self._lock_users: dict[SegmentId, int] = {}
+        self.stats = UploadStats()
+
+    # -- receivers -----------------------------------------------------------------------------------
+
+
+    async def _receiver(self, segment: SegmentId) -> UploadReceiver:
+        """The receiver of ``segment``; rebuilt from the ledger when not cached. Call under its lock."""
+        receiver = self._receivers.get(segment)
+        if receiver is not None:
+            return receiver
+        committed = await self._io(self._ledger.committed, segment)
+        if committed is not None:
+            return UploadReceiver.restore(segment, committed=committed)
+        staged = await self._io(self._ledger.staged, segment)
+        if staged is None:
+            receiver = UploadReceiver(segment)
+        else:
+            receiver = UploadReceiver.restore(
+                segment, staged=staged.manifest, durable_offset=staged.offset, expires_at=staged.expires_at,
+            )
+            if receiver.state is RxState.VERIFYING:
+                # Every byte was durable but the hub stopped before the commit: finish that first.
+                try:
+                    await self._verify_and_commit(receiver)
+                except RemoteProtocolError as error:
+                    log.warning("recovered upload %s failed verification: %s", segment, error)
+                    return UploadReceiver(segment)
+        self._receivers[segment] = receiver
+        return receiver
+
+    async def _guarded(self, segment: SegmentId, step):
+        """Run ``step(receiver)`` under the upload's lock; evict the receiver if it fails unexpectedly.
+
+        Locks are counted and dropped when nobody holds or waits for them, so memory does not grow
+        with the number of segments ever received."""
+        lock = self._locks.setdefault(segment, asyncio.Lock())
+        self._lock_users[segment] = self._lock_users.get(segment, 0) + 1
+        try:
+            async with lock:
+                try:
+                    return await step(await self._receiver(segment))
+                except RemoteProtocolError:
+                    raise
+                except BaseException:
+                    self._receivers.pop(segment, None)
+                    raise
+                finally:
+                    cached = self._receivers.get(segment)
+                    if cached is not None and cached.state in (RxState.COMMITTED, RxState.ABSENT):
+                        self._receivers.pop(segment, None)  # the ledger answers for it from now on
+        finally:
+            self._lock_users[segment] -= 1
+            if self._lock_users[segment] == 0:
+                del self._lock_users[segment]
+                del self._locks[segment]
+
+    # -- creation ------------------------------------------------------------------------------------
+
+    async def create(self, manifest: Manifest, upload_length: int) -> Respond:
+        segment = manifest.segment
+
+        async def step(receiver: UploadReceiver) -> Respond:
+            if receiver.state is not RxState.COMMITTED:
+                # A manifest that would splice the committed chain is refused before any byte is sent.
+                await self._io(self._ledger.check_chain, manifest)
+            now = self._clock()
+            decision = receiver.create(manifest, upload_length, now)
+            if isinstance(decision, Respond):
+                if receiver.state is RxState.RECEIVING:  # resumed creation moved the expiry
+                    await self._io(self._ledger.save_staged, manifest, receiver.offset, receiver.expires_at)
+                return decision
+            assert isinstance(decision, ResetStaging)
+            await self._io(self._staging.reset, segment)
+            await self._io(self._ledger.save_staged, decision.manifest, 0, receiver.expires_at)
+            self._receivers[segment] = receiver
+            return decision.answer
+
+        return await self._guarded(segment, step)
+
+    # -- offset --------------------------------------------------------------------------------------
+
+    async def probe(self, segment: SegmentId) -> Respond:
+        async def step(receiver: UploadReceiver) -> Respond:
+            answer = receiver.probe(self._clock())
+            self._receivers[segment] = receiver
+            return answer
+
+        return await self._guarded(segment, step)
+
+    # -- chunks --------------------------------------------------------------------------------------
+
+    async def patch(
+        self, segment: SegmentId, offset: int, content_length: int, checksum: Checksum | None, body: BodyReader,
+    ) -> Respond | None:
+        """Store one chunk. Returns the answer, or None when the body was cut short (nobody to answer)."""
+
+        async def step(receiver: UploadReceiver) -> Respond | None:
+            decision = receiver.begin_chunk(offset, content_length, checksum, self._clock())
+            if isinstance(decision, Respond):
+                return decision
+            self._receivers[segment] = receiver
+            return await self._store_chunk(receiver, decision, body)
+
+        return await self._guarded(segment, step)
+
+    async def _store_chunk(self, receiver: UploadReceiver, plan: StoreChunk, body: BodyReader) -> Respond | None:
+        segment = receiver.segment
+        hasher = hashlib.new(plan.checksum.algorithm) if plan.checksum is not None else None
+        handle = await self._io(self._staging.open_chunk, segment, plan.offset)
+        received, kept_to = 0, None
+        try:
+            received = await self._copy_body(body, plan.length, handle, hasher)
+            checksum_ok = None
+            if plan.checksum is not None and received == plan.length:
+                checksum_ok = hasher.digest() == plan.checksum.digest
+            outcome = receiver.end_chunk(plan, received, checksum_ok, self._clock())
+            if not isinstance(outcome, DropChunk):
+                kept_to = outcome.new_offset
+        finally:
+            await self._io(self._staging.finish_chunk, handle, kept_to)
+        self.stats.bytes_received += received
+        if isinstance(outcome, DropChunk):
+            self.stats.chunks_dropped += 1
+            if outcome.error is not None:
+                raise outcome.error
+            return None
+        self.stats.chunks_kept += 1
+        assert receiver.manifest is not None
+        self._crash("after-chunk-fsync")
+        await self._io(self._ledger.save_staged, receiver.manifest, outcome.new_offset, receiver.expires_at)
+        if not outcome.verify:
+            return outcome.answer  # after a cut nobody may be listening; answering is harmless
+        return await self._verify_and_commit(receiver)
+
+    async def _copy_body(self, body: BodyReader, length: int, handle, hasher) -> int:
+        """Stream up to ``length`` body bytes into ``handle``; returns how many arrived before the end
+        or a cut. Never holds more than ``WRITE_BUFFER_BYTES`` of the body in memory."""
+        received, buffer = 0, bytearray()
+        try:
+            while received + len(buffer) < length:
+                want = min(READ_PIECE_BYTES, length - received - len(buffer))
+                piece = await asyncio.wait_for(body.read(want), self._idle_timeout)
+                if not piece:
+                    break
+                buffer += piece
+                if len(buffer) >= WRITE_BUFFER_BYTES:
+                    await self._io(self._staging.write, handle, bytes(buffer), hasher)
+                    received += len(buffer)
+                    buffer.clear()
+        except (ConnectionError, TimeoutError, OSError, EOFError) as error:
+            # The link dropped or stalled: what arrived still counts (the receiver decides whether a
+            # partial chunk is kept), and there is nobody left to answer.
+            log.info("chunk body for %s cut after %d bytes: %r", handle.name, received + len(buffer), error)
+        except Exception as error:  # aiohttp reports a lost connection with its own exception types
+            if type(error).__module__.split(".")[0] != "aiohttp":
+                raise
+            log.info("chunk body for %s cut after %d bytes: %r", handle.name, received + len(buffer), error)
+        if buffer:
+            await self._io(self._staging.write, handle, bytes(buffer), hasher)
+            received += len(buffer)
+        return received
+
+    async def _verify_and_commit(self, receiver: UploadReceiver) -> Respond:
+        segment = receiver.segment
+        digest = await self._io(self._staging.sha256, segment)
+        decision = receiver.segment_digest(digest)
+        if isinstance(decision, DiscardUpload):
+            self.stats.digest_failures += 1
+            await self._io(self._staging.delete, segment)
+            await self._io(self._ledger.drop_staged, segment)
+            raise decision.error
+        assert isinstance(decision, CommitSegment)
+        self._crash("before-ledger-commit")
+        try:
+            newly = await self._io(self._ledger.commit, decision.manifest, self._clock())
+        except RemoteProtocolError:
+            # The chain or key conflicts with a commit that raced this upload. The receiver has no
+            # way back from COMMITTING, so forget it and the upload: the sender restarts or parks.
+            await self._io(self._staging.delete, segment)
+            await self._io(self._ledger.drop_staged, segment)
+            self._receivers.pop(segment, None)
+            raise
+        self._crash("after-ledger-commit")
+        if newly:
+            self.stats.segments_committed += 1
+            self._on_commit(segment)
+        return receiver.committed()
+
+    # -- termination ---------------------------------------------------------------------------------
+
+    async def terminate(self, segment: SegmentId) -> Respond:
+        async def step(receiver: UploadReceiver) -> Respond:
+            answer = receiver.terminate()
+            await self._io(self._staging.delete, segment)
+            await self._io(self._ledger.drop_staged, segment)
+            return answer
+
+        return await self._guarded(segment, step)
+
+    # -- housekeeping ----------------------------------------------------------------------------------
+
+    async def recover(self) -> int:
+        """At start-up: cut every staging file back to its durable offset, and verify + commit the
+        uploads that were complete when the hub stopped. Returns how many uploads were restored."""
+        staged = await self._io(self._ledger.all_staged)
+        for record in staged:
+            segment = record.manifest.segment
+            if await self._io(self._staging.size, segment) < record.offset:
+                # The file lost bytes that were acknowledged: never silently. Start the upload over.
+                log.error("staging file of %s is shorter than its durable offset %d; the upload restarts",
+                          segment, record.offset)
+                await self._io(self._ledger.drop_staged, segment)
+                await self._io(self._staging.delete, segment)
+                continue
+            await self._io(self._staging.truncate, segment, record.offset)
+            await self._guarded(segment, _noop)
+        return len(staged)
+
+    async def expire(self) -> int:
+        """Drop uploads idle past their expiry (tus expiration). Returns how many were dropped."""
+        now = self._clock()
+        dropped = 0
+        for record in await self._io(self._ledger.all_staged):
+            if record.offset < record.manifest.byte_size and now >= record.expires_at:
+                segment = record.manifest.segment
+
+                async def step(receiver: UploadReceiver, segment: SegmentId = segment) -> None:
+                    if receiver.expired(self._clock()):
+                        receiver.expire()
+                        await self._io(self._staging.delete, segment)
+                        await self._io(self._ledger.drop_staged, segment)
+
+                await self._guarded(segment, step)
+                dropped += 1
+        return dropped
+
+
+async def _noop(receiver: UploadReceiver) -> None:
+    return None
+
