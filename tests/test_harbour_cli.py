@@ -32,3 +32,38 @@ def test_top_level_help_lists_the_three_groups():
 def test_an_unknown_command_fails_with_a_message():
     result = run("dock")
     assert result.returncode == 2 and "No such command" in result.stderr
+
+
+def demo_seed(*args: str, env: dict | None = None) -> str:
+    import os
+
+    result = subprocess.run([HARBOUR, *args], capture_output=True, text=True, timeout=60,
+                            env={**os.environ, **(env or {})})
+    assert result.returncode == 0, result.stderr
+    return result.stdout.splitlines()[0]
+
+
+def test_flags_win_over_environment_which_wins_over_the_config_file(tmp_path):
+    config = tmp_path / "harbour.toml"
+    config.write_text("[scenario.protocol-demo]\nseed = 3\n")
+    assert "(seed 3)" in demo_seed("--config", str(config), "scenario", "protocol-demo")
+    env = {"HARBOUR_SCENARIO_PROTOCOL_DEMO_SEED": "9"}
+    assert "(seed 9)" in demo_seed("--config", str(config), "scenario", "protocol-demo", env=env)
+    assert "(seed 4)" in demo_seed("--config", str(config), "scenario", "protocol-demo", "--seed", "4", env=env)
+
+
+@pytest.mark.parametrize("content,message", [
+    ("[scenario", "not valid TOML"),
+    ("[ship]\nx = 1\n", "unknown section(s) ship"),
+    (b"\xff\xfe[", "not valid TOML"),
+])
+def test_a_bad_config_file_is_a_clear_error(tmp_path, content, message):
+    config = tmp_path / "bad.toml"
+    config.write_bytes(content if isinstance(content, bytes) else content.encode())
+    result = run("--config", str(config), "scenario", "--help")
+    assert result.returncode == 2 and message in result.stderr
+
+
+def test_a_missing_config_file_is_a_clear_error(tmp_path):
+    result = run("--config", str(tmp_path / "absent.toml"), "scenario", "--help")
+    assert result.returncode == 2 and "cannot read" in result.stderr
