@@ -17,7 +17,6 @@ from edge_node.cli import edge
 from hub.cli import hub
 from scenarios.cli import scenario
 
-
 ENV_PREFIX = "HARBOUR"
 """Every option can come from the environment: HARBOUR_<GROUP>_<COMMAND>_<OPTION>, e.g. HARBOUR_EDGE_RUN_TOKEN."""
 
