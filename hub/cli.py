@@ -70,6 +70,19 @@ def _open(data: Path):
     return layout, Database(layout.database)
 
 
+def _registry(data: Path, action):
+    """Run one registry action on DIR's database; a RegistryError becomes a clean CLI error."""
+    from .registry import RegistryError, SiteRegistry
+
+    _, database = _open(data)
+    try:
+        return action(SiteRegistry(database, time.time))
+    except RegistryError as error:
+        raise click.ClickException(str(error)) from None
+    finally:
+        database.close()
+
+
 @click.group()
 @click.option("--config", type=click.Path(dir_okay=False, exists=True, path_type=Path), callback=_load_config,
               expose_value=False, is_eager=True, help="TOML file with a [hub] table of defaults")
@@ -115,16 +128,7 @@ def run(data: Path, listen: tuple[str, int], tls_cert: Path | None, tls_key: Pat
 @click.option("--rotate", is_flag=True, help="replace the token of an existing site (the old one stops working)")
 def add_site(site: SiteId, data: Path, rotate: bool) -> None:
     """Register SITE and print its new token (the only line on stdout; the hub keeps only a hash)."""
-    from .registry import RegistryError, SiteRegistry
-
-    _, database = _open(data)
-    try:
-        token = SiteRegistry(database, time.time).add_site(site, rotate=rotate)
-    except RegistryError as error:
-        raise click.ClickException(str(error)) from None
-    finally:
-        database.close()
-    click.echo(token)
+    click.echo(_registry(data, lambda registry: registry.add_site(site, rotate=rotate)))
 
 
 @hub.command("revoke-site")
@@ -132,15 +136,7 @@ def add_site(site: SiteId, data: Path, rotate: bool) -> None:
 @_data_option
 def revoke_site(site: SiteId, data: Path) -> None:
     """Stop SITE's token working, at once (also in a running hub). Its data stays."""
-    from .registry import RegistryError, SiteRegistry
-
-    _, database = _open(data)
-    try:
-        SiteRegistry(database, time.time).revoke_site(site)
-    except RegistryError as error:
-        raise click.ClickException(str(error)) from None
-    finally:
-        database.close()
+    _registry(data, lambda registry: registry.revoke_site(site))
     click.echo(f"revoked site {site}; `harbour hub add-site {site} --rotate` issues a new token", err=True)
 
 
@@ -150,16 +146,7 @@ def revoke_site(site: SiteId, data: Path) -> None:
 @click.option("--rotate", is_flag=True, help="replace the token of an existing operator")
 def add_operator(name: str, data: Path, rotate: bool) -> None:
     """Create an operator token (for /v1/fleet) and print it as the only line on stdout."""
-    from .registry import RegistryError, SiteRegistry
-
-    _, database = _open(data)
-    try:
-        token = SiteRegistry(database, time.time).add_operator(name, rotate=rotate)
-    except RegistryError as error:
-        raise click.ClickException(str(error)) from None
-    finally:
-        database.close()
-    click.echo(token)
+    click.echo(_registry(data, lambda registry: registry.add_operator(name, rotate=rotate)))
 
 
 @hub.command()

@@ -123,9 +123,8 @@ async def _principal(request: web.Request) -> Principal:
     return principal
 
 
-async def _as_site(request: web.Request, segment: SegmentId) -> None:
+async def _as_site(request: web.Request, segment: SegmentId, principal: Principal) -> None:
     request["site"] = str(segment.site)
-    principal = await _principal(request)
     auth.authorize_site(principal, segment.site)
     context = request.app[CONTEXT]
     now = context.clock()
@@ -134,10 +133,15 @@ async def _as_site(request: web.Request, segment: SegmentId) -> None:
         await context.run_in_thread(context.registry.touch, segment.site)
 
 
-def _segment(request: web.Request) -> SegmentId:
+async def _upload_request(request: web.Request) -> SegmentId:
+    """The segment an upload URL names, once the caller may act for its site (401/403 first, then 412)."""
     key = request.match_info["key"]
     request["site"] = key.split(".", 1)[0][:63]
-    return SegmentId.from_upload_key(key)
+    principal = await _principal(request)  # an anonymous caller learns nothing, not even that a key is bad
+    segment = SegmentId.from_upload_key(key)
+    await _as_site(request, segment, principal)
+    check_tus_resumable(request.headers.get(TUS_RESUMABLE))
+    return segment
 
 
 # -- tus -------------------------------------------------------------------------------------------------
@@ -149,7 +153,7 @@ async def options(request: web.Request) -> web.Response:
 
 
 async def create(request: web.Request) -> web.Response:
-    await _principal(request)
+    principal = await _principal(request)
     check_tus_resumable(request.headers.get(TUS_RESUMABLE))
     length = parse_length(request.headers.get(UPLOAD_LENGTH))
     metadata = request.headers.get(UPLOAD_METADATA)
@@ -159,21 +163,17 @@ async def create(request: web.Request) -> web.Response:
             op="creating upload", hint="see docs/protocol.md for the manifest fields",
         )
     manifest = Manifest.from_upload_metadata(metadata)
-    await _as_site(request, manifest.segment)
+    await _as_site(request, manifest.segment, principal)
     return _answer(await request.app[CONTEXT].uploads.create(manifest, length))
 
 
 async def head(request: web.Request) -> web.Response:
-    segment = _segment(request)
-    await _as_site(request, segment)
-    check_tus_resumable(request.headers.get(TUS_RESUMABLE))
+    segment = await _upload_request(request)
     return _answer(await request.app[CONTEXT].uploads.probe(segment))
 
 
 async def patch(request: web.Request) -> web.Response:
-    segment = _segment(request)
-    await _as_site(request, segment)
-    check_tus_resumable(request.headers.get(TUS_RESUMABLE))
+    segment = await _upload_request(request)
     if request.headers.get("Content-Type", "").split(";")[0].strip().lower() != PATCH_CONTENT_TYPE:
         raise RemoteProtocolError(
             f"PATCH needs Content-Type {PATCH_CONTENT_TYPE}", code=ErrorCode.UNSUPPORTED_MEDIA_TYPE,
@@ -187,9 +187,7 @@ async def patch(request: web.Request) -> web.Response:
 
 
 async def delete(request: web.Request) -> web.Response:
-    segment = _segment(request)
-    await _as_site(request, segment)
-    check_tus_resumable(request.headers.get(TUS_RESUMABLE))
+    segment = await _upload_request(request)
     return _answer(await request.app[CONTEXT].uploads.terminate(segment))
 
 

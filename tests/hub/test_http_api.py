@@ -1,0 +1,366 @@
+"""The hub's HTTP API against a real `harbour hub run` over real sockets: tus paths, auth (G5) and
+bad input of every kind (G6). One hub serves the module; each test uses its own site names."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import itertools
+import json
+import threading
+import time
+
+import pyarrow as pa
+import pytest
+
+from sync_protocol.limits import MAX_CHUNK_BYTES, MAX_SEGMENT_BYTES
+from sync_protocol.tus import UPLOADS_PATH
+
+from .conftest import Hub, chain, free_port, harbour, make_segment, rows_table
+
+pytestmark = pytest.mark.integration
+_names = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def shared_hub(tmp_path_factory):
+    base = tmp_path_factory.mktemp("hub")
+    hub = Hub(base / "data", free_port(), base / "hub.log")
+    hub.start()
+    yield hub
+    hub.stop()
+
+
+@pytest.fixture
+def site(shared_hub):
+    """A fresh site and its token."""
+    name = f"ship-{next(_names)}"
+    return name, shared_hub.add_site(name)
+
+
+def staged_files(hub: Hub) -> list[str]:
+    return sorted(p.name for p in (hub.data / "uploads").iterdir())
+
+
+# -- the happy path ------------------------------------------------------------------------------------
+
+
+def test_options_advertises_tus_extensions_and_limits(shared_hub):
+    answer = shared_hub.request("OPTIONS", UPLOADS_PATH)
+    assert answer.status == 204
+    assert answer.headers["tus-version"] == "1.0.0"
+    assert set(answer.headers["tus-extension"].split(",")) == {"creation", "checksum", "termination", "expiration"}
+    assert answer.headers["tus-max-size"] == str(MAX_SEGMENT_BYTES)
+    assert "sha1" in answer.headers["tus-checksum-algorithm"].split(",")
+
+
+def test_upload_commits_once_and_every_later_answer_says_committed(shared_hub, site):
+    name, token = site
+    segment = chain(name, "telemetry", 1)[0]
+    created = shared_hub.create(token, segment)
+    assert created.status == 201
+    assert created.headers["location"] == f"{UPLOADS_PATH}/{segment.key}"
+    assert created.offset == 0 and "upload-expires" in created.headers
+    half = len(segment.data) // 2
+    first = shared_hub.patch(token, segment.key, 0, segment.data[:half])
+    assert (first.status, first.offset, first.committed) == (204, half, False)
+    assert shared_hub.head(token, segment.key).offset == half
+    last = shared_hub.patch(token, segment.key, half, segment.data[half:])
+    assert last.status == 204 and last.committed and last.offset == len(segment.data)
+    # Everything after the commit is idempotent and carries the ack.
+    assert shared_hub.head(token, segment.key).committed
+    again = shared_hub.create(token, segment)
+    assert again.status == 201 and again.committed and again.offset == len(segment.data)
+    replay = shared_hub.patch(token, segment.key, len(segment.data), b"")
+    assert replay.status == 204 and replay.committed
+    assert shared_hub.delete(token, segment.key).status == 409
+    shared_hub.wait_merged(1, "telemetry")
+    rows = shared_hub.query(f"SELECT count(*) AS n FROM telemetry WHERE _site = '{name}'")
+    assert rows == [{"n": 10}]
+
+
+def test_resent_segment_with_other_bytes_after_commit_is_a_conflict(shared_hub, site):
+    name, token = site
+    segment = chain(name, "telemetry", 1)[0]
+    shared_hub.upload(token, segment)
+    other = make_segment(name, "telemetry", 1, rows_table(500, 3))
+    answer = shared_hub.create(token, other)
+    assert answer.status == 409 and answer.json()["code"] == "segment-conflict"
+
+
+def test_termination_drops_the_staging_file(shared_hub, site):
+    name, token = site
+    segment = chain(name, "telemetry", 1)[0]
+    shared_hub.create(token, segment)
+    assert f"{segment.key}.seg" in staged_files(shared_hub)
+    assert shared_hub.delete(token, segment.key).status == 204
+    assert f"{segment.key}.seg" not in staged_files(shared_hub)
+    assert shared_hub.head(token, segment.key).status == 404
+
+
+# -- cuts, corruption, digests -------------------------------------------------------------------------
+
+
+def test_cut_chunks_resume_at_the_durable_offset(shared_hub, site):
+    name, token = site
+    segment = make_segment(name, "telemetry", 1, rows_table(0, 5000))
+    shared_hub.create(token, segment)
+    # Without a checksum a cut chunk keeps what arrived; with one it is dropped whole.
+    shared_hub.cut_patch(token, segment.key, 0, segment.data[:4000], send=1500)
+    kept = shared_hub.head(token, segment.key).offset
+    assert kept == 1500
+    shared_hub.cut_patch(token, segment.key, kept, segment.data[kept:kept + 4000], send=3000, checksum=True)
+    assert shared_hub.head(token, segment.key).offset == kept
+    answer = shared_hub.patch(token, segment.key, kept, segment.data[kept:])
+    assert answer.committed
+
+
+def test_corrupted_chunk_is_rejected_and_resent(shared_hub, site):
+    name, token = site
+    segment = chain(name, "telemetry", 1)[0]
+    shared_hub.create(token, segment)
+    damaged = bytearray(segment.data)
+    damaged[10] ^= 0xFF
+    good_checksum = "sha1 " + base64.b64encode(hashlib.sha1(segment.data).digest()).decode()
+    bad = shared_hub.patch(token, segment.key, 0, bytes(damaged), checksum=False,
+                           **{"Upload-Checksum": good_checksum})
+    assert bad.status == 460 and bad.json()["code"] == "checksum-mismatch"
+    assert bad.offset == 0 and shared_hub.head(token, segment.key).offset == 0
+    assert shared_hub.patch(token, segment.key, 0, segment.data).committed
+    shared_hub.wait_merged(1, "telemetry")
+    got = shared_hub.query(f"SELECT count(*) AS n, sum(row_id) AS s FROM telemetry WHERE _site = '{name}'")
+    assert got == [{"n": 10, "s": sum(range(10))}]
+
+
+def test_whole_segment_digest_mismatch_discards_the_upload(shared_hub, site):
+    name, token = site
+    good = chain(name, "telemetry", 1)[0]
+    lying = make_segment(name, "telemetry", 1, rows_table(0, 10))
+    # Same length, different bytes: every chunk checksum passes, the segment sha256 does not.
+    forged = bytearray(good.data)
+    forged[-20] ^= 0x01
+    shared_hub.create(token, lying)
+    answer = shared_hub.patch(token, lying.key, 0, bytes(forged))
+    assert answer.status == 460 and answer.json()["code"] == "segment-digest-mismatch"
+    assert shared_hub.head(token, lying.key).status == 404
+    assert f"{lying.key}.seg" not in staged_files(shared_hub)
+
+
+def test_chain_splice_is_refused_before_any_byte(shared_hub, site):
+    name, token = site
+    first, _ = chain(name, "telemetry", 2)
+    shared_hub.upload(token, first)
+    spliced = make_segment(name, "telemetry", 2, rows_table(100, 10), prev_sha256="ab" * 32)
+    answer = shared_hub.create(token, spliced)
+    assert answer.status == 409 and answer.json()["code"] == "chain-conflict"
+    assert f"{spliced.key}.seg" not in staged_files(shared_hub)
+
+
+# -- auth (G5) -----------------------------------------------------------------------------------------
+
+
+def test_missing_wrong_unknown_and_foreign_tokens(shared_hub, site):
+    name, token = site
+    other_name, other_token = f"ship-{next(_names)}", None
+    other_token = shared_hub.add_site(other_name)
+    segment = chain(name, "telemetry", 1)[0]
+    assert shared_hub.create("", segment, Authorization=None).status == 401
+    assert shared_hub.create("hbs_" + "A" * 43, segment).status == 401  # a site that never existed
+    assert shared_hub.create(token + "x", segment).status == 401
+    assert shared_hub.create(token, segment, Authorization=f"Basic {token}").status == 401
+    foreign = shared_hub.create(other_token, segment)
+    assert foreign.status == 403 and foreign.json()["code"] == "forbidden"
+    assert f"{segment.key}.seg" not in staged_files(shared_hub)
+    # An upload in progress cannot be touched with another site's token either.
+    shared_hub.create(token, segment)
+    assert shared_hub.head(other_token, segment.key).status == 403
+    assert shared_hub.patch(other_token, segment.key, 0, segment.data).status == 403
+    assert shared_hub.delete(other_token, segment.key).status == 403
+    assert shared_hub.head(token, segment.key).offset == 0
+    operator = shared_hub.add_operator(f"op-{next(_names)}")
+    assert shared_hub.create(operator, segment).status == 403
+    log = shared_hub.log()
+    assert f"site={name} caller={other_name} status=403" in log
+    assert "status=401 code=unauthorized" in log
+
+
+def test_revoked_token_stops_at_once_and_rotation_issues_a_new_one(shared_hub, site):
+    name, token = site
+    first, second = chain(name, "telemetry", 2)
+    shared_hub.upload(token, first)
+    harbour("hub", "revoke-site", name, "--data", str(shared_hub.data))
+    assert shared_hub.create(token, second).status == 401
+    rotated = harbour("hub", "add-site", name, "--rotate", "--data", str(shared_hub.data)).stdout.strip()
+    assert rotated != token
+    assert shared_hub.create(token, second).status == 401
+    assert shared_hub.upload(rotated, second).committed
+
+
+def test_fleet_needs_an_operator_token(shared_hub, site):
+    name, token = site
+    shared_hub.upload(token, chain(name, "telemetry", 1)[0])
+    assert shared_hub.request("GET", "/v1/fleet").status == 401
+    assert shared_hub.request("GET", "/v1/fleet", {"Authorization": f"Bearer {token}"}).status == 403
+    operator = shared_hub.add_operator(f"op-{next(_names)}")
+    answer = shared_hub.request("GET", "/v1/fleet", {"Authorization": f"Bearer {operator}"})
+    assert answer.status == 200
+    sites = {s["site"]: s for s in answer.json()["sites"]}
+    assert sites[name]["tables"]["telemetry"]["segments_committed"] == 1
+    assert sites[name]["tables"]["telemetry"]["watermark"] == 1
+    assert sites[name]["last_contact"] is not None
+
+
+# -- bad input (G6) ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("overrides", "status", "code"), [
+    ({"Tus-Resumable": None}, 412, "precondition-failed"),
+    ({"Tus-Resumable": "0.2.2"}, 412, "precondition-failed"),
+    ({"Upload-Length": None}, 400, "bad-request"),
+    ({"Upload-Length": "-5"}, 400, "bad-request"),
+    ({"Upload-Length": "12abc"}, 400, "bad-request"),
+    ({"Upload-Length": "9" * 30}, 400, "bad-request"),
+    ({"Upload-Length": str(MAX_SEGMENT_BYTES + 1)}, 413, "too-large"),
+    ({"Upload-Length": "0"}, 400, "bad-request"),
+    ({"Upload-Length": "1"}, 400, "bad-manifest"),  # differs from the manifest's byte-size
+    ({"Upload-Metadata": None}, 400, "bad-manifest"),
+    ({"Upload-Metadata": "garbage"}, 400, "bad-manifest"),
+    ({"Upload-Metadata": "site !!!,table x"}, 400, "bad-manifest"),
+    ({"Upload-Metadata": "a " + "QUFB" * 1200}, 400, "bad-manifest"),
+])
+def test_bad_creation_headers(shared_hub, site, overrides, status, code):
+    name, token = site
+    segment = chain(name, "telemetry", 1)[0]
+    answer = shared_hub.create(token, segment, **overrides)
+    assert answer.status == status, answer.body
+    body = answer.json()
+    assert body["code"] == code and body["error"]
+    assert not [f for f in staged_files(shared_hub) if f.startswith(name + ".")]
+
+
+def test_manifest_with_bad_identifiers_or_duplicate_keys(shared_hub, site):
+    name, token = site
+    segment = chain(name, "telemetry", 1)[0]
+    metadata = segment.manifest.to_upload_metadata()
+    for hostile in (metadata + "," + metadata.split(",")[1], metadata.replace("dGVsZW1ldHJ5", "Li4vLi4vZXRj")):
+        answer = shared_hub.create(token, segment, **{"Upload-Metadata": hostile})
+        assert answer.status == 400, hostile
+        assert answer.json()["code"] in ("bad-manifest", "bad-identifier")
+
+
+@pytest.mark.parametrize("key", [
+    "..", "..%2F..%2Fhub.db", "ship-x.telemetry.1%2F..", "SHIP.telemetry.1", "ship.telemetry.0",
+    "ship.telemetry.-1", "ship.telemetry", "ship.tele.metry.1", "%00.telemetry.1", "a" * 300,
+])
+def test_path_traversal_and_bad_keys(shared_hub, site, key):
+    name, token = site
+    before = sorted(p.name for p in shared_hub.data.iterdir())
+    for method in ("HEAD", "PATCH", "DELETE"):
+        answer = shared_hub.request(method, f"{UPLOADS_PATH}/{key}", {
+            "Authorization": f"Bearer {token}", "Tus-Resumable": "1.0.0", "Upload-Offset": "0",
+            "Content-Type": "application/offset+octet-stream"}, b"x" if method == "PATCH" else None)
+        assert answer.status in (400, 403, 404, 405), (method, key, answer.status)
+    assert sorted(p.name for p in shared_hub.data.iterdir()) == before
+    assert (shared_hub.data / "hub.db").exists()
+
+
+@pytest.mark.parametrize(("overrides", "status"), [
+    ({"Content-Type": "text/plain"}, 415),
+    ({"Upload-Offset": "abc"}, 400),
+    ({"Upload-Offset": None}, 400),
+    ({"Upload-Offset": "7"}, 409),
+    ({"Upload-Checksum": "md5 AAAA"}, 400),
+    ({"Upload-Checksum": "sha1 not-base64!"}, 400),
+    ({"Upload-Checksum": "sha1 AAAA"}, 400),  # wrong digest length
+    ({"Upload-Checksum": "sha1"}, 400),
+])
+def test_bad_patch_headers_leave_the_upload_untouched(shared_hub, site, overrides, status):
+    name, token = site
+    segment = chain(name, "telemetry", 1)[0]
+    shared_hub.create(token, segment)
+    answer = shared_hub.patch(token, segment.key, 0, segment.data[:100], **overrides)
+    assert answer.status == status, answer.body
+    assert json.loads(answer.body)["error"]
+    assert shared_hub.head(token, segment.key).offset == 0
+
+
+def test_oversized_and_overlong_chunks(shared_hub, site):
+    name, token = site
+    segment = chain(name, "telemetry", 1)[0]
+    shared_hub.create(token, segment)
+    # Declared larger than the hub's chunk limit: refused from the header, the body is not read.
+    answer = shared_hub.request("PATCH", f"{UPLOADS_PATH}/{segment.key}", {
+        "Authorization": f"Bearer {token}", "Tus-Resumable": "1.0.0", "Upload-Offset": "0",
+        "Content-Type": "application/offset+octet-stream", "Content-Length": str(MAX_CHUNK_BYTES + 1)}, b"")
+    assert answer.status == 413
+    # Running past Upload-Length is refused too.
+    answer = shared_hub.patch(token, segment.key, 0, segment.data + b"extra")
+    assert answer.status == 400
+    assert shared_hub.head(token, segment.key).offset == 0
+
+
+def test_unknown_routes_and_methods_answer_json(shared_hub):
+    for method, path in (("GET", "/nope"), ("PUT", UPLOADS_PATH), ("GET", "/v1/sync/uploads/x.y.1")):
+        answer = shared_hub.request(method, path)
+        assert answer.status in (404, 405)
+        assert "error" in answer.json()
+
+
+# -- many ships at once --------------------------------------------------------------------------------
+
+
+def test_a_stalled_upload_does_not_block_other_ships(shared_hub):
+    slow_name, fast_names = f"ship-{next(_names)}", [f"ship-{next(_names)}" for _ in range(6)]
+    slow_token = shared_hub.add_site(slow_name)
+    tokens = {n: shared_hub.add_site(n) for n in fast_names}
+    slow = make_segment(slow_name, "telemetry", 1, rows_table(0, 20000))
+    shared_hub.create(slow_token, slow)
+    stall = threading.Thread(target=shared_hub.cut_patch,
+                             args=(slow_token, slow.key, 0, slow.data, 1000))
+    stall.start()  # sends 1000 bytes of a large chunk, then holds the connection
+    errors: list[str] = []
+
+    def ship(name: str) -> None:
+        try:
+            for segment in chain(name, "telemetry", 3):
+                shared_hub.upload(tokens[name], segment, chunk_size=200)
+        except AssertionError as error:  # pragma: no cover - reported below
+            errors.append(f"{name}: {error}")
+
+    started = time.monotonic()
+    workers = [threading.Thread(target=ship, args=(n,)) for n in fast_names]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(60)
+    elapsed = time.monotonic() - started
+    stall.join()
+    assert not errors
+    assert elapsed < 20, f"6 ships x 3 segments took {elapsed:.1f}s"
+    report = json.loads(harbour("hub", "status", "--data", str(shared_hub.data), "--format", "json").stdout)
+    sites = {s["site"]: s for s in report["sites"]}
+    assert all(sites[n]["tables"]["telemetry"]["watermark"] == 3 for n in fast_names)
+
+
+# -- metrics, health, page -----------------------------------------------------------------------------
+
+
+def test_metrics_health_and_status_page(shared_hub):
+    assert shared_hub.request("GET", "/healthz").json() == {"ok": True}
+    text = shared_hub.request("GET", "/metrics").body.decode()
+    for name in ("harbour_hub_requests_total", "harbour_hub_received_bytes_total",
+                 "harbour_hub_segments_committed_total", "harbour_hub_merge_lag_seconds",
+                 "harbour_hub_quarantined_segments"):
+        assert f"# TYPE {name} " in text
+    page = shared_hub.request("GET", "/")
+    assert page.status == 200 and b"/v1/fleet" in page.body
+
+
+def test_string_timestamp_columns_merge(shared_hub, site):
+    name, token = site
+    rows = rows_table(0, 4, note=pa.array(["a", "b", None, "d"]),
+                      at=pa.array([1, 2, 3, 4], pa.timestamp("ns", tz="UTC")))
+    shared_hub.upload(token, make_segment(name, "notes", 1, rows))
+    shared_hub.wait_merged(4, "notes")
+    got = shared_hub.query(f"SELECT note FROM notes WHERE _site = '{name}' ORDER BY row_id")
+    assert [r["note"] for r in got] == ["a", "b", None, "d"]
