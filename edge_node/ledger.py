@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,6 +74,20 @@ class SegmentLedger:
         self._create()
         self._site = site or self.stored_site()
 
+    @contextmanager
+    def _transaction(self, mode: str = "IMMEDIATE") -> Iterator[None]:
+        """One SQLite transaction under the thread lock. The connection is in autocommit mode (so that
+        reads see the latest commit), hence the explicit BEGIN: without it a crash between two statements
+        of one change would leave them half applied."""
+        with self._lock:
+            self.db.execute(f"BEGIN {mode}")
+            try:
+                yield
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
+
     def stored_site(self) -> SiteId | None:
         with self._lock:
             row = self.db.execute("SELECT value FROM meta WHERE key = 'site'").fetchone()
@@ -96,7 +111,7 @@ class SegmentLedger:
     def claim_site(self) -> None:
         """Bind the data directory to one site; starting it as another ship would corrupt both chains."""
         assert self._site is not None, "claim_site needs the site"
-        with self._lock, self.db.conn:
+        with self._transaction():
             row = self.db.execute("SELECT value FROM meta WHERE key = 'site'").fetchone()
             if row is None:
                 self.db.execute("INSERT INTO meta VALUES ('site', ?)", [str(self._site)])
@@ -132,7 +147,7 @@ class SegmentLedger:
         """Commit a sealed segment and the log it replaces, in one transaction."""
         table, seq = str(manifest.segment.table), manifest.segment.seq
         state = next_segment_state(SegmentState.OPEN, SegmentEvent.SEAL)
-        with self._lock, self.db.conn:
+        with self._transaction():
             self.db.execute(
                 f"INSERT INTO segments ({_MANIFEST_COLUMNS}, state, path, log_no) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                 [table, seq, manifest.row_count, manifest.byte_size, manifest.sha256, manifest.schema_fingerprint,
@@ -178,21 +193,21 @@ class SegmentLedger:
         return target
 
     def mark_uploading(self, segment: SegmentId) -> None:
-        with self._lock, self.db.conn:
+        with self._transaction():
             self._move(segment, SegmentEvent.START_UPLOAD)
 
     def mark_parked(self, segment: SegmentId) -> None:
-        with self._lock, self.db.conn:
+        with self._transaction():
             self._move(segment, SegmentEvent.HUB_REJECTED)
 
     def release(self, segment: SegmentId) -> None:
-        with self._lock, self.db.conn:
+        with self._transaction():
             self._move(segment, SegmentEvent.RELEASE)
 
     def mark_acked(self, segment: SegmentId) -> None:
         """The hub durably committed ``segment``: count it, and start its retention clock."""
         now = self._clock()
-        with self._lock, self.db.conn:
+        with self._transaction():
             self._move(segment, SegmentEvent.HUB_COMMITTED, ", acked_at = ?", (now,))
             self.db.execute(
                 "UPDATE tables SET acked_rows = acked_rows + s.row_count, acked_bytes = acked_bytes + s.byte_size, "
@@ -209,7 +224,7 @@ class SegmentLedger:
         return [self._stored(row) for row in rows]
 
     def mark_collected(self, segment: SegmentId) -> None:
-        with self._lock, self.db.conn:
+        with self._transaction():
             self._move(segment, SegmentEvent.RETENTION_EXPIRED)
 
     # -- status and quota ---------------------------------------------------------------------------
@@ -226,7 +241,7 @@ class SegmentLedger:
 
     def segment_files(self) -> tuple[dict[str, list[str]], dict[str, int]]:
         """Segment files on disk per table (relative paths, seq order), and each table's sealed_log_no."""
-        with self._lock:
+        with self._transaction("DEFERRED"):  # one snapshot for both reads, see query.py
             rows = self.db.execute(
                 "SELECT table_name, path FROM segments WHERE state IN (?, ?, ?, ?) ORDER BY table_name, seq",
                 [*PENDING_STATES, SegmentState.PARKED.value, SegmentState.ACKED.value]).fetchall()
@@ -237,7 +252,7 @@ class SegmentLedger:
         return files, upto
 
     def table_counts(self) -> list[TableCounts]:
-        with self._lock:
+        with self._transaction("DEFERRED"):
             pending = {row[0]: row[1:] for row in self.db.execute(
                 "SELECT table_name, COUNT(*), SUM(row_count), SUM(byte_size), MIN(created_at_ms) FROM segments "
                 "WHERE state IN (?, ?) GROUP BY table_name", list(PENDING_STATES))}

@@ -74,7 +74,8 @@ def run_query(data_dir: Path, sql: str) -> pa.Table:
     for attempt in range(QUERY_ATTEMPTS):
         con = connect(data_dir)
         try:
-            return con.execute(sql).to_arrow_table()
+            relation = con.sql(sql)
+            return relation.to_arrow_table() if relation is not None else pa.table({})
         except duckdb.IOException:
             if attempt == QUERY_ATTEMPTS - 1:
                 raise
