@@ -105,7 +105,8 @@ def test_corruption_without_checksums_eventually_parks_instead_of_looping():
 
 
 @pytest.mark.soak
-@settings(max_examples=30_000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@pytest.mark.timeout(1800)
+@settings(max_examples=10_000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(payload_list=payloads, faults=st.lists(st.sampled_from(ALL_FAULTS), max_size=200), seed=st.integers(0, 2**32),
        chunk=st.sampled_from([8, 64, 300]))
 def test_soak_long_fault_sequences(payload_list, faults, seed, chunk):
