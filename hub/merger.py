@@ -155,6 +155,11 @@ class Merger:
             plan = schemas.plan(canonical, data.schema) if data is not None else None
             if problem is None and plan is not None and plan.conflicts:
                 problem = "schema conflict: " + "; ".join(plan.conflicts)
+            if problem is None:
+                try:  # values must fit too, e.g. a uint64 above int64's range
+                    data = schemas.conform(data, plan.schema)
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
+                    problem = f"values do not fit the table's types: {error}"
             if problem is not None:
                 self._quarantine(segment, problem)
                 continue
@@ -204,14 +209,20 @@ class Merger:
         self._crash("before-delta-commit")
         metadata = {"harbour.batch": str(planned.batch_id),
                     "harbour.segments": json.dumps([s.segment.upload_key for s in planned.segments])}
-        write_deltalake(
-            str(self._layout.table_dir(table)), batch_rows, mode="append", schema_mode="merge",
-            partition_by=["_site"],
-            writer_properties=WriterProperties(compression="ZSTD"),
-            commit_properties=CommitProperties(
-                custom_metadata=metadata, app_transactions=[Transaction(MERGER_APP_ID, planned.batch_id)],
-            ),
-        )
+        try:
+            write_deltalake(
+                str(self._layout.table_dir(table)), batch_rows, mode="append", schema_mode="merge",
+                partition_by=["_site"],
+                writer_properties=WriterProperties(compression="ZSTD"),
+                commit_properties=CommitProperties(
+                    custom_metadata=metadata, app_transactions=[Transaction(MERGER_APP_ID, planned.batch_id)],
+                ),
+            )
+        except Exception:
+            # Nothing was committed (a Delta commit is one atomic rename): put the segments back so
+            # the next round retries them instead of leaving them in an open batch until a restart.
+            self._ledger.abandon_batch(planned.batch_id)
+            raise
         self._crash("after-delta-commit")
         version = self._table(table).version()
         self._ledger.finish_batch(planned.batch_id, version, self._clock())

@@ -268,3 +268,44 @@ def hub_factory(tmp_path):
 @pytest.fixture
 def hub(hub_factory) -> Hub:
     return hub_factory().start()
+
+
+class FakeClock:
+    """A clock the test moves by hand."""
+
+    def __init__(self, now: float = FIXED_CLOCK) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def layout(tmp_path):
+    from hub.layout import HubLayout
+
+    return HubLayout.create(tmp_path / "data")
+
+
+@pytest.fixture
+def database(layout):
+    from hub.db import Database
+
+    db = Database(layout.database)
+    yield db
+    db.close()
+
+
+@pytest.fixture
+def ledger(database, clock):
+    from hub.ledger import SqliteLedger
+
+    return SqliteLedger(database, clock)

@@ -364,3 +364,24 @@ def test_string_timestamp_columns_merge(shared_hub, site):
     shared_hub.wait_merged(4, "notes")
     got = shared_hub.query(f"SELECT note FROM notes WHERE _site = '{name}' ORDER BY row_id")
     assert [r["note"] for r in got] == ["a", "b", None, "d"]
+
+
+# -- conformance with a tus client we did not write -------------------------------------------------------
+
+
+def test_tuspy_client_uploads_a_segment_whose_rows_reach_the_merged_table(shared_hub, site, tmp_path):
+    client_module = pytest.importorskip("tusclient.client", reason="tuspy (dev extra) is not installed")
+    name, token = site
+    segment = make_segment(name, "conformance", 1, rows_table(0, 3000))
+    path = tmp_path / "segment.parquet"
+    path.write_bytes(segment.data)
+    client = client_module.TusClient(shared_hub.url + UPLOADS_PATH, headers={"Authorization": f"Bearer {token}"})
+    uploader = client.uploader(str(path), chunk_size=4096, metadata=segment.manifest.fields(),
+                               upload_checksum=True)
+    uploader.upload()
+    assert uploader.url.endswith(f"{UPLOADS_PATH}/{segment.key}")
+    assert shared_hub.head(token, segment.key).committed
+    shared_hub.wait_merged(3000, "conformance")
+    got = shared_hub.query(
+        f"SELECT count(DISTINCT row_id) AS d, min(_seq) AS s FROM conformance WHERE _site = '{name}'")
+    assert got == [{"d": 3000, "s": 1}]

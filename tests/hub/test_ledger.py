@@ -1,0 +1,93 @@
+"""The exactly-once ledger on a real SQLite file (G2, G8)."""
+
+from __future__ import annotations
+
+import pytest
+
+from hub.ledger import COMMITTED, MERGED, MERGING, QUARANTINED, SqliteLedger
+from sync_protocol.errors import RemoteProtocolError
+from sync_protocol.identifiers import SegmentId, TableName
+
+from .conftest import chain, make_segment, rows_table
+
+
+def test_commit_is_exactly_once(ledger):
+    segment = chain("ship-a", "telemetry", 1)[0]
+    ledger.save_staged(segment.manifest, 0, 100.0)
+    assert ledger.commit(segment.manifest, 1.0) is True
+    assert ledger.commit(segment.manifest, 2.0) is False
+    assert ledger.committed(segment.manifest.segment) == segment.manifest
+    assert ledger.staged(segment.manifest.segment) is None  # the commit removed the upload record
+    other = make_segment("ship-a", "telemetry", 1, rows_table(7, 3))
+    with pytest.raises(RemoteProtocolError) as conflict:
+        ledger.commit(other.manifest, 3.0)
+    assert conflict.value.code.slug == "segment-conflict"
+
+
+def test_chain_is_checked_on_both_sides(ledger):
+    first, second, third = chain("ship-a", "telemetry", 3)
+    ledger.commit(first.manifest, 1.0)
+    ledger.commit(third.manifest, 1.0)
+    spliced = make_segment("ship-a", "telemetry", 2, rows_table(0, 10), prev_sha256="cd" * 32)
+    for check in (ledger.check_chain, lambda m: ledger.commit(m, 2.0)):
+        with pytest.raises(RemoteProtocolError) as error:
+            check(spliced.manifest)
+        assert error.value.code.slug == "chain-conflict"
+    ledger.check_chain(second.manifest)  # the real seq 2 fits between its neighbours
+    assert ledger.committed(spliced.manifest.segment) is None
+
+
+def test_staged_records_survive_reopening(database, clock, layout):
+    from hub.db import Database
+
+    segment = chain("ship-a", "telemetry", 1)[0]
+    SqliteLedger(database, clock).save_staged(segment.manifest, 123, 456.0)
+    database.close()
+    reopened = SqliteLedger(Database(layout.database), clock)
+    record = reopened.staged(segment.manifest.segment)
+    assert (record.manifest, record.offset, record.expires_at) == (segment.manifest, 123, 456.0)
+    assert [r.manifest for r in reopened.all_staged()] == [segment.manifest]
+    reopened.drop_staged(segment.manifest.segment)
+    assert reopened.all_staged() == []
+
+
+def test_batches_move_segments_through_their_states(ledger):
+    segments = chain("ship-a", "telemetry", 3) + chain("ship-b", "events", 1)
+    for i, segment in enumerate(segments):
+        ledger.commit(segment.manifest, float(i))
+    telemetry = TableName("telemetry")
+    assert ledger.tables_pending() == [TableName("events"), telemetry]
+    waiting = ledger.pending(telemetry, 10)
+    assert [w.segment.seq for w in waiting] == [1, 2, 3]
+    batch = ledger.plan_batch(telemetry, [w.segment for w in waiting[:2]])
+    assert [s.state for s in batch.segments] == [MERGING, MERGING]
+    assert [w.segment.seq for w in ledger.pending(telemetry, 10)] == [3]
+    assert [b.batch_id for b in ledger.open_batches()] == [batch.batch_id]
+    ledger.abandon_batch(batch.batch_id)
+    assert [w.segment.seq for w in ledger.pending(telemetry, 10)] == [1, 2, 3]
+    again = ledger.plan_batch(telemetry, [w.segment for w in ledger.pending(telemetry, 10)])
+    assert again.batch_id > batch.batch_id
+    ledger.finish_batch(again.batch_id, 7, 10.0)
+    assert ledger.open_batches() == []
+    assert ledger.segment_state(SegmentId.of("ship-a", "telemetry", 2)) == MERGED
+    with pytest.raises(ValueError):
+        ledger.plan_batch(telemetry, [SegmentId.of("ship-b", "events", 1)])
+
+
+def test_quarantine_and_progress(ledger, clock):
+    segments = chain("ship-a", "telemetry", 4, rows_per=5)
+    for segment in segments[:2] + segments[3:]:  # seq 3 never arrives
+        ledger.commit(segment.manifest, clock())
+    ledger.quarantine(segments[1].manifest.segment, "schema conflict: x", clock())
+    batch = ledger.plan_batch(TableName("telemetry"), [segments[0].manifest.segment])
+    ledger.finish_batch(batch.batch_id, 0, clock())
+    (progress,) = ledger.progress()
+    assert (progress.site, progress.table) == ("ship-a", "telemetry")
+    assert (progress.segments_committed, progress.rows_committed, progress.rows_merged) == (3, 15, 5)
+    assert (progress.segments_pending, progress.quarantined) == (1, 1)
+    assert sorted(progress.links) == [1, 2, 4]
+    (entry,) = ledger.quarantined()
+    assert entry.segment.seq == 2 and entry.reason == "schema conflict: x"
+    assert ledger.segment_state(entry.segment) == QUARANTINED
+    assert ledger.segment_state(segments[3].manifest.segment) == COMMITTED
+    assert ledger.oldest_pending_commit() == clock()

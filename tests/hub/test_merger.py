@@ -1,0 +1,137 @@
+"""The merger on real files: Delta tables on disk, the SQLite ledger, staged Parquet segments."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pytest
+from deltalake import DeltaTable
+
+from hub.ledger import MERGED
+from hub.merger import MERGER_APP_ID, Merger
+from hub.query import run_query
+from hub.staging import StagingArea
+from sync_protocol.identifiers import TableName
+
+from .conftest import Segment, make_segment, rows_table
+
+
+@pytest.fixture
+def staging(layout):
+    return StagingArea(layout)
+
+
+@pytest.fixture
+def merger(layout, ledger, staging, clock):
+    return Merger(layout, ledger, staging, clock)
+
+
+def commit(ledger, staging, segment: Segment, now: float = 1.0) -> None:
+    staging.path(segment.manifest.segment).write_bytes(segment.data)
+    ledger.commit(segment.manifest, now)
+
+
+def query(layout, sql: str) -> list[tuple]:
+    return run_query(layout, sql).rows
+
+
+def test_three_schema_versions_merge_into_one_table(layout, ledger, staging, merger):
+    v1 = pa.table({"row_id": pa.array([1, 2], pa.int32()), "value": pa.array([1.5, 2.5], pa.float32())})
+    v2 = pa.table({"row_id": pa.array([3], pa.int64()), "value": pa.array([3.5], pa.float64()),
+                   "firmware": ["2.1"]})
+    v3 = pa.table({"row_id": pa.array([4], pa.int16())})
+    for site, rows in (("ship-a", v1), ("ship-b", v2), ("ship-c", v3)):
+        commit(ledger, staging, make_segment(site, "telemetry", 1, rows))
+    assert merger.run_once() == 3
+    assert merger.stats.commits == 1  # one batch, one Delta commit
+    rows = query(layout, "SELECT _site, row_id, value, firmware, _seq FROM telemetry ORDER BY row_id")
+    assert rows == [("ship-a", 1, 1.5, None, 1), ("ship-a", 2, 2.5, None, 1), ("ship-b", 3, 3.5, "2.1", 1),
+                    ("ship-c", 4, None, None, 1)]
+    types = dict(query(layout, "SELECT column_name, column_type FROM (DESCRIBE telemetry)"))
+    assert types["row_id"] == "BIGINT" and types["value"] == "DOUBLE"
+    assert not list(layout.uploads.iterdir())  # merged files are gone
+
+
+def test_conflicting_segment_is_quarantined_and_later_ones_still_merge(layout, ledger, staging, merger):
+    commit(ledger, staging, make_segment("ship-a", "telemetry", 1, rows_table(0, 3)))
+    merger.run_once()
+    bad = make_segment("ship-b", "telemetry", 1, pa.table({"row_id": ["not", "a", "number"]}))
+    later = make_segment("ship-b", "telemetry", 2, rows_table(10, 2), prev=bad)
+    reserved = make_segment("ship-c", "telemetry", 1, pa.table({"row_id": [1], "_site": ["ship-a"]}))
+    for segment in (bad, later, reserved):
+        commit(ledger, staging, segment)
+    merger.run_once()
+    assert query(layout, "SELECT _site, count(*) FROM telemetry GROUP BY 1 ORDER BY 1") == [
+        ("ship-a", 3), ("ship-b", 2)]
+    reasons = {(str(q.segment.site), q.segment.seq): q.reason for q in ledger.quarantined()}
+    assert "row_id" in reasons[("ship-b", 1)] and "reserved" in reasons[("ship-c", 1)]
+    assert (layout.quarantine / f"{bad.key}.seg").read_bytes() == bad.data
+
+
+def test_unreadable_and_miscounted_segments_are_quarantined(ledger, staging, merger):
+    garbage = make_segment("ship-a", "telemetry", 1, rows_table(0, 3))
+    staging.path(garbage.manifest.segment).write_bytes(b"PAR1 not really")
+    ledger.commit(garbage.manifest, 1.0)
+    liar = make_segment("ship-b", "telemetry", 1, rows_table(0, 3))
+    staging.path(liar.manifest.segment).write_bytes(make_segment("ship-b", "telemetry", 1, rows_table(0, 4)).data)
+    ledger.commit(liar.manifest, 1.0)
+    huge = make_segment("ship-c", "telemetry", 1, pa.table({"row_id": pa.array([2**63], pa.uint64())}))
+    commit(ledger, staging, huge)
+    merger.run_once()
+    reasons = {str(q.segment.site): q.reason for q in ledger.quarantined()}
+    assert "Parquet" in reasons["ship-a"]
+    assert "manifest says 3" in reasons["ship-b"]
+    assert "do not fit" in reasons["ship-c"]
+
+
+def test_reconcile_finishes_batches_that_reached_the_table_and_reopens_the_rest(
+        layout, ledger, staging, merger, clock):
+    first = make_segment("ship-a", "telemetry", 1, rows_table(0, 5))
+    commit(ledger, staging, first)
+    # Plan a batch and write it to Delta, as a merger killed before telling the ledger would have.
+    batch = ledger.plan_batch(TableName("telemetry"), [first.manifest.segment])
+    from deltalake import CommitProperties, Transaction, write_deltalake
+    rows = pa.table({"row_id": pa.array(range(5), pa.int64()), "value": pa.array([0.0] * 5),
+                     "_site": ["ship-a"] * 5})
+    write_deltalake(str(layout.table_dir(TableName("telemetry"))), rows, mode="append", partition_by=["_site"],
+                    commit_properties=CommitProperties(app_transactions=[Transaction(MERGER_APP_ID, batch.batch_id)]))
+    second = make_segment("ship-b", "telemetry", 1, rows_table(100, 5))
+    commit(ledger, staging, second)
+    ledger.plan_batch(TableName("telemetry"), [second.manifest.segment])  # planned, never written
+    assert merger.reconcile() == (1, 1)
+    assert ledger.segment_state(first.manifest.segment) == MERGED
+    assert not staging.path(first.manifest.segment).exists()
+    merger.run_once()
+    assert query(layout, "SELECT _site, count(*) FROM telemetry GROUP BY 1 ORDER BY 1") == [
+        ("ship-a", 5), ("ship-b", 5)]
+    assert merger.reconcile() == (0, 0)
+
+
+def test_failed_write_puts_the_segments_back(layout, ledger, staging, merger, monkeypatch):
+    segment = make_segment("ship-a", "telemetry", 1, rows_table(0, 5))
+    commit(ledger, staging, segment)
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("hub.merger.write_deltalake", broken)
+    with pytest.raises(OSError):
+        merger.run_once()
+    assert ledger.open_batches() == []
+    assert [p.segment for p in ledger.pending(TableName("telemetry"), 10)] == [segment.manifest.segment]
+
+
+def test_batches_are_bounded_and_maintenance_compacts(layout, ledger, staging, clock):
+    merger = Merger(layout, ledger, staging, clock, max_batch_segments=4)
+    previous = None
+    for seq in range(1, 11):
+        previous = make_segment("ship-a", "telemetry", seq, rows_table(seq * 10, 10), prev=previous)
+        commit(ledger, staging, previous, now=float(seq))
+    while merger.run_once():
+        pass
+    assert merger.stats.commits == 3  # 4 + 4 + 2 segments
+    table = DeltaTable(str(layout.table_dir(TableName("telemetry"))))
+    assert table.transaction_version(MERGER_APP_ID) is not None
+    before = len(table.file_uris())
+    merger.maintain(TableName("telemetry"))
+    assert len(DeltaTable(str(layout.table_dir(TableName("telemetry")))).file_uris()) < before
+    assert query(layout, "SELECT count(*), count(DISTINCT row_id) FROM telemetry") == [(100, 100)]
