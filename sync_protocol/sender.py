@@ -25,12 +25,14 @@ The rules that matter:
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .chunking import ChunkSizer
-from .errors import ErrorBody, ErrorCode, LocalProtocolError, PeerAction, RemoteProtocolError
+from .errors import ErrorBody, ErrorCode, LocalProtocolError, PeerAction, RemoteProtocolError, decode_error_body
 from .limits import MAX_SEGMENT_DIGEST_FAILURES
 from .manifest import Manifest
+from .tus import COMMITTED, HARBOUR_COMMIT, UPLOAD_OFFSET, parse_offset
 
 
 class TxState(enum.Enum):
@@ -170,6 +172,29 @@ class UploadSender:
             return
         self.offset = offset
         self._move(event)
+
+    def on_answer(self, status: int, headers: Mapping[str, str], body: bytes, seconds: float) -> None:
+        """Feed a complete HTTP answer to the request in flight (``headers`` as received; ``seconds``
+        from the first byte sent to the end of the answer). Dispatches to the ``on_*`` methods below."""
+        request = self.in_flight
+        committed = headers.get(HARBOUR_COMMIT) == COMMITTED
+        try:
+            offset = parse_offset(headers[UPLOAD_OFFSET]) if UPLOAD_OFFSET in headers else None
+        except RemoteProtocolError as problem:
+            self.on_malformed_answer(problem)
+            return
+        if 200 <= status < 300:
+            if status == 201 and isinstance(request, CreateUpload):
+                self.on_created(offset, committed)
+            elif status == 200 and isinstance(request, ProbeOffset) and offset is not None:
+                self.on_offset(offset, committed)
+            elif status == 204 and isinstance(request, SendChunk) and offset is not None:
+                self.on_chunk_accepted(offset, committed, seconds)
+            else:
+                self.on_malformed_answer(RemoteProtocolError(
+                    f"HTTP {status} to {type(request).__name__} without a usable Upload-Offset"))
+            return
+        self.on_error(decode_error_body(status, body))
 
     def on_created(self, offset: int | None, committed: bool) -> None:
         """201 from creation; ``offset`` from the answer's Upload-Offset (absent from non-Harbour hubs)."""

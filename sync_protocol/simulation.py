@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from .chunking import ChunkSizer
-from .errors import RemoteProtocolError, decode_error_body
+from .errors import RemoteProtocolError
 from .identifiers import SegmentId
 from .limits import GENESIS_DIGEST
 from .manifest import Manifest, sha256_hex
@@ -33,7 +33,7 @@ from .receiver import (
     UploadReceiver,
 )
 from .sender import CreateUpload, ProbeOffset, SendChunk, TxState, UploadSender
-from .tus import COMMITTED, HARBOUR_COMMIT, UPLOAD_OFFSET, Checksum, checksum_of
+from .tus import Checksum, checksum_of
 
 
 class Rng(Protocol):
@@ -264,7 +264,7 @@ class Simulation:
             if fault is Fault.RESTART_SENDER:
                 sender = self._new_sender(manifest)  # the old in-flight request is forgotten with the process
                 continue
-            self._report(sender, request, answer)
+            self._report(sender, answer)
         else:
             raise AssertionError(f"{segment} did not finish in {self.max_steps} steps (livelock?)")
         if sender.state is TxState.ACKED:
@@ -307,18 +307,8 @@ class Simulation:
         return None if fault in (Fault.LOSE_ANSWER, Fault.RESTART_SENDER) else answer
 
     @staticmethod
-    def _report(sender: UploadSender, request: object, answer: Answer | None) -> None:
+    def _report(sender: UploadSender, answer: Answer | None) -> None:
         if answer is None:
             sender.on_connection_lost()
-            return
-        committed = answer.headers.get(HARBOUR_COMMIT) == COMMITTED
-        offset_text = answer.headers.get(UPLOAD_OFFSET)
-        offset = int(offset_text) if offset_text is not None else None
-        if answer.status == 201:
-            sender.on_created(offset, committed)
-        elif answer.status == 200 and isinstance(request, ProbeOffset):
-            sender.on_offset(offset or 0, committed)
-        elif answer.status == 204 and isinstance(request, SendChunk):
-            sender.on_chunk_accepted(offset or 0, committed, seconds=1.0)
         else:
-            sender.on_error(decode_error_body(answer.status, answer.body))
+            sender.on_answer(answer.status, answer.headers, answer.body, seconds=1.0)

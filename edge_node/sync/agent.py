@@ -1,0 +1,225 @@
+"""The sync agent: which segment goes next, how many at once, and what happens when each one ends.
+
+Rules, in order of importance:
+
+1. A segment is marked acked only on the hub's durable commit (the uploader reaches ``ACKED`` only
+   through ``Harbour-Commit: committed``); a parked segment stays on disk and in status (G8).
+2. Most urgent first: priority class, then seq. When every slot is busy and a more urgent segment
+   waits, the least urgent upload pauses after its current chunk and resumes later at the hub's offset
+   (tus makes a pause free), so an alarm never queues behind a 64 MiB sales segment.
+3. The link policy decides which classes may go (``LinkPolicy``); a class held back is probed with one
+   chunk every ``PROBE_SECONDS`` so that the agent notices when the ship reaches port.
+4. Several uploads in flight (``max_in_flight``) hide the round trip of a long satellite link: while one
+   upload waits for its answer, another one's bytes are on the wire.
+5. A permanent rejection parks that segment only; the queue moves on behind it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from sync_protocol import Manifest, SegmentId
+from sync_protocol.chunking import ChunkSizer
+from sync_protocol.segment_states import SegmentState
+from sync_protocol.sender import UploadSender
+
+from .link import LinkMonitor, LinkPolicy
+from .transport import HubTransport
+from .uploader import SegmentUploader, UploadOutcome, file_chunk_reader
+
+log = logging.getLogger("edge_node.sync")
+
+DEFAULT_MAX_IN_FLIGHT = 3
+"""Uploads at once: 2 fill a 600 ms-RTT link between one chunk's answer and the next chunk; a third covers
+a slow segment read or a hub hashing a completed segment."""
+
+PENDING_WINDOW = 200
+"""Segments read from the ledger per scheduling round: more than any number in flight plus the parked."""
+
+IDLE_POLL_SECONDS = 1.0
+"""With nothing to send, look at the ledger again this often (the sealer also wakes the agent)."""
+
+PROBE_SECONDS = 60.0
+"""How often a class held back by the link policy sends one chunk to measure the link again."""
+
+
+class StoredSegmentLike(Protocol):
+    manifest: Manifest
+    path: str
+    state: SegmentState
+
+
+class SegmentQueue(Protocol):
+    """What the agent needs of the edge's ledger (``edge_node.ledger.SegmentLedger`` has it)."""
+
+    def pending_segments(self, limit: int = ...) -> list[Any]: ...
+    def mark_uploading(self, segment: SegmentId) -> None: ...
+    def mark_acked(self, segment: SegmentId) -> None: ...
+    def mark_parked(self, segment: SegmentId) -> None: ...
+
+
+@dataclass
+class _Upload:
+    uploader: SegmentUploader
+    task: asyncio.Task[UploadOutcome]
+    probe: bool
+
+
+@dataclass
+class AgentCounters:
+    acked_segments: int = 0
+    acked_bytes: int = 0
+    parked_segments: int = 0
+    bytes_sent: int = 0
+    pauses: int = 0
+    last_ack_at: float | None = None
+    parked: dict[str, str] = field(default_factory=dict)  # segment -> reason
+
+
+class SyncAgent:
+    def __init__(
+        self, queue: SegmentQueue, data_dir: Path, transport: HubTransport, monitor: LinkMonitor,
+        policy: LinkPolicy, clock: Callable[[], float], *, max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        sizer_factory: Callable[[], ChunkSizer] = ChunkSizer,
+    ) -> None:
+        if max_in_flight < 1:
+            raise ValueError("max_in_flight must be at least 1")
+        self.queue = queue
+        self.data_dir = data_dir
+        self.transport = transport
+        self.monitor = monitor
+        self.policy = policy
+        self.clock = clock
+        self.max_in_flight = max_in_flight
+        self.sizer_factory = sizer_factory
+        self.counters = AgentCounters()
+        self._uploads: dict[SegmentId, _Upload] = {}
+        self._paused: dict[SegmentId, UploadSender] = {}
+        self._waiting_class: int | None = None  # most urgent class that found no free slot
+        self._last_probe = float("-inf")
+        self._wake = asyncio.Event()
+
+    def notify(self) -> None:
+        """A segment was sealed: look at the ledger now rather than at the next poll."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        try:
+            while True:
+                await self._schedule()
+                await self._wait_for_something()
+        finally:
+            for upload in self._uploads.values():
+                upload.task.cancel()
+            await asyncio.gather(*(u.task for u in self._uploads.values()), return_exceptions=True)
+
+    async def _wait_for_something(self) -> None:
+        self._wake.clear()
+        tasks = [upload.task for upload in self._uploads.values()]
+        wake = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait([wake, *tasks], timeout=IDLE_POLL_SECONDS, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            wake.cancel()
+        for segment, upload in list(self._uploads.items()):
+            if upload.task.done():
+                del self._uploads[segment]
+                await self._finish(segment, upload)
+
+    async def _schedule(self) -> None:
+        pending = await asyncio.to_thread(self.queue.pending_segments, PENDING_WINDOW)
+        allowed_up_to = self.policy.max_class(self.monitor.state)
+        self._waiting_class = None
+        for stored in pending:
+            segment = stored.manifest.segment
+            if segment in self._uploads:
+                continue
+            priority = stored.manifest.priority
+            probe = priority > allowed_up_to
+            if probe and not self._probe_due():
+                continue
+            if len(self._uploads) >= self.max_in_flight:
+                if self._waiting_class is None or priority < self._waiting_class:
+                    self._waiting_class = priority
+                continue
+            await self._start(stored, probe)
+
+    def _probe_due(self) -> bool:
+        return not self._uploads and self.clock() - self._last_probe >= PROBE_SECONDS
+
+    async def _start(self, stored: StoredSegmentLike, probe: bool) -> None:
+        manifest = stored.manifest
+        segment = manifest.segment
+        sender = self._paused.pop(segment, None)
+        if sender is None:
+            resumed = stored.state is SegmentState.UPLOADING
+            sender = UploadSender(manifest, resumed=resumed, sizer=self.sizer_factory())
+            if not resumed:
+                await asyncio.to_thread(self.queue.mark_uploading, segment)
+        if probe:
+            self._last_probe = self.clock()
+            log.info("probing the link with %s (class %d is held back on a %s link)", segment, manifest.priority,
+                     self.monitor.state.value)
+        uploader = SegmentUploader(
+            self.transport, sender, file_chunk_reader(self.data_dir / stored.path), self.monitor, self.clock,
+        )
+        uploader.should_pause = lambda: self._should_pause(uploader)
+        self._uploads[segment] = _Upload(uploader, asyncio.create_task(uploader.run()), probe)
+
+    def _should_pause(self, uploader: SegmentUploader) -> bool:
+        priority = uploader.manifest.priority
+        if uploader.bytes_sent > 0 and not self.policy.allows(priority, self.monitor.state):
+            return True  # a probe that has measured, or a link that turned thin mid-upload
+        waiting = self._waiting_class
+        if waiting is None or waiting >= priority:
+            return False
+        least_urgent = max(u.uploader.manifest.priority for u in self._uploads.values())
+        return priority == least_urgent
+
+    async def _finish(self, segment: SegmentId, upload: _Upload) -> None:
+        try:
+            outcome = upload.task.result()
+        except asyncio.CancelledError:
+            return
+        except Exception:  # a bug or an unreadable segment file: log it, the segment is retried later
+            log.exception("upload of %s failed unexpectedly; it will be retried", segment)
+            return
+        self.counters.bytes_sent += outcome.bytes_sent
+        manifest = upload.uploader.manifest
+        if outcome.acked:
+            await asyncio.to_thread(self.queue.mark_acked, segment)
+            self.counters.acked_segments += 1
+            self.counters.acked_bytes += manifest.byte_size
+            self.counters.last_ack_at = self.clock()
+            log.info("acked %s (%d rows, %d bytes)", segment, manifest.row_count, manifest.byte_size)
+        elif outcome.parked:
+            await asyncio.to_thread(self.queue.mark_parked, segment)
+            self.counters.parked_segments += 1
+            self.counters.parked[str(segment)] = outcome.park_reason
+            log.error("parked %s: %s -- it stays on disk; see `harbour edge status`", segment, outcome.park_reason)
+        elif outcome.paused:
+            self.counters.pauses += 1
+            self._paused[segment] = upload.uploader.sender
+            log.info("paused %s at %d of %d bytes to make way for more urgent data", segment,
+                     upload.uploader.sender.offset, manifest.byte_size)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "link": self.monitor.describe(),
+            "policy": {"metered": self.policy.metered, "thin_link_max_class": self.policy.thin_max_class,
+                       "classes_allowed_up_to": self.policy.max_class(self.monitor.state)},
+            "in_flight": [
+                {"segment": str(segment), "offset": u.uploader.sender.offset,
+                 "bytes": u.uploader.manifest.byte_size, "priority": u.uploader.manifest.priority, "probe": u.probe}
+                for segment, u in self._uploads.items()
+            ],
+            "acked_segments": self.counters.acked_segments,
+            "parked": dict(self.counters.parked),
+            "bytes_sent": self.counters.bytes_sent,
+            "last_ack_at": self.counters.last_ack_at,
+        }

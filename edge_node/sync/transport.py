@@ -1,0 +1,151 @@
+"""How the edge reaches the hub: a small interface, and its real implementation over aiohttp.
+
+The sync agent talks to the hub only through ``HubTransport`` (STYLE 6), so a test can put a
+fault-injecting transport in between. ``AiohttpHubTransport`` is the real one: tus 1.0.0 requests with
+the site's bearer token, certificate checks on by default (``--hub-ca`` for a private CA), the upload
+cap applied to every PATCH body, and a stall watchdog: a link that goes silent without closing
+(a half-open connection: no FIN, no RST) is noticed within ``STALL_SECONDS`` and reported as
+``LinkDown``, exactly like a refused or reset connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import aiohttp
+
+from sync_protocol.limits import MAX_ERROR_BODY_BYTES, TUS_VERSION
+from sync_protocol.tus import (
+    PATCH_CONTENT_TYPE,
+    TUS_RESUMABLE,
+    UPLOAD_CHECKSUM,
+    UPLOAD_LENGTH,
+    UPLOAD_METADATA,
+    UPLOAD_OFFSET,
+    UPLOADS_PATH,
+    Checksum,
+)
+
+STALL_SECONDS = 20.0
+"""No byte moved and no answer for this long means the link is dead, even if no socket says so. The
+requirement is to notice a half-open link within 30 s; a geostationary round trip is ~0.6 s, and the
+hub hashes a full 64 MiB segment in well under a second, so 20 s never fires on a slow-but-alive link."""
+
+CONNECT_SECONDS = 15.0
+"""TCP + TLS handshake budget: several satellite round trips, with room for a congested uplink."""
+
+BODY_SLICE_BYTES = 64 * 1024
+"""PATCH bodies are fed to the socket in slices of this size, so the upload cap and the stall watchdog
+act on every 64 KiB rather than once per chunk (a chunk may be 16 MiB)."""
+
+SITE_REPORT_PATH = "/v1/sync/sites/{site}/report"
+"""Where the edge reports its backlog so that the hub's fleet view can show it."""
+
+
+class LinkDown(Exception):
+    """The request got no answer: refused, reset, timed out, stalled or cut. Always transient."""
+
+
+@dataclass(frozen=True)
+class HubAnswer:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+    seconds: float  # from sending the first byte to the end of the answer
+
+
+class UploadPacer(Protocol):
+    """Meters upload bytes (the bandwidth cap); ``take`` returns once ``n`` bytes may go."""
+
+    async def take(self, n: int) -> None: ...
+
+
+class HubTransport(Protocol):
+    async def create(self, metadata: str, length: int) -> HubAnswer: ...
+    async def probe(self, upload_key: str) -> HubAnswer: ...
+    async def patch(self, upload_key: str, offset: int, chunk: bytes, checksum: Checksum) -> HubAnswer: ...
+    async def report(self, site: str, document: dict[str, Any]) -> HubAnswer: ...
+    async def close(self) -> None: ...
+
+
+def client_ssl_context(ca_file: Path | None) -> ssl.SSLContext:
+    """Verification is always on; ``ca_file`` adds a private CA (a fleet's own hub certificate)."""
+    context = ssl.create_default_context()
+    if ca_file is not None:
+        context.load_verify_locations(cafile=str(ca_file))
+    return context
+
+
+class AiohttpHubTransport:
+    def __init__(
+        self, hub_url: str, token: str, *, pacer: UploadPacer | None = None, ca_file: Path | None = None,
+        clock: Callable[[], float] | None = None, stall_seconds: float = STALL_SECONDS,
+        max_connections: int = 8,
+    ) -> None:
+        self.base = hub_url.rstrip("/")
+        self._headers = {"Authorization": f"Bearer {token}", TUS_RESUMABLE: TUS_VERSION}
+        self._pacer = pacer
+        self._stall = stall_seconds
+        self._clock = clock or (lambda: asyncio.get_running_loop().time())
+        ssl_option: ssl.SSLContext | bool = client_ssl_context(ca_file) if self.base.startswith("https") else False
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=max_connections, ssl=ssl_option),
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_SECONDS, sock_read=stall_seconds),
+            auto_decompress=False,
+        )
+
+    async def close(self) -> None:
+        await self._session.close()
+
+    def _url(self, upload_key: str | None = None) -> str:
+        return f"{self.base}{UPLOADS_PATH}" + (f"/{upload_key}" if upload_key else "")
+
+    async def create(self, metadata: str, length: int) -> HubAnswer:
+        headers = {**self._headers, UPLOAD_LENGTH: str(length), UPLOAD_METADATA: metadata}
+        return await self._request("POST", self._url(), headers)
+
+    async def probe(self, upload_key: str) -> HubAnswer:
+        return await self._request("HEAD", self._url(upload_key), dict(self._headers))
+
+    async def patch(self, upload_key: str, offset: int, chunk: bytes, checksum: Checksum) -> HubAnswer:
+        headers = {
+            **self._headers, "Content-Type": PATCH_CONTENT_TYPE, UPLOAD_OFFSET: str(offset),
+            UPLOAD_CHECKSUM: checksum.header(), "Content-Length": str(len(chunk)),
+        }
+        return await self._request("PATCH", self._url(upload_key), headers, chunk)
+
+    async def report(self, site: str, document: dict[str, Any]) -> HubAnswer:
+        url = self.base + SITE_REPORT_PATH.format(site=site)
+        return await self._request("PUT", url, dict(self._headers), json=document)
+
+    async def _request(self, method: str, url: str, headers: dict[str, str], body: bytes | None = None,
+                       json: Any = None) -> HubAnswer:
+        started = self._clock()
+        try:
+            async with asyncio.timeout(self._stall) as deadline:
+                data = self._paced(body, deadline) if body is not None else None
+                async with self._session.request(method, url, headers=headers, data=data, json=json) as response:
+                    deadline.reschedule(self._clock() + self._stall)
+                    content = await response.content.read(MAX_ERROR_BODY_BYTES)
+                    return HubAnswer(response.status, response.headers, content, self._clock() - started)
+        except TimeoutError:
+            raise LinkDown(f"{method} {url}: no progress for {self._stall:.0f} s (stalled link)") from None
+        except (aiohttp.ClientError, OSError) as error:
+            raise LinkDown(f"{method} {url}: {type(error).__name__}: {error}") from None
+
+    async def _paced(self, body: bytes, deadline: asyncio.Timeout) -> AsyncIterator[bytes]:
+        """Feed the body in slices through the upload cap; each slice the socket takes moves the stall
+        deadline, so only a link on which nothing moves for ``STALL_SECONDS`` is declared dead."""
+        view = memoryview(body)
+        for start in range(0, len(body), BODY_SLICE_BYTES):
+            piece = view[start:start + BODY_SLICE_BYTES]
+            if self._pacer is not None:
+                deadline.reschedule(None)  # waiting for our own cap is not a stalled link
+                await self._pacer.take(len(piece))
+            deadline.reschedule(self._clock() + self._stall)
+            yield bytes(piece)

@@ -1,0 +1,178 @@
+"""Upload one segment: drive the protocol's ``UploadSender`` over a ``HubTransport`` until the hub
+commits it, the segment is parked, or the agent asks it to make way for more urgent data.
+
+The loop is the one the sender's docstring describes; what this module adds is the I/O around it:
+reading chunks from the segment file (in a thread: a chunk may be 16 MiB), checksumming them, timing
+requests for the link monitor, progress lines for long uploads, and back-off between transient
+failures with tenacity (exponential with jitter, capped, never giving up: a ship may be offline for
+weeks; ``Retry-After`` honoured). A permanent rejection is never retried: the sender parks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_never, wait_exponential_jitter
+
+from sync_protocol import Manifest
+from sync_protocol.sender import CreateUpload, ProbeOffset, SendChunk, TxState, UploadSender
+from sync_protocol.tus import checksum_of
+from sync_protocol.units import format_rate, format_size
+
+from .link import LinkMonitor
+from .transport import HubAnswer, HubTransport, LinkDown
+
+log = logging.getLogger("edge_node.sync")
+
+BACKOFF_INITIAL_SECONDS = 0.5
+"""First wait after a failure: long enough not to hammer a hub that is restarting."""
+
+BACKOFF_CAP_SECONDS = 60.0
+"""Longest wait between attempts: a ship coming into coverage resumes within a minute."""
+
+MAX_RETRY_AFTER_SECONDS = 600.0
+"""A hub's Retry-After is honoured up to ten minutes; a larger value is treated as a mistake."""
+
+PROGRESS_LOG_SECONDS = 15.0
+"""How often a long upload logs its progress (rate and ETA): readable in a terminal, quiet in a journal."""
+
+CHECKSUM_ALGORITHM = "sha256"
+"""Per-chunk checksum: sha256, the same algorithm as the segment digest (tus also allows sha1)."""
+
+
+class Transient(Exception):
+    """The last step ended in a transient failure; tenacity backs off before the next one."""
+
+    def __init__(self, reason: str, retry_after: float = 0.0) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
+
+
+@dataclass
+class UploadOutcome:
+    acked: bool
+    parked: bool
+    paused: bool
+    park_reason: str = ""
+    bytes_sent: int = 0
+
+
+ChunkReader = Callable[[int, int], Awaitable[bytes]]
+
+
+def file_chunk_reader(path: Path) -> ChunkReader:
+    def read(offset: int, length: int) -> bytes:
+        with path.open("rb") as file:
+            file.seek(offset)
+            data = file.read(length)
+        if len(data) != length:
+            raise OSError(f"segment file {path} is shorter than its manifest says ({offset + len(data)} bytes)")
+        return data
+
+    async def read_async(offset: int, length: int) -> bytes:
+        return await asyncio.to_thread(read, offset, length)
+
+    return read_async
+
+
+class SegmentUploader:
+    def __init__(
+        self, transport: HubTransport, sender: UploadSender, read_chunk: ChunkReader, monitor: LinkMonitor,
+        clock: Callable[[], float], *, should_pause: Callable[[], bool] = lambda: False,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.transport = transport
+        self.sender = sender
+        self.read_chunk = read_chunk
+        self.monitor = monitor
+        self.clock = clock
+        self.should_pause = should_pause
+        self.sleep = sleep
+        self.bytes_sent = 0
+        self._last_progress_log = clock()
+        self._started = clock()
+
+    @property
+    def manifest(self) -> Manifest:
+        return self.sender.manifest
+
+    async def run(self) -> UploadOutcome:
+        while not self.sender.done:
+            if self.sender.state is TxState.SENDING and self.should_pause():
+                return UploadOutcome(False, False, True, bytes_sent=self.bytes_sent)
+            retrying = AsyncRetrying(
+                retry=retry_if_exception_type(Transient), wait=self._wait, stop=stop_never,
+                sleep=self.sleep, before_sleep=self._log_retry, reraise=True,
+            )
+            async for attempt in retrying:
+                with attempt:
+                    await self._step()
+        parked = self.sender.state is TxState.PARKED
+        return UploadOutcome(not parked, parked, False, self.sender.park_reason, self.bytes_sent)
+
+    async def _step(self) -> None:
+        request = self.sender.next_request()
+        if request is None:
+            return
+        try:
+            answer = await self._perform(request)
+        except LinkDown as error:
+            self.monitor.record_failure(str(error))
+            self.sender.on_connection_lost()
+            raise Transient(str(error)) from None
+        self.sender.on_answer(answer.status, answer.headers, answer.body, answer.seconds)
+        self._observe(request, answer)
+        # 460 too: a link that damages every chunk is resent with back-off, not in a tight loop.
+        if answer.status in (429, 460, 507) or answer.status >= 500:
+            raise Transient(self.sender.last_error, _retry_after(answer))
+
+    async def _perform(self, request: CreateUpload | ProbeOffset | SendChunk) -> HubAnswer:
+        key = self.manifest.segment.upload_key
+        if isinstance(request, CreateUpload):
+            return await self.transport.create(request.metadata, request.length)
+        if isinstance(request, ProbeOffset):
+            return await self.transport.probe(key)
+        chunk = await self.read_chunk(request.offset, request.length)
+        self.bytes_sent += len(chunk)
+        return await self.transport.patch(key, request.offset, chunk, checksum_of(chunk, CHECKSUM_ALGORITHM))
+
+    def _observe(self, request: object, answer: HubAnswer) -> None:
+        if isinstance(request, SendChunk) and answer.status == 204:
+            self.monitor.record_transfer(request.length, answer.seconds)
+            self._maybe_log_progress()
+        elif isinstance(request, ProbeOffset | CreateUpload) and answer.status < 500:
+            self.monitor.record_round_trip(answer.seconds)
+
+    def _maybe_log_progress(self) -> None:
+        now = self.clock()
+        if now - self._last_progress_log < PROGRESS_LOG_SECONDS:
+            return
+        self._last_progress_log = now
+        done, size = self.sender.offset, self.manifest.byte_size
+        rate = self.monitor.rate_bytes or 0.0
+        eta = f"{(size - done) / rate:.0f} s" if rate > 0 else "unknown"
+        log.info("uploading %s: %s of %s (%.0f%%), %s, ETA %s", self.manifest.segment, format_size(done),
+                 format_size(size), 100 * done / size, format_rate(rate * 8), eta)
+
+    @staticmethod
+    def _wait(state: RetryCallState) -> float:
+        backoff = wait_exponential_jitter(initial=BACKOFF_INITIAL_SECONDS, max=BACKOFF_CAP_SECONDS)(state)
+        error = state.outcome.exception() if state.outcome else None
+        retry_after = error.retry_after if isinstance(error, Transient) else 0.0
+        return max(backoff, min(retry_after, MAX_RETRY_AFTER_SECONDS))
+
+    def _log_retry(self, state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        wait = state.next_action.sleep if state.next_action else 0.0
+        level = logging.INFO if state.attempt_number <= 3 else logging.DEBUG
+        log.log(level, "%s: %s; retrying in %.1f s (attempt %d)", self.manifest.segment, error, wait,
+                state.attempt_number)
+
+
+def _retry_after(answer: HubAnswer) -> float:
+    value = answer.headers.get("Retry-After", "")
+    return float(value) if value.isascii() and value.isdigit() else 0.0

@@ -1,0 +1,211 @@
+"""Scheduling rules of the sync agent, against the protocol's reference hub (in memory, deterministic).
+
+The real path (hub process, sockets, proxy with cuts and stalls) is in ``test_sync_end_to_end.py``."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from edge_node.sync.agent import SyncAgent
+from edge_node.sync.link import LinkMonitor, LinkPolicy
+from edge_node.sync.transport import HubAnswer
+from sync_protocol import Manifest, SegmentId
+from sync_protocol.chunking import ChunkSizer
+from sync_protocol.errors import ErrorCode, RemoteProtocolError
+from sync_protocol.limits import GENESIS_DIGEST
+from sync_protocol.manifest import sha256_hex
+from sync_protocol.segment_states import SegmentEvent, SegmentState, next_segment_state
+from sync_protocol.sender import CreateUpload, ProbeOffset
+from sync_protocol.simulation import SimulatedHub, WirePatch
+
+
+@dataclass
+class Stored:
+    manifest: Manifest
+    path: str
+    state: SegmentState
+
+
+class MemoryQueue:
+    """The ledger's contract, in memory: pending in (priority, seq) order, state moves checked."""
+
+    def __init__(self) -> None:
+        self.segments: dict[SegmentId, Stored] = {}
+        self.acked_order: list[SegmentId] = []
+
+    def add(self, stored: Stored) -> None:
+        self.segments[stored.manifest.segment] = stored
+
+    def pending_segments(self, limit: int = 100) -> list[Stored]:
+        pending = [s for s in self.segments.values() if s.state in (SegmentState.SEALED, SegmentState.UPLOADING)]
+        return sorted(pending, key=lambda s: (s.manifest.priority, s.manifest.segment.seq))[:limit]
+
+    def _move(self, segment: SegmentId, event: SegmentEvent) -> None:
+        stored = self.segments[segment]
+        stored.state = next_segment_state(stored.state, event)
+
+    def mark_uploading(self, segment):
+        self._move(segment, SegmentEvent.START_UPLOAD)
+
+    def mark_acked(self, segment):
+        self._move(segment, SegmentEvent.HUB_COMMITTED)
+        self.acked_order.append(segment)
+
+    def mark_parked(self, segment):
+        self._move(segment, SegmentEvent.HUB_REJECTED)
+
+
+class SimulatedTransport:
+    """HubTransport over the reference hub, with a fixed time per byte so that rates are measurable."""
+
+    def __init__(self, hub: SimulatedHub, seconds_per_byte: float = 1e-6) -> None:
+        self.hub = hub
+        self.manifests: dict[str, Manifest] = {}
+        self.forbidden: set[str] = set()
+        self.seconds_per_byte = seconds_per_byte
+        self.patches: list[str] = []
+
+    def _answer(self, answer, seconds: float) -> HubAnswer:
+        return HubAnswer(answer.status, answer.headers, answer.body, seconds)
+
+    def _refuse(self, key: str) -> HubAnswer | None:
+        if key in self.forbidden:
+            error = RemoteProtocolError("token of another site", code=ErrorCode.FORBIDDEN)
+            return HubAnswer(403, {}, error.to_body(), 0.01)
+        return None
+
+    async def create(self, metadata: str, length: int) -> HubAnswer:
+        manifest = Manifest.from_upload_metadata(metadata)
+        self.manifests[manifest.segment.upload_key] = manifest
+        refused = self._refuse(manifest.segment.upload_key)
+        return refused or self._answer(self.hub.handle(CreateUpload(metadata, length), manifest, 0), 0.01)
+
+    async def probe(self, upload_key: str) -> HubAnswer:
+        return self._answer(self.hub.handle(ProbeOffset(), self.manifests[upload_key], 0), 0.01)
+
+    async def patch(self, upload_key, offset, chunk, checksum) -> HubAnswer:
+        await asyncio.sleep(0.001)  # let other uploads interleave, as on a real link
+        self.patches.append(upload_key)
+        wire = WirePatch(offset, len(chunk), chunk, checksum)
+        seconds = len(chunk) * self.seconds_per_byte
+        return self._answer(self.hub.handle(wire, self.manifests[upload_key], 0), seconds)
+
+    async def report(self, site, document) -> HubAnswer:
+        return HubAnswer(204, {}, b"", 0.01)
+
+    async def close(self) -> None:
+        pass
+
+
+def add_segment(queue: MemoryQueue, data_dir: Path, table: str, seq: int, size: int, priority: int) -> Manifest:
+    data = bytes([seq % 256]) * size
+    path = f"{table}-{seq}.parquet"
+    (data_dir / path).write_bytes(data)
+    prev = GENESIS_DIGEST if seq == 1 else sha256_hex(bytes([(seq - 1) % 256]) * size)
+    manifest = Manifest(SegmentId.of("ship-1", table, seq), 1, size, sha256_hex(data), sha256_hex(b"s"), prev,
+                        priority, 0)
+    queue.add(Stored(manifest, path, SegmentState.SEALED))
+    return manifest
+
+
+def small_chunks() -> ChunkSizer:
+    return ChunkSizer(size=1024, minimum=256, maximum=1024)
+
+
+async def run_until(agent: SyncAgent, condition, timeout: float = 20.0) -> None:
+    task = asyncio.create_task(agent.run())
+    try:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not condition():
+            assert asyncio.get_running_loop().time() < deadline, "agent did not get there in time"
+            await asyncio.sleep(0.01)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+def make_agent(tmp_path, queue, transport, *, policy=None, max_in_flight=2, monitor=None):
+    policy = policy or LinkPolicy()
+    monitor = monitor or LinkMonitor(clock=asyncio.get_running_loop().time)
+    return SyncAgent(queue, tmp_path, transport, monitor, policy, asyncio.get_running_loop().time,
+                     max_in_flight=max_in_flight, sizer_factory=small_chunks)
+
+
+async def test_every_segment_is_acked_only_after_the_hub_committed_it(tmp_path):
+    queue, hub = MemoryQueue(), SimulatedHub()
+    for seq in range(1, 6):
+        add_segment(queue, tmp_path, "telemetry", seq, 3000, priority=2)
+    agent = make_agent(tmp_path, queue, SimulatedTransport(hub))
+    await run_until(agent, lambda: len(queue.acked_order) == 5)
+    assert set(queue.acked_order) == set(hub.ledger) and all(n == 1 for n in hub.commit_count.values())
+    assert all(s.state is SegmentState.ACKED for s in queue.segments.values())
+
+
+async def test_an_urgent_segment_overtakes_a_bulk_upload_in_progress(tmp_path):
+    queue, hub = MemoryQueue(), SimulatedHub()
+    bulk = add_segment(queue, tmp_path, "sales", 1, 200_000, priority=5)
+    transport = SimulatedTransport(hub)
+    agent = make_agent(tmp_path, queue, transport, max_in_flight=1)
+    task = asyncio.create_task(agent.run())
+    while len(transport.patches) < 3:  # the bulk upload is under way
+        await asyncio.sleep(0.005)
+    alarm = add_segment(queue, tmp_path, "alarms", 1, 2000, priority=0)
+    agent.notify()
+    try:
+        while len(queue.acked_order) < 2:
+            await asyncio.sleep(0.01)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert queue.acked_order == [alarm.segment, bulk.segment]
+    assert agent.counters.pauses >= 1
+    assert hub.commit_count[bulk.segment] == 1
+
+
+async def test_a_parked_segment_does_not_block_the_ones_behind_it(tmp_path):
+    queue, hub = MemoryQueue(), SimulatedHub()
+    first = add_segment(queue, tmp_path, "telemetry", 1, 1000, priority=1)
+    for seq in range(2, 5):
+        add_segment(queue, tmp_path, "telemetry", seq, 1000, priority=1)
+    add_segment(queue, tmp_path, "sales", 1, 1000, priority=3)
+    transport = SimulatedTransport(hub)
+    transport.forbidden.add(first.segment.upload_key)
+    agent = make_agent(tmp_path, queue, transport)
+    await run_until(agent, lambda: len(queue.acked_order) == 4)
+    assert queue.segments[first.segment].state is SegmentState.PARKED
+    assert "403" in agent.counters.parked[str(first.segment)]
+
+
+async def test_a_thin_link_holds_bulk_back_and_sends_urgent_classes(tmp_path):
+    queue, hub = MemoryQueue(), SimulatedHub()
+    alarm = add_segment(queue, tmp_path, "alarms", 1, 1000, priority=0)
+    bulk = add_segment(queue, tmp_path, "sales", 1, 50_000, priority=5)
+    monitor = LinkMonitor(clock=asyncio.get_running_loop().time)
+    monitor.record_transfer(32_000, 1.0)  # measured 256 kbit/s: thin
+    agent = make_agent(tmp_path, queue, SimulatedTransport(hub, seconds_per_byte=1 / 32_000), monitor=monitor)
+    await run_until(agent, lambda: alarm.segment in queue.acked_order)
+    await asyncio.sleep(0.3)
+    assert bulk.segment not in queue.acked_order
+    assert agent.describe()["policy"]["classes_allowed_up_to"] == 1
+
+
+async def test_a_metered_link_policy_is_honoured_even_when_fast(tmp_path):
+    queue, hub = MemoryQueue(), SimulatedHub()
+    bulk = add_segment(queue, tmp_path, "sales", 1, 5000, priority=4)
+    telemetry = add_segment(queue, tmp_path, "telemetry", 1, 5000, priority=1)
+    agent = make_agent(tmp_path, queue, SimulatedTransport(hub), policy=LinkPolicy(metered=True, thin_max_class=1))
+    await run_until(agent, lambda: telemetry.segment in queue.acked_order)
+    await asyncio.sleep(0.3)
+    # the probe may have sent one chunk of bulk, but it is not committed while the link is metered
+    assert bulk.segment not in queue.acked_order
+
+
+def test_bad_agent_settings_are_refused(tmp_path):
+    with pytest.raises(ValueError):
+        LinkPolicy(thin_max_class=12)
+    with pytest.raises(ValueError):
+        SyncAgent(MemoryQueue(), tmp_path, None, None, LinkPolicy(), lambda: 0.0, max_in_flight=0)
