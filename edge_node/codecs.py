@@ -15,6 +15,8 @@ import pyarrow.parquet as pq
 
 from sync_protocol import ErrorCode, RemoteProtocolError
 
+from .config import MAX_REQUEST_BODY_BYTES
+
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 JSON_LINES = "application/x-ndjson"
 CSV = "text/csv"
@@ -22,8 +24,8 @@ PARQUET = "application/vnd.apache.parquet"
 CONTENT_TYPES = (ARROW_STREAM, JSON_LINES, CSV, PARQUET)
 
 MAX_DECODED_FACTOR = 16
-"""A Parquet body may expand to at most this many times its size when decoded. Real data compresses
-2.5-10x (perf-limits.md); a larger claimed expansion is a decompression bomb, refused before decoding."""
+"""A Parquet body may expand to at most this many times its size (or MAX_REQUEST_BODY_BYTES, whichever is
+more) when decoded. Real data compresses 2.5-10x (perf-limits.md); far more is a decompression bomb."""
 
 MIN_JSON_BLOCK_BYTES = 1024 * 1024
 """pyarrow.json parses in blocks and rejects a line that straddles two; one block per body avoids that."""
@@ -62,13 +64,30 @@ def _csv(body: bytes) -> pa.Table:
     return pa_csv.read_csv(pa.BufferReader(body))
 
 
+def _fixed_row_bytes(schema: pa.Schema) -> int:
+    width = 0
+    for field in schema:
+        try:
+            width += max(field.type.bit_width // 8, 1)
+        except ValueError:  # variable width: only checked as row groups are decoded
+            continue
+    return width
+
+
 def _parquet(body: bytes) -> pa.Table:
+    """Decoded row group by row group, so a bomb is stopped at the first group that crosses the bound;
+    fixed-width columns are bounded before anything is decoded, from the row count alone."""
     parquet_file = pq.ParquetFile(pa.BufferReader(body))
-    metadata = parquet_file.metadata
-    claimed = sum(metadata.row_group(i).total_byte_size for i in range(metadata.num_row_groups))
-    if claimed > MAX_DECODED_FACTOR * len(body):
-        raise ValueError(f"it claims to expand to {claimed} bytes, over {MAX_DECODED_FACTOR}x its size")
-    table = parquet_file.read()
+    bound = max(MAX_DECODED_FACTOR * len(body), MAX_REQUEST_BODY_BYTES)
+    if parquet_file.metadata.num_rows * _fixed_row_bytes(parquet_file.schema_arrow) > bound:
+        raise ValueError(f"its {parquet_file.metadata.num_rows} rows would expand to more than {bound} bytes")
+    groups, decoded = [], 0
+    for index in range(parquet_file.num_row_groups):
+        groups.append(parquet_file.read_row_group(index))
+        decoded += groups[-1].nbytes
+        if decoded > bound:
+            raise ValueError(f"it would expand to more than {bound} bytes")
+    table = pa.concat_tables(groups) if groups else parquet_file.schema_arrow.empty_table()
     table.validate(full=True)
     return table
 

@@ -98,7 +98,7 @@ class SegmentLedger:
         self.db["tables"].create({
             "name": str, "schema": bytes, "priority": int, "sealed_log_no": int, "last_seq": int,
             "last_sha256": str, "acked_rows": int, "acked_bytes": int, "acked_segments": int,
-            "last_acked_at": float,
+            "acked_kept_bytes": int, "last_acked_at": float,
         }, pk="name", if_not_exists=True)
         self.db["segments"].create({
             "table_name": str, "seq": int, "state": str, "path": str, "row_count": int, "byte_size": int,
@@ -154,7 +154,8 @@ class SegmentLedger:
                  manifest.prev_sha256, manifest.priority, manifest.created_at_ms, state.value, path, log_no])
             self.db.execute(
                 "INSERT INTO tables (name, schema, priority, sealed_log_no, last_seq, last_sha256, acked_rows, "
-                "acked_bytes, acked_segments) VALUES (?,?,?,?,?,?,0,0,0) ON CONFLICT(name) DO UPDATE SET "
+                "acked_bytes, acked_segments, acked_kept_bytes) VALUES (?,?,?,?,?,?,0,0,0,0) "
+                "ON CONFLICT(name) DO UPDATE SET "
                 "schema = excluded.schema, sealed_log_no = excluded.sealed_log_no, last_seq = excluded.last_seq, "
                 "last_sha256 = excluded.last_sha256",
                 [table, schemas.serialize(table_schema), manifest.priority, log_no, seq, manifest.sha256])
@@ -211,7 +212,8 @@ class SegmentLedger:
             self._move(segment, SegmentEvent.HUB_COMMITTED, ", acked_at = ?", (now,))
             self.db.execute(
                 "UPDATE tables SET acked_rows = acked_rows + s.row_count, acked_bytes = acked_bytes + s.byte_size, "
-                "acked_segments = acked_segments + 1, last_acked_at = ? FROM (SELECT row_count, byte_size "
+                "acked_segments = acked_segments + 1, acked_kept_bytes = acked_kept_bytes + s.byte_size, "
+                "last_acked_at = ? FROM (SELECT row_count, byte_size "
                 "FROM segments WHERE table_name = ? AND seq = ?) AS s WHERE name = ?",
                 [now, str(segment.table), segment.seq, str(segment.table)])
 
@@ -226,18 +228,23 @@ class SegmentLedger:
     def mark_collected(self, segment: SegmentId) -> None:
         with self._transaction():
             self._move(segment, SegmentEvent.RETENTION_EXPIRED)
+            self.db.execute(
+                "UPDATE tables SET acked_kept_bytes = acked_kept_bytes - s.byte_size FROM (SELECT byte_size "
+                "FROM segments WHERE table_name = ? AND seq = ?) AS s WHERE name = ?",
+                [str(segment.table), segment.seq, str(segment.table)])
 
     # -- status and quota ---------------------------------------------------------------------------
 
     def stored_bytes(self) -> tuple[int, int, int]:
-        """(bytes of segment files still on disk, of those not acked, count not acked), via the state index."""
-        with self._lock:
-            rows = self.db.execute(
-                "SELECT state, COUNT(*), COALESCE(SUM(byte_size), 0) FROM segments WHERE state IN (?, ?, ?, ?) "
-                "GROUP BY state", [*PENDING_STATES, SegmentState.PARKED.value, SegmentState.ACKED.value]).fetchall()
-        total = sum(size for _, _, size in rows)
-        unacked = [(count, size) for state, count, size in rows if state != SegmentState.ACKED.value]
-        return total, sum(size for _, size in unacked), sum(count for count, _ in unacked)
+        """(bytes of segment files still on disk, of those not acked, count not acked). Unacked ones are
+        summed through the state index; acked ones come from the per-table counter, since there may be
+        a retention period's worth of them."""
+        with self._transaction("DEFERRED"):
+            count, size = self.db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(byte_size), 0) FROM segments WHERE state IN (?, ?, ?)",
+                [*PENDING_STATES, SegmentState.PARKED.value]).fetchone()
+            (acked,) = self.db.execute("SELECT COALESCE(SUM(acked_kept_bytes), 0) FROM tables").fetchone()
+        return size + acked, size, count
 
     def segment_files(self) -> tuple[dict[str, list[str]], dict[str, int]]:
         """Segment files on disk per table (relative paths, seq order), and each table's sealed_log_no."""
