@@ -46,6 +46,7 @@ def _quote(text: str) -> str:
 
 def connect(data_dir: Path) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with one view per edge table."""
+    data_dir.mkdir(parents=True, exist_ok=True)  # the contract: query creates DIR if it is new
     logs = _read_logs(data_dir)
     ledger = SegmentLedger(data_dir, None, clock=time.time)
     try:

@@ -70,7 +70,7 @@ def run_node(options: RunOptions, clock: Callable[[], float] | None = None) -> N
         sys.exit(f"harbour edge run: {error}")
     node.recover()
     if options.hub_url:
-        log.info("hub %s configured (token %s); the sync agent is not active in this version: sealed segments "
+        log.warning("hub %s configured (token %s); the sync agent is not active in this version: sealed segments "
                  "wait in the ledger", options.hub_url, "given" if options.token else "MISSING")
     else:
         log.info("no --hub given: data is kept locally only")

@@ -160,7 +160,7 @@ class SegmentUploader:
 
     @staticmethod
     def _wait(state: RetryCallState) -> float:
-        backoff = wait_exponential_jitter(initial=BACKOFF_INITIAL_SECONDS, max=BACKOFF_CAP_SECONDS)(state)
+        backoff = wait_exponential_jitter(multiplier=BACKOFF_INITIAL_SECONDS, max=BACKOFF_CAP_SECONDS)(state)
         error = state.outcome.exception() if state.outcome else None
         retry_after = error.retry_after if isinstance(error, Transient) else 0.0
         return max(backoff, min(retry_after, MAX_RETRY_AFTER_SECONDS))

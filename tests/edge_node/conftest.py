@@ -77,6 +77,14 @@ def start_edge() -> Iterator:
         process.kill()
 
 
+@pytest.fixture(scope="module")
+def shared_edge(tmp_path_factory) -> Iterator[EdgeProcess]:
+    """One edge process (max body 1 MiB) for a module of tests that each leave it as they found it."""
+    process = EdgeProcess(tmp_path_factory.mktemp("shared") / "edge", "ship-1", "--max-body", "1MiB")
+    yield process
+    process.kill()
+
+
 def post(url: str, table: str, body: bytes, content_type: str = ARROW_STREAM,
          headers: dict[str, str] | None = None, timeout: float = 30) -> tuple[int, dict]:
     """POST a body; returns (status, decoded JSON). Raises on connection failure."""

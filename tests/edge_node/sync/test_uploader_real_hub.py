@@ -146,7 +146,9 @@ async def test_a_stalled_link_is_noticed_and_the_upload_resumes_at_the_hubs_offs
     await transport.close()
     await proxy.stop()
     assert noticed_after < 30 and outcome.acked
-    assert outcome.bytes_sent - manifest.byte_size <= 2 * 32 * 1024 + (manifest.byte_size - offset_before) * 0
+    # the chunk in flight when the link stalled, and at most one more cut by the reconnect, are resent
+    assert outcome.bytes_sent - manifest.byte_size <= 2 * 32 * 1024
+    assert offset_before > 0
     assert_merged_exactly_once(hub, "telemetry", ROWS_PER_SEGMENT)
 
 

@@ -1,0 +1,50 @@
+"""EdgeClient and AsyncEdgeClient against a real edge process: rows in, server messages out."""
+
+import pyarrow as pa
+import pytest
+
+from edge_node.client import AsyncEdgeClient, EdgeClient, EdgeUnavailable, EdgeWriteError
+from sync_protocol import ErrorCode
+
+pytestmark = pytest.mark.integration
+
+
+def test_write_table_and_batch(shared_edge):
+    client = EdgeClient(shared_edge.url)
+    assert client.write("client_rows", pa.table({"v": [1, 2, 3]})) == 3
+    assert client.write("client_rows", pa.table({"v": [4]}).to_batches()[0]) == 1
+    assert any(t["table"] == "client_rows" for t in client.status()["tables"])
+
+
+def test_refusal_carries_the_server_message(shared_edge):
+    client = EdgeClient(shared_edge.url)
+    client.write("client_kinds", pa.table({"v": [1]}))
+    with pytest.raises(EdgeWriteError) as caught:
+        client.write("client_kinds", pa.table({"v": ["text"]}))
+    error = caught.value
+    assert error.status == 400 and error.code is ErrorCode.BAD_REQUEST
+    assert "'v'" in error.message and "'v'" in str(error) and error.hint
+
+
+def test_bad_table_name_and_bad_argument(shared_edge):
+    client = EdgeClient(shared_edge.url)
+    with pytest.raises(EdgeWriteError, match="table name"):
+        client.write("Bad-Name", pa.table({"v": [1]}))
+    with pytest.raises(TypeError, match="pyarrow Table or RecordBatch"):
+        client.write("t", [{"v": 1}])
+
+
+def test_unreachable_edge_is_edge_unavailable(unused_tcp_port):
+    with pytest.raises(EdgeUnavailable, match="did not answer"):
+        EdgeClient(f"http://127.0.0.1:{unused_tcp_port}", timeout=2).write("t", pa.table({"v": [1]}))
+
+
+async def test_async_client(shared_edge, unused_tcp_port):
+    async with AsyncEdgeClient(shared_edge.url) as client:
+        assert await client.write("client_async", pa.table({"v": [1, 2]})) == 2
+        with pytest.raises(EdgeWriteError) as caught:
+            await client.write("client_async", pa.table({"v": ["x"]}))
+        assert caught.value.status == 400
+    async with AsyncEdgeClient(f"http://127.0.0.1:{unused_tcp_port}") as client:
+        with pytest.raises(EdgeUnavailable):
+            await client.write("t", pa.table({"v": [1]}))

@@ -1,0 +1,146 @@
+"""The ingest API of a real ``harbour edge run`` process over a real socket: bad input gets a clear 4xx
+JSON error, nothing is stored, and the node stays up (G6); the quota answers 507 (G7)."""
+
+import http.client
+import io
+import json
+from urllib.parse import urlsplit
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from edge_node.codecs import ARROW_STREAM, CSV, JSON_LINES, PARQUET, encode_arrow_stream
+from edge_node.query import run_query
+
+pytestmark = pytest.mark.integration
+GOOD = pa.table({"id": [1, 2], "name": ["a", "b"]})
+
+
+@pytest.fixture
+def edge(shared_edge):
+    return shared_edge
+
+
+def stored_rows(edge) -> int:
+    try:
+        return run_query(edge.data_dir, "SELECT COUNT(*) AS n FROM events").to_pylist()[0]["n"]
+    except Exception:  # the table does not exist yet
+        return 0
+
+
+def assert_error(status: int, body: dict, expected: int, *words: str) -> None:
+    assert status == expected, body
+    assert isinstance(body.get("error"), str) and body["error"]
+    for word in words:
+        assert word in body["error"], body
+
+
+def test_good_writes_in_every_format(edge, http):
+    sink = io.BytesIO()
+    pq.write_table(GOOD, sink)
+    bodies = [(ARROW_STREAM, encode_arrow_stream(GOOD)), (PARQUET, sink.getvalue()),
+              (JSON_LINES, b'{"id": 3, "name": "c"}\n'), (CSV, b"id,name\n4,d\n")]
+    before = stored_rows(edge)
+    for content_type, body in bodies:
+        status, answer = http.post(edge.url, "events", body, content_type)
+        assert (status, answer["table"]) == (200, "events")
+    assert stored_rows(edge) == before + 6
+
+
+BAD_BODIES = [
+    (ARROW_STREAM, b"\xff\xff\xff\xff garbage", "Arrow"),
+    (ARROW_STREAM, encode_arrow_stream(GOOD)[:-30], "Arrow"),
+    (JSON_LINES, b'{"id": 1,', "JSON"),
+    (JSON_LINES, b'"just a string"\n', "JSON"),
+    (CSV, b"id,name\n1\n", "CSV"),
+    (CSV, b"id,name\n1,a,b,c\n", "CSV"),
+    (PARQUET, b"PAR1\x00\x00PAR1", "Parquet"),
+    (ARROW_STREAM, b"", "empty"),
+    (CSV, b"", "empty"),
+    (JSON_LINES, b'{"id": "text now"}\n', "'id'"),  # schema conflict with the int64 column
+    (JSON_LINES, b'{"_site": "forged"}\n', "column name"),
+    (CSV, ("," .join(f"c{i}" for i in range(3000)) + "\n" + ",".join("1" * 3000) + "\n").encode(), "at most"),
+]
+
+
+@pytest.mark.parametrize(("content_type", "body", "says"), BAD_BODIES)
+def test_bad_bodies_are_400_and_store_nothing(edge, http, content_type, body, says):
+    http.post(edge.url, "events", encode_arrow_stream(GOOD))  # make sure the table exists with id int64
+    before = stored_rows(edge)
+    status, answer = http.post(edge.url, "events", body, content_type)
+    assert_error(status, answer, 400, says)
+    assert stored_rows(edge) == before
+    assert http.get(edge.url, "/healthz")[0] == 200
+
+
+@pytest.mark.parametrize("name", ["..%2Fx", "%C3%A9v%C3%A9nements", "x" * 200, "Events", "9lives", "sqlite_master"])
+def test_hostile_table_names_are_400(edge, http, name):
+    status, answer = http.post(edge.url, name, encode_arrow_stream(GOOD))
+    assert_error(status, answer, 400, "table name")
+    assert not any(p.name != "events" for p in (edge.data_dir / "wal").iterdir())
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "text/plain", "application/octet-stream", ""])
+def test_wrong_content_type_is_415(edge, http, content_type):
+    status, answer = http.post(edge.url, "events", b'{"id": 1}\n', content_type)
+    assert_error(status, answer, 415, "Content-Type")
+
+
+def test_content_type_parameters_are_accepted(edge, http):
+    status, _ = http.post(edge.url, "events", b"id,name\n5,e\n", "text/csv; charset=utf-8")
+    assert status == 200
+
+
+def test_oversized_body_is_413(edge, http):
+    body = encode_arrow_stream(pa.table({"id": list(range(200_000))}))
+    assert len(body) > 1024 * 1024
+    before = stored_rows(edge)
+    status, answer = http.post(edge.url, "events", body)
+    assert_error(status, answer, 413, "larger than 1.0 MiB")
+    assert stored_rows(edge) == before
+
+
+def test_oversized_chunked_body_is_413(edge):
+    url = urlsplit(edge.url)
+    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+    chunks = (b"x" * 65536 for _ in range(40))  # 2.5 MiB without a Content-Length
+    try:
+        connection.request("POST", "/v1/tables/events", body=chunks, headers={"Content-Type": CSV},
+                           encode_chunked=True)
+        response = connection.getresponse()
+    except (BrokenPipeError, ConnectionResetError):
+        pytest.skip("server closed the connection before the client read the answer")
+    assert response.status == 413
+    assert "larger than" in json.loads(response.read())["error"]
+
+
+def test_unknown_paths_and_methods_get_json_errors(edge, http):
+    status, answer = http.get(edge.url, "/v1/nothing")
+    assert_error(status, answer, 404, "Not Found")
+    status, answer = http.get(edge.url, "/v1/tables/events")
+    assert_error(status, answer, 405, "Method Not Allowed")
+
+
+def test_status_and_healthz(edge, http):
+    http.post(edge.url, "events", encode_arrow_stream(GOOD))
+    status, report = http.get(edge.url, "/v1/status")
+    assert status == 200 and report["site"] == "ship-1"
+    (events,) = [t for t in report["tables"] if t["table"] == "events"]
+    assert events["pending_rows"] >= 2 and events["oldest_pending_age_seconds"] is not None
+    assert report["last_successful_sync"] is None and report["link"] == "no hub configured"
+    assert http.get(edge.url, "/healthz") == (200, {"ok": True, "site": "ship-1"})
+
+
+def test_quota_gives_507_with_how_much_is_pending(tmp_path, start_edge, http):
+    edge = start_edge(tmp_path / "edge", "--max-disk", "200KiB", "--hub", "http://hub.invalid:8700", "--token", "t")
+    body = encode_arrow_stream(pa.table({"v": list(range(5000))}))
+    statuses = [http.post(edge.url, "telemetry", body) for _ in range(10)]
+    accepted = sum(1 for status, _ in statuses if status == 200)
+    status, answer = statuses[-1]
+    assert_error(status, answer, 507, "disk quota of 200.0 KiB reached", "waiting to be synced",
+               "sync agent not active yet")
+    assert answer["hint"] and answer["code"] == "disk-full"
+    rows = run_query(edge.data_dir, "SELECT COUNT(*) AS n FROM telemetry").to_pylist()[0]["n"]
+    assert rows == accepted * 5000
+    assert "sync agent is not active" in edge.stderr()
