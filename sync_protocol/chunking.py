@@ -20,6 +20,10 @@ GROWTH_LIMIT = 4
 """A chunk is at most 4x the previous one, so one fast chunk on a flapping link cannot make the next
 one so large that the next cut is expensive."""
 
+CEILING_MEMORY = 16
+"""After a cut, chunks stay below the size that was cut for this many successful chunks: a link that
+drops every ~30 KB would otherwise see the sizer grow straight back into the cut, over and over."""
+
 
 @dataclass
 class ChunkSizer:
@@ -27,6 +31,8 @@ class ChunkSizer:
     minimum: int = MIN_CHUNK_BYTES
     maximum: int = MAX_CHUNK_BYTES
     rate: float | None = None  # bytes per second, smoothed
+    ceiling: int | None = None  # size of the last chunk that was cut, remembered for a while
+    successes_since_cut: int = 0
 
     def __post_init__(self) -> None:
         if not 0 < self.minimum <= self.size <= self.maximum:
@@ -39,7 +45,15 @@ class ChunkSizer:
         self.rate = sample if self.rate is None else RATE_SMOOTHING * sample + (1 - RATE_SMOOTHING) * self.rate
         # min() before int(): a chunk timed at ~0 s gives an infinite rate, which int() cannot take.
         target = min(self.rate * CHUNK_TARGET_SECONDS, self.maximum, self.size * GROWTH_LIMIT)
+        if self.ceiling is not None:
+            self.successes_since_cut += 1
+            if self.successes_since_cut > CEILING_MEMORY:
+                self.ceiling = None
+            else:
+                target = min(target, self.ceiling * 3 // 4)
         self.size = max(self.minimum, int(target))
 
     def on_cut(self) -> None:
+        self.ceiling = self.size if self.ceiling is None else min(self.ceiling, self.size)
+        self.successes_since_cut = 0
         self.size = max(self.minimum, self.size // 2)

@@ -44,6 +44,9 @@ CHECKSUM_ALGORITHM = "sha256"
 """Per-chunk checksum: sha256, the same algorithm as the segment digest (tus also allows sha1)."""
 
 
+_BACKOFF = wait_exponential_jitter(multiplier=BACKOFF_INITIAL_SECONDS, max=BACKOFF_CAP_SECONDS)
+
+
 class Transient(Exception):
     """The last step ended in a transient failure; tenacity backs off before the next one."""
 
@@ -160,7 +163,9 @@ class SegmentUploader:
 
     @staticmethod
     def _wait(state: RetryCallState) -> float:
-        backoff = wait_exponential_jitter(multiplier=BACKOFF_INITIAL_SECONDS, max=BACKOFF_CAP_SECONDS)(state)
+        # The first retry after a failure goes at once: a single cut on a flapping link is best answered
+        # by reconnecting now. Back-off starts with the second failure in a row.
+        backoff = 0.0 if state.attempt_number <= 1 else _BACKOFF(state)
         error = state.outcome.exception() if state.outcome else None
         retry_after = error.retry_after if isinstance(error, Transient) else 0.0
         return max(backoff, min(retry_after, MAX_RETRY_AFTER_SECONDS))

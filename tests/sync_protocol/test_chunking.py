@@ -38,3 +38,14 @@ def test_size_always_stays_within_bounds(events):
         else:
             sizer.on_success(*event)
         assert MIN_CHUNK_BYTES <= sizer.size <= MAX_CHUNK_BYTES
+
+
+def test_after_a_cut_chunks_stay_below_the_size_that_was_cut_for_a_while():
+    sizer = ChunkSizer(size=64 * 1024)
+    sizer.on_cut()  # 64 KiB was cut
+    for _ in range(10):
+        sizer.on_success(sizer.size, 0.001)  # a fast link would grow straight back
+        assert sizer.size < 64 * 1024
+    for _ in range(20):
+        sizer.on_success(sizer.size, 0.001)
+    assert sizer.size > 64 * 1024  # the memory of the cut fades
