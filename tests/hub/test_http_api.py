@@ -385,3 +385,80 @@ def test_tuspy_client_uploads_a_segment_whose_rows_reach_the_merged_table(shared
     got = shared_hub.query(
         f"SELECT count(DISTINCT row_id) AS d, min(_seq) AS s FROM conformance WHERE _site = '{name}'")
     assert got == [{"d": 3000, "s": 1}]
+
+
+# -- random cuts ---------------------------------------------------------------------------------------
+
+
+def upload_with_random_cuts(hub: Hub, token: str, segment, rng) -> int:
+    """Upload ``segment`` while cutting about half of the chunks at a random byte; returns cuts made."""
+    answer = hub.create(token, segment)
+    offset, cuts = answer.offset, 0
+    while not answer.committed:
+        size = rng.randint(1, 3000)
+        chunk = segment.data[offset:offset + size]
+        if rng.random() < 0.5 and len(chunk) > 1:
+            hub.cut_patch(token, segment.key, offset, chunk, send=rng.randint(0, len(chunk) - 1),
+                          checksum=rng.random() < 0.5)
+            cuts += 1
+            answer = hub.head(token, segment.key)
+            assert answer.offset >= offset  # a cut never moves the offset back
+        else:
+            answer = hub.patch(token, segment.key, offset, chunk, checksum=rng.random() < 0.5)
+            assert answer.status == 204, answer.body
+        offset = answer.offset
+    return cuts
+
+
+def random_cut_run(hub: Hub, seed: int, sites: int, segments_per_site: int, rows: int) -> None:
+    import random
+
+    rng = random.Random(seed)
+    names = [f"ship-{next(_names)}" for _ in range(sites)]
+    cuts = 0
+    for name in names:
+        token = hub.add_site(name)
+        for segment in chain(name, "cuts", segments_per_site, rows_per=rows):
+            cuts += upload_with_random_cuts(hub, token, segment, rng)
+    assert cuts > 0
+    expected = sites * segments_per_site * rows
+    in_list = ", ".join(f"'{n}'" for n in names)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        got = hub.query(f"SELECT count(*) AS n, count(DISTINCT _site || ':' || row_id) AS d FROM cuts "
+                        f"WHERE _site IN ({in_list})")[0] if (hub.data / "tables" / "cuts").exists() else {"n": 0}
+        if got["n"] >= expected:
+            break
+        time.sleep(0.3)
+    assert got == {"n": expected, "d": expected}, f"seed {seed}: {got}"
+
+
+def test_uploads_cut_at_random_bytes_arrive_exactly_once(shared_hub):
+    random_cut_run(shared_hub, seed=20240611, sites=2, segments_per_site=3, rows=300)
+
+
+@pytest.mark.soak
+@pytest.mark.parametrize("seed", range(5))
+def test_soak_random_cuts(shared_hub, seed):
+    random_cut_run(shared_hub, seed=seed, sites=4, segments_per_site=6, rows=2000)
+
+
+def test_duplicate_completions_commit_once(shared_hub, site):
+    name, token = site
+    segment = chain(name, "dupes", 1, rows_per=2000)[0]
+    shared_hub.create(token, segment)
+    last = len(segment.data) - 500
+    assert shared_hub.patch(token, segment.key, 0, segment.data[:last]).offset == last
+    answers: list = []
+    racers = [threading.Thread(target=lambda: answers.append(
+        shared_hub.patch(token, segment.key, last, segment.data[last:]))) for _ in range(4)]
+    for racer in racers:
+        racer.start()
+    for racer in racers:
+        racer.join()
+    assert sum(a.committed for a in answers) >= 1
+    assert all(a.committed or a.status == 409 for a in answers)
+    shared_hub.wait_merged(1, "dupes")
+    time.sleep(0.5)
+    got = shared_hub.query(f"SELECT count(*) AS n FROM dupes WHERE _site = '{name}'")
+    assert got == [{"n": 2000}]
