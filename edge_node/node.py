@@ -138,7 +138,7 @@ class EdgeNode:
             group, self._queue = self._queue, []
             appends = [item for item, _ in group]
             try:
-                await loop.run_in_executor(self._wal_thread, self.wal.append_group, appends)
+                rolled = await loop.run_in_executor(self._wal_thread, self.wal.append_group, appends)
             except OSError as error:
                 log.error("could not make %d writes durable: %s", len(group), error)
                 failure = RemoteProtocolError(
@@ -155,7 +155,8 @@ class EdgeNode:
             for _, future in group:
                 if not future.done():
                     future.set_result(None)
-            self._wake_sealer.set()
+            if rolled:
+                self._wake_sealer.set()
 
     # -- sealing and collection ----------------------------------------------------------------------
 
@@ -179,6 +180,7 @@ class EdgeNode:
         self.collect()
 
     def seal_closed_logs(self) -> int:
+        self.wal.has_closed_logs = False
         sealed = 0
         for table in self.wal.tables():
             for path in self.wal.closed_logs(table):

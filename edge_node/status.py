@@ -36,7 +36,7 @@ def table_report(counts: TableCounts | None, log: wal.PendingLog, name: str, now
 
 def build_status(
     site: str | None, ledger: SegmentLedger, logs: dict[str, wal.PendingLog], usage: Usage, max_disk: int | None,
-    now: float, sync_state: str,
+    now: float, sync_state: str, ingest: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     counts = {c.table: c for c in ledger.table_counts()}
     names = sorted(set(counts) | {name for name, log in logs.items() if log.rows})
@@ -48,6 +48,8 @@ def build_status(
         "link": sync_state,
         "disk": {"used_bytes": usage.total, "max_bytes": max_disk, "pending_segment_bytes": usage.pending_segment_bytes,
                  "log_bytes": usage.log_bytes},
+        # Writes acknowledged and fsync groups since start: writes per group is group commit at work.
+        "ingest": ingest,
     }
 
 

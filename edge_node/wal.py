@@ -196,6 +196,7 @@ class WriteAheadLog:
         self._open: dict[str, OpenLog] = {}
         self._next: dict[str, int] = {}
         self.pending: dict[str, dict[Path, PendingLog]] = {}
+        self.has_closed_logs = False  # set when a log closes; the sealer clears it before a round
 
     def recover(self, sealed_upto: Callable[[str], int], quarantine: Path) -> list[LogScan]:
         """Before any append: drop logs already sealed, repair the rest, and return their scans."""
@@ -219,8 +220,9 @@ class WriteAheadLog:
                 self.pending.setdefault(table, {})[path] = PendingLog(scan.rows, scan.good_bytes, scan.first_ms)
         return scans
 
-    def append_group(self, group: list[Append]) -> None:
-        """Append every write, then make them all durable. Raises OSError if any could not be."""
+    def append_group(self, group: list[Append]) -> bool:
+        """Append every write, then make them all durable. Raises OSError if any could not be.
+        Returns whether a log was closed (rolled), i.e. whether the sealer has work."""
         touched: dict[int, OpenLog] = {}
         new_dirs: set[Path] = set()
         written_ms = int(self._clock() * 1000)
@@ -247,7 +249,7 @@ class WriteAheadLog:
         for current in touched.values():
             if current.size >= self._seal_bytes:
                 self.roll(current.table)
-
+        return self.has_closed_logs
     def _write(self, current: OpenLog, data: bytes) -> None:
         view = memoryview(data)
         try:
@@ -279,6 +281,7 @@ class WriteAheadLog:
         current = self._open.pop(table, None)
         if current is not None:
             os.close(current.fd)
+            self.has_closed_logs = True
 
     def roll(self, table: str) -> None:
         """Close the table's open log so the sealer may take it."""
