@@ -9,8 +9,9 @@ Rules, in order of importance:
    (tus makes a pause free), so an alarm never queues behind a 64 MiB sales segment.
 3. The link policy decides which classes may go (``LinkPolicy``); a class held back is probed with one
    chunk every ``PROBE_SECONDS`` so that the agent notices when the ship reaches port.
-4. Several uploads in flight (``max_in_flight``) hide the round trip of a long satellite link: while one
-   upload waits for its answer, another one's bytes are on the wire.
+4. Several uploads in flight hide the round trip of a long satellite link: while one upload waits for
+   its answer, another one's bytes are on the wire. How many is derived from the measured link: enough
+   segments to cover the bandwidth-delay product, between ``MIN_IN_FLIGHT`` and ``max_in_flight``.
 5. A permanent rejection parks that segment only; the queue moves on behind it.
 """
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +27,7 @@ from typing import Any, Protocol
 
 from sync_protocol import Manifest, SegmentId
 from sync_protocol.chunking import ChunkSizer
+from sync_protocol.limits import CHUNK_TARGET_SECONDS, MAX_CHUNK_BYTES, MIN_CHUNK_BYTES
 from sync_protocol.segment_states import SegmentState
 from sync_protocol.sender import UploadSender
 
@@ -34,9 +37,13 @@ from .uploader import SegmentUploader, UploadOutcome, file_chunk_reader
 
 log = logging.getLogger("edge_node.sync")
 
-DEFAULT_MAX_IN_FLIGHT = 3
-"""Uploads at once: 2 fill a 600 ms-RTT link between one chunk's answer and the next chunk; a third covers
-a slow segment read or a hub hashing a completed segment."""
+DEFAULT_MAX_IN_FLIGHT = 16
+"""Cap on uploads at once. 100 Mbit/s with 600 ms RTT holds 7.5 MB in flight; with 1-2 MB segments sealed
+by age at sea that is ~8 segments, and 16 leaves room. Each in-flight upload is one TCP connection."""
+
+MIN_IN_FLIGHT = 3
+"""Uploads at once on any link: 2 fill a 600 ms-RTT link between one chunk's answer and the next chunk; a
+third covers a slow segment read or a hub hashing a completed segment."""
 
 PENDING_WINDOW = 200
 """Segments read from the ledger per scheduling round: more than any number in flight plus the parked."""
@@ -85,7 +92,7 @@ class SyncAgent:
     def __init__(
         self, queue: SegmentQueue, data_dir: Path, transport: HubTransport, monitor: LinkMonitor,
         policy: LinkPolicy, clock: Callable[[], float], *, max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
-        sizer_factory: Callable[[], ChunkSizer] = ChunkSizer,
+        sizer_factory: Callable[[], ChunkSizer] | None = None,
     ) -> None:
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be at least 1")
@@ -96,7 +103,7 @@ class SyncAgent:
         self.policy = policy
         self.clock = clock
         self.max_in_flight = max_in_flight
-        self.sizer_factory = sizer_factory
+        self.sizer_factory = sizer_factory or self._sizer_for_link
         self.counters = AgentCounters()
         self._uploads: dict[SegmentId, _Upload] = {}
         self._paused: dict[SegmentId, UploadSender] = {}
@@ -143,11 +150,29 @@ class SyncAgent:
             probe = priority > allowed_up_to
             if probe and not self._probe_due():
                 continue
-            if len(self._uploads) >= self.max_in_flight:
+            if len(self._uploads) >= self._target_in_flight(pending):
                 if self._waiting_class is None or priority < self._waiting_class:
                     self._waiting_class = priority
                 continue
             await self._start(stored, probe)
+
+    def _target_in_flight(self, pending: list[StoredSegmentLike]) -> int:
+        """Enough uploads to keep the bandwidth-delay product on the wire, as measured."""
+        floor = min(MIN_IN_FLIGHT, self.max_in_flight)
+        rate, rtt = self.monitor.rate_bytes, self.monitor.rtt_seconds
+        if not rate or not rtt or not pending:
+            return floor
+        typical = sum(s.manifest.byte_size for s in pending) / len(pending)
+        per_upload = min(typical, max(MIN_CHUNK_BYTES, rate * CHUNK_TARGET_SECONDS / floor))
+        return max(floor, min(self.max_in_flight, floor + math.ceil(rate * rtt / per_upload)))
+
+    def _sizer_for_link(self) -> ChunkSizer:
+        """A new upload starts at its share of what the link has shown, not from scratch."""
+        sizer = ChunkSizer()
+        if self.monitor.rate_bytes:
+            share = self.monitor.rate_bytes * CHUNK_TARGET_SECONDS / max(1, len(self._uploads) + 1)
+            sizer.size = int(max(MIN_CHUNK_BYTES, min(MAX_CHUNK_BYTES, share)))
+        return sizer
 
     def _probe_due(self) -> bool:
         return not self._uploads and self.clock() - self._last_probe >= PROBE_SECONDS
@@ -167,6 +192,7 @@ class SyncAgent:
                      self.monitor.state.value)
         uploader = SegmentUploader(
             self.transport, sender, file_chunk_reader(self.data_dir / stored.path), self.monitor, self.clock,
+            sharing=lambda: max(1, len(self._uploads)),
         )
         uploader.should_pause = lambda: self._should_pause(uploader)
         self._uploads[segment] = _Upload(uploader, asyncio.create_task(uploader.run()), probe)

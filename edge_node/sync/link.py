@@ -47,11 +47,13 @@ class LinkMonitor:
     last_success_at: float | None = None
     bytes_acked_by_link: int = 0
 
-    def record_transfer(self, n_bytes: int, seconds: float) -> None:
+    def record_transfer(self, n_bytes: int, seconds: float, sharing: int = 1) -> None:
+        """A chunk of ``n_bytes`` took ``seconds`` while ``sharing`` uploads shared the link: the link's
+        rate is about the chunk's own rate times the number of uploads that were on it."""
         self._success()
         self.bytes_acked_by_link += n_bytes
         if seconds > 0 and n_bytes > 0:
-            self.rate_bytes = _smooth(self.rate_bytes, n_bytes / seconds)
+            self.rate_bytes = _smooth(self.rate_bytes, n_bytes / seconds * max(1, sharing))
 
     def record_round_trip(self, seconds: float) -> None:
         self._success()

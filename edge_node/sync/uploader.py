@@ -86,7 +86,7 @@ class SegmentUploader:
     def __init__(
         self, transport: HubTransport, sender: UploadSender, read_chunk: ChunkReader, monitor: LinkMonitor,
         clock: Callable[[], float], *, should_pause: Callable[[], bool] = lambda: False,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep, sharing: Callable[[], int] = lambda: 1,
     ) -> None:
         self.transport = transport
         self.sender = sender
@@ -95,6 +95,7 @@ class SegmentUploader:
         self.clock = clock
         self.should_pause = should_pause
         self.sleep = sleep
+        self.sharing = sharing  # how many uploads share the link right now (for the link's rate)
         self.bytes_sent = 0
         self._last_progress_log = clock()
         self._started = clock()
@@ -145,7 +146,7 @@ class SegmentUploader:
 
     def _observe(self, request: object, answer: HubAnswer) -> None:
         if isinstance(request, SendChunk) and answer.status == 204:
-            self.monitor.record_transfer(request.length, answer.seconds)
+            self.monitor.record_transfer(request.length, answer.seconds, self.sharing())
             self._maybe_log_progress()
         elif isinstance(request, ProbeOffset | CreateUpload) and answer.status < 500:
             self.monitor.record_round_trip(answer.seconds)

@@ -127,5 +127,6 @@ def test_acked_writes_survive_dozens_of_sigkills(tmp_path, start_edge, http):
 
 
 @pytest.mark.soak
+@pytest.mark.timeout(1800)  # ~1.2 s per kill cycle; the default 300 s stops it at about 250 kills
 def test_acked_writes_survive_hundreds_of_sigkills(tmp_path, start_edge, http):
     crash_loop(tmp_path, start_edge, http, kills=300)
