@@ -2,8 +2,9 @@
 
 Every command takes ``--data DIR`` (or ``HARBOUR_HUB_DATA``) and creates DIR when it is new, so sites
 can be registered before the first ``hub run``; all of them work while ``hub run`` serves the same DIR
-(SQLite in WAL mode). ``--config F`` on the group reads defaults from a TOML file's ``[hub]`` table;
-flags win over the environment, the environment over the file.
+(SQLite in WAL mode). ``--config F`` and the ``HARBOUR_HUB_*`` environment variables are added to every
+command by ``harbour_cli`` (``[hub]`` / ``[hub.run]`` tables); flags win over the environment, the
+environment over the file.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import logging
 import os
 import sys
 import time
-import tomllib
 from pathlib import Path
 
 import click
@@ -45,23 +45,6 @@ def _listen(ctx, param, value: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def _load_config(ctx, param, value: Path | None) -> None:
-    if value is None:
-        return
-    try:
-        document = tomllib.loads(value.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as error:
-        raise click.BadParameter(f"cannot read {value}: {error}") from None
-    section = document.get("hub", {})
-    if not isinstance(section, dict):
-        raise click.BadParameter(f"{value}: [hub] must be a table")
-    shared = {k.replace("-", "_"): v for k, v in section.items() if not isinstance(v, dict)}
-    per_command = {k: {**shared, **{kk.replace("-", "_"): vv for kk, vv in v.items()}}
-                   for k, v in section.items() if isinstance(v, dict)}
-    ctx.default_map = {name: {**shared, **per_command.get(name, {})}
-                       for name in ("run", "add-site", "revoke-site", "add-operator", "status", "query")}
-
-
 def _open(data: Path):
     from .db import Database
     from .layout import HubLayout
@@ -84,8 +67,6 @@ def _registry(data: Path, action):
 
 
 @click.group()
-@click.option("--config", type=click.Path(dir_okay=False, exists=True, path_type=Path), callback=_load_config,
-              expose_value=False, is_eager=True, help="TOML file with a [hub] table of defaults")
 def hub() -> None:
     """The harbour side: receives segments from every ship and merges them into fleet tables."""
 

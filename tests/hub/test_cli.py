@@ -54,16 +54,16 @@ def test_config_file_and_environment(tmp_path):
     config = tmp_path / "hub.toml"
     config.write_text(f'[hub]\ndata = "{tmp_path / "from-file"}"\n')
     harbour("--help")
-    harbour("hub", "--config", str(config), "add-site", "ship-1")
+    harbour("--config", str(config), "hub", "add-site", "ship-1")
     assert (tmp_path / "from-file" / "hub.db").exists()
-    harbour("hub", "--config", str(config), "add-site", "ship-2", env={"HARBOUR_HUB_DATA": str(tmp_path / "env")})
+    harbour("hub", "add-site", "ship-2", "--config", str(config), env={"HARBOUR_HUB_DATA": str(tmp_path / "env")})
     assert (tmp_path / "env" / "hub.db").exists()  # the environment wins over the file
-    harbour("hub", "--config", str(config), "add-site", "ship-3", "--data", str(tmp_path / "flag"),
+    harbour("hub", "add-site", "ship-3", "--config", str(config), "--data", str(tmp_path / "flag"),
             env={"HARBOUR_HUB_DATA": str(tmp_path / "env")})
     assert (tmp_path / "flag" / "hub.db").exists()  # the flag wins over both
     broken = tmp_path / "broken.toml"
     broken.write_text("[hub\n")
-    assert harbour("hub", "--config", str(broken), "status", check=False).returncode == 2
+    assert harbour("hub", "status", "--config", str(broken), check=False).returncode == 2
 
 
 def test_help_on_every_command():
