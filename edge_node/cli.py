@@ -1,8 +1,9 @@
 """``harbour edge ...``: run a ship's edge node, look at its status, query its local data.
 
 Heavy imports (pyarrow, aiohttp, duckdb) happen inside the commands, so ``harbour --help`` stays fast.
-Every ``run`` option can also come from ``HARBOUR_EDGE_<OPTION>`` or the ``[edge]`` table of a TOML file
-given with ``--config``; a flag wins over the environment, the environment over the file.
+Every option can also come from ``HARBOUR_EDGE_<OPTION>`` or the ``[edge]`` / ``[edge.run]`` table of a
+TOML file given with ``--config`` (both added to every command by ``harbour_cli``); a flag wins over the
+environment, the environment over the file.
 """
 
 from __future__ import annotations
@@ -10,21 +11,9 @@ from __future__ import annotations
 import json
 import sys
 import time
-import tomllib
 from pathlib import Path
 
 import click
-
-
-def _load_config_file(ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
-    if value:
-        try:
-            with open(value, "rb") as file:
-                section = tomllib.load(file).get("edge", {})
-        except (OSError, tomllib.TOMLDecodeError) as error:
-            raise click.BadParameter(f"cannot read {value}: {error}") from None
-        ctx.default_map = {key.replace("-", "_"): val for key, val in section.items()}
-    return value
 
 
 def _size(_ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
@@ -45,6 +34,15 @@ def _duration(_ctx: click.Context, param: click.Parameter, value: str | None) ->
         raise click.BadParameter(str(error), param=param) from None
 
 
+def _rate(_ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    from sync_protocol.units import parse_rate
+
+    try:
+        return None if value is None else parse_rate(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param=param) from None
+
+
 def _listen(value: str) -> tuple[str, int]:
     host, _, port = value.rpartition(":")
     if not host or not port.isdigit() or int(port) > 65535:
@@ -58,9 +56,6 @@ def edge() -> None:
 
 
 @edge.command()
-@click.option("--config", type=click.Path(dir_okay=False), callback=_load_config_file, is_eager=True,
-              expose_value=False, help="TOML file whose [edge] table sets any option below (flags and "
-              "HARBOUR_EDGE_* variables win over it).")
 @click.option("--site", required=True, envvar="HARBOUR_EDGE_SITE",
               help="This ship's site id ([a-z0-9][a-z0-9-]{0,62}), as registered at the hub. A data directory "
               "belongs to one site for life.")
@@ -68,8 +63,8 @@ def edge() -> None:
               envvar="HARBOUR_EDGE_DATA", help="Data directory (created if new): write-ahead log, segments, ledger.")
 @click.option("--listen", default="127.0.0.1:8701", show_default=True, envvar="HARBOUR_EDGE_LISTEN",
               help="HOST:PORT of the ingest API. Port 0 picks a free port (printed at start).")
-@click.option("--hub", "hub_url", envvar="HARBOUR_EDGE_HUB", help="URL of the hub to sync to. Stored; the sync "
-              "agent is not active in this version, so segments wait in the ledger until acked.")
+@click.option("--hub", "hub_url", envvar="HARBOUR_EDGE_HUB", help="URL of the hub to sync to (http:// or https://). "
+              "Without it the node keeps everything on board and syncs nothing.")
 @click.option("--token", envvar="HARBOUR_EDGE_TOKEN", help="This site's hub token (prefer --token-file: "
               "command lines are visible to other users of the machine).")
 @click.option("--token-file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
@@ -89,14 +84,37 @@ def edge() -> None:
               help="Largest accepted request body; larger writes get 413.")
 @click.option("--housekeeping-interval", default="1s", callback=_duration, hidden=True,
               envvar="HARBOUR_EDGE_HOUSEKEEPING_INTERVAL")
+@click.option("--hub-ca", type=click.Path(dir_okay=False, exists=True, path_type=Path), envvar="HARBOUR_EDGE_HUB_CA",
+              help="PEM file of a private CA that signed the hub's certificate (verification is always on).")
+@click.option("--max-upload-rate", callback=_rate, envvar="HARBOUR_EDGE_MAX_UPLOAD_RATE",
+              help="Cap on sync upload bandwidth, in bits per second (e.g. 2Mbit, 512kbit), so that sync never "
+              "starves the ship's other traffic. Default: no cap.")
+@click.option("--metered/--unmetered", default=False, show_default=True, envvar="HARBOUR_EDGE_METERED",
+              help="A metered link (at sea, every byte costs): only urgent classes are sent (--thin-link-max-class).")
+@click.option("--thin-link-below", default="1Mbit", show_default=True, callback=_rate,
+              envvar="HARBOUR_EDGE_THIN_LINK_BELOW",
+              help="A link measured below this rate counts as thin (a satellite link at sea) and gets the same "
+              "policy as a metered one.")
+@click.option("--thin-link-max-class", default=1, show_default=True, type=click.IntRange(0, 9),
+              envvar="HARBOUR_EDGE_THIN_LINK_MAX_CLASS",
+              help="On a thin or metered link, only classes 0..N are sent; the rest wait for a good link (port).")
+@click.option("--max-in-flight", default=16, show_default=True, type=click.IntRange(1, 64),
+              envvar="HARBOUR_EDGE_MAX_IN_FLIGHT",
+              help="Most segment uploads at once; the agent uses as many as the measured link needs (at least 3).")
 @click.option("--log-level", default="INFO", show_default=True, envvar="HARBOUR_EDGE_LOG_LEVEL",
               type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
 def run(site: str, data_dir: Path, listen: str, hub_url: str | None, token: str | None, token_file: Path | None,
         max_disk: int, seal_size: int, seal_age: float, retention: float, priorities: tuple[str, ...],
-        max_body: int, housekeeping_interval: float, log_level: str) -> None:
+        max_body: int, housekeeping_interval: float, hub_ca: Path | None, max_upload_rate: float | None,
+        metered: bool, thin_link_below: float, thin_link_max_class: int, max_in_flight: int, log_level: str) -> None:
     """Run a ship's edge node: the ingest API for on-board applications (POST /v1/tables/TABLE,
-    GET /v1/status, GET /healthz). A write is answered 200 only once its rows are on disk (fsync)."""
+    GET /v1/status, GET /healthz). A write is answered 200 only once its rows are on disk (fsync).
+
+    With --hub and a token, the sync agent sends sealed segments to the hub whenever a link exists, most
+    urgent class first, and deletes a segment only after the hub's durable acknowledgement (plus
+    --retention)."""
     from .runner import RunOptions, run_node
+    from .sync.service import SyncOptions
 
     host, port = _listen(listen)
     if token_file is not None:
@@ -107,8 +125,17 @@ def run(site: str, data_dir: Path, listen: str, hub_url: str | None, token: str 
         if not level.isdigit() or not 0 <= int(level) <= 9:
             raise click.BadParameter(f"{item!r} is not TABLE=N with N from 0 to 9", param_hint="--priority")
         parsed[table] = int(level)
+    sync = None
+    if hub_url:
+        if not hub_url.startswith(("http://", "https://")):
+            raise click.BadParameter(f"{hub_url!r} is not an http:// or https:// URL", param_hint="--hub")
+        if not token:
+            raise click.UsageError("--hub needs the site's token: --token-file FILE (or --token, or "
+                                   "HARBOUR_EDGE_TOKEN); `harbour hub add-site SITE` prints it")
+        sync = SyncOptions(hub_url, token, hub_ca, max_upload_rate, metered, thin_link_below, thin_link_max_class,
+                           max_in_flight)
     run_node(RunOptions(site, data_dir, host, port, hub_url, token, max_disk, seal_size, seal_age, retention,
-                        parsed, max_body, housekeeping_interval, log_level.upper()))
+                        parsed, max_body, housekeeping_interval, log_level.upper(), sync))
 
 
 @edge.command()

@@ -56,8 +56,19 @@ def _arrow_stream(body: bytes) -> pa.Table:
 
 
 def _json_lines(body: bytes) -> pa.Table:
+    _require_objects_per_line(body)
     options = pa_json.ReadOptions(block_size=max(len(body) + 1, MIN_JSON_BLOCK_BYTES))
     return pa_json.read_json(pa.BufferReader(body), read_options=options)
+
+
+def _require_objects_per_line(body: bytes) -> None:
+    """Every non-blank line must start a JSON object. pyarrow's reader crashes the whole process
+    (SIGSEGV, pyarrow 26) on a body that is only ``null``, and turns a ``null`` line into a row of
+    nulls; neither is a row anyone meant to write, so both are refused before pyarrow sees them."""
+    for number, line in enumerate(body.split(b"\n"), start=1):
+        stripped = line.strip()
+        if stripped and not stripped.startswith(b"{"):
+            raise ValueError(f"line {number} is not a JSON object: each line must be one row, {{\"column\": value}}")
 
 
 def _csv(body: bytes) -> pa.Table:

@@ -103,7 +103,7 @@ class SegmentLedger:
         self.db["segments"].create({
             "table_name": str, "seq": int, "state": str, "path": str, "row_count": int, "byte_size": int,
             "sha256": str, "schema_fingerprint": str, "prev_sha256": str, "priority": int,
-            "created_at_ms": int, "log_no": int, "acked_at": float,
+            "created_at_ms": int, "log_no": int, "acked_at": float, "park_reason": str,
         }, pk=("table_name", "seq"), if_not_exists=True)
         self.db["segments"].create_index(["state", "priority", "seq"], if_not_exists=True)
         self.db["segments"].create_index(["state", "acked_at"], if_not_exists=True)
@@ -197,13 +197,22 @@ class SegmentLedger:
         with self._transaction():
             self._move(segment, SegmentEvent.START_UPLOAD)
 
-    def mark_parked(self, segment: SegmentId) -> None:
+    def mark_parked(self, segment: SegmentId, reason: str = "") -> None:
+        """The hub refused ``segment`` for good; keep it, and why, until an operator releases it."""
         with self._transaction():
-            self._move(segment, SegmentEvent.HUB_REJECTED)
+            self._move(segment, SegmentEvent.HUB_REJECTED, ", park_reason = ?", (reason,))
 
     def release(self, segment: SegmentId) -> None:
+        """An operator fixed the cause (e.g. a rotated token, a schema fixed at the hub): send it again."""
         with self._transaction():
-            self._move(segment, SegmentEvent.RELEASE)
+            self._move(segment, SegmentEvent.RELEASE, ", park_reason = NULL")
+
+    def parked(self) -> list[tuple[SegmentId, str]]:
+        """Every parked segment with the hub's reason, by table and seq."""
+        with self._lock:
+            rows = self.db.execute("SELECT table_name, seq, park_reason FROM segments WHERE state = ? "
+                                   "ORDER BY table_name, seq", [SegmentState.PARKED.value]).fetchall()
+        return [(SegmentId(self._site, TableName(t), seq), reason or "") for t, seq, reason in rows]
 
     def mark_acked(self, segment: SegmentId) -> None:
         """The hub durably committed ``segment``: count it, and start its retention clock."""

@@ -19,6 +19,7 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.ipc as pa_ipc
@@ -29,6 +30,9 @@ from . import schemas, sealer, wal
 from .config import QUOTA_PRESSURE_FRACTION, EdgeConfig
 from .ledger import SegmentLedger
 from .quota import DiskQuota, Usage
+
+if TYPE_CHECKING:
+    from .sync.service import SyncService
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +67,8 @@ class EdgeNode:
         self.wal = wal.WriteAheadLog(self.data_dir / WAL_DIR, clock, config.seal_bytes)
         self.quota = DiskQuota(config.max_disk_bytes)
         self.stats = IngestStats()
-        self.sync_state = ("sync agent not active yet (hub URL stored)" if config.hub_url
-                           else "no hub configured")
+        # One line on what the link is doing, quoted in status and in 507 answers; the sync service keeps it fresh.
+        self.sync_state = "sync starting" if config.hub_url else "no hub configured: data is kept on board only"
         self._schemas: dict[str, pa.Schema] = {}
         self._segment_usage = (0, 0, 0)
         self._queue: list[tuple[wal.Append, asyncio.Future]] = []
@@ -73,6 +77,7 @@ class EdgeNode:
         self._seal_thread = ThreadPoolExecutor(1, thread_name_prefix="harbour-sealer")
         self._wake_sealer = asyncio.Event()
         self._background: asyncio.Task | None = None
+        self.sync: SyncService | None = None  # set by the runner when a hub is configured
 
     # -- start-up ---------------------------------------------------------------------------------
 
@@ -92,8 +97,12 @@ class EdgeNode:
 
     async def start(self) -> None:
         self._background = asyncio.create_task(self._housekeeping())
+        if self.sync is not None:
+            await self.sync.start()
 
     async def stop(self) -> None:
+        if self.sync is not None:
+            await self.sync.stop()
         if self._background:
             self._background.cancel()
             await asyncio.gather(self._background, return_exceptions=True)
@@ -170,6 +179,8 @@ class EdgeNode:
             self._wake_sealer.clear()
             try:
                 await loop.run_in_executor(self._seal_thread, self.seal_and_collect)
+                if self.sync is not None:
+                    self.sync.notify()  # a new segment may be waiting: no need to wait for the agent's poll
             except Exception:  # a sealing fault must not stop ingest; the logs keep every row meanwhile
                 log.exception("sealing or collection failed; retrying in %.0f s -- check disk space and "
                               "permissions of %s", self.config.housekeeping_interval, self.data_dir)

@@ -29,6 +29,7 @@ from .node import EdgeNode
 from .quota import Usage
 from .server import make_app
 from .status import build_status, offline_logs
+from .sync.service import SyncOptions, SyncService
 
 log = logging.getLogger("edge_node")
 
@@ -52,6 +53,7 @@ class RunOptions:
     max_body: int
     housekeeping_interval: float
     log_level: str
+    sync: SyncOptions | None = None  # None: no hub, data stays on board
 
 
 def run_node(options: RunOptions, clock: Callable[[], float] | None = None) -> None:
@@ -69,9 +71,8 @@ def run_node(options: RunOptions, clock: Callable[[], float] | None = None) -> N
     except (RemoteProtocolError, ValueError, RuntimeError) as error:
         sys.exit(f"harbour edge run: {error}")
     node.recover()
-    if options.hub_url:
-        log.warning("hub %s configured (token %s); the sync agent is not active in this version: sealed segments "
-                 "wait in the ledger", options.hub_url, "given" if options.token else "MISSING")
+    if options.sync is not None:
+        node.sync = SyncService(node, options.sync)
     else:
         log.info("no --hub given: data is kept locally only")
     asyncio.run(_serve(node, options.host, options.port))

@@ -118,9 +118,13 @@ async def ingest(request: web.Request) -> web.Response:
 async def status(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
     logs = {table: node.wal.pending_summary(table) for table in node.wal.tables()}
-    report = build_status(str(node.config.site), node.ledger, logs, node.usage(), node.config.max_disk_bytes,
+    usage = node.usage()
+    report = build_status(str(node.config.site), node.ledger, logs, usage, node.config.max_disk_bytes,
                           node.clock(), node.sync_state,
                           {"writes": node.stats.appends, "rows": node.stats.rows, "fsync_groups": node.stats.groups})
+    if node.sync is not None:
+        report["sync"] = node.sync.describe(usage.pending_segment_bytes + usage.log_bytes)
+    report["parked"] = [{"segment": str(segment), "reason": reason} for segment, reason in node.ledger.parked()]
     return web.json_response(report)
 
 

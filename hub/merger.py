@@ -180,7 +180,8 @@ class Merger:
             return None, f"not a readable Parquet file: {error}"
         if data.num_rows != segment.manifest.row_count:
             return None, f"file has {data.num_rows} rows, its manifest says {segment.manifest.row_count}"
-        return data, None
+        data, conflict = schemas.strip_edge_site(data, str(segment.segment.site))
+        return (None, conflict) if conflict else (data, None)
 
     def _quarantine(self, segment: CommittedSegment, reason: str) -> None:
         log.warning("quarantined %s: %s (file kept in %s)", segment.segment, reason, self._layout.quarantine)

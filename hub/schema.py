@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 LINEAGE_PREFIX = "_"
 LINEAGE_FIELDS = (
@@ -116,6 +117,18 @@ def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
         else:
             columns.append(pa.nulls(table.num_rows, field.type))
     return pa.Table.from_arrays(columns, schema=schema)
+
+
+def strip_edge_site(table: pa.Table, site: str) -> tuple[pa.Table, str | None]:
+    """Edges write the lineage column ``_site`` into their segments (so a ship's own files say where they
+    come from). The hub trusts only the authenticated upload: a ``_site`` naming any other site is a
+    conflict (G5); a matching one is dropped here, and the merger adds its own."""
+    if "_site" not in table.column_names:
+        return table, None
+    column = table.column("_site")
+    if column.null_count or not pc.all(pc.equal(column.cast(pa.string()), site)).as_py() and table.num_rows:
+        return table, f"column '_site' names another site than the uploader {site!r}"
+    return table.drop_columns(["_site"]), None
 
 
 def data_columns(schema: pa.Schema) -> pa.Schema:

@@ -153,7 +153,7 @@ class EdgeProcess(ManagedProcess):
         command = [*HARBOUR, "edge", "run", "--site", site, "--data", str(data), "--listen", "127.0.0.1:0"]
         if hub_url:
             command += ["--hub", hub_url]
-        env = {"HARBOUR_EDGE_RUN_TOKEN": token} if token else {}  # not on the command line: ps shows it
+        env = {"HARBOUR_EDGE_TOKEN": token} if token else {}  # not on the command line: ps shows it
         super().__init__(f"edge {site}", command + list(extra), log_path, env)
 
     def start(self) -> EdgeProcess:

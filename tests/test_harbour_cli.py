@@ -47,7 +47,8 @@ def test_flags_win_over_environment_which_wins_over_the_config_file(tmp_path):
     config = tmp_path / "harbour.toml"
     config.write_text("[scenario.protocol-demo]\nseed = 3\n")
     assert "(seed 3)" in demo_seed("--config", str(config), "scenario", "protocol-demo")
-    env = {"HARBOUR_SCENARIO_PROTOCOL_DEMO_SEED": "9"}
+    assert "(seed 3)" in demo_seed("scenario", "protocol-demo", "--config", str(config))
+    env = {"HARBOUR_SCENARIO_SEED": "9"}
     assert "(seed 9)" in demo_seed("--config", str(config), "scenario", "protocol-demo", env=env)
     assert "(seed 4)" in demo_seed("--config", str(config), "scenario", "protocol-demo", "--seed", "4", env=env)
 
@@ -55,13 +56,20 @@ def test_flags_win_over_environment_which_wins_over_the_config_file(tmp_path):
 @pytest.mark.parametrize("content,message", [
     ("[scenario", "not valid TOML"),
     ("[ship]\nx = 1\n", "unknown section(s) ship"),
+    ("[scenario]\nseed = 'x'\n", "'x' is not a valid integer"),
     (b"\xff\xfe[", "not valid TOML"),
 ])
 def test_a_bad_config_file_is_a_clear_error(tmp_path, content, message):
     config = tmp_path / "bad.toml"
     config.write_bytes(content if isinstance(content, bytes) else content.encode())
-    result = run("--config", str(config), "scenario", "--help")
+    result = run("--config", str(config), "scenario", "protocol-demo")
     assert result.returncode == 2 and message in result.stderr
+
+
+def test_every_command_takes_config_and_names_its_environment_variables():
+    for args in (("edge", "run"), ("edge", "status"), ("hub", "run"), ("hub", "query"), ("scenario", "protocol-demo")):
+        out = run(*args, "--help").stdout
+        assert "--config" in out and "HARBOUR_" in out, args
 
 
 def test_a_missing_config_file_is_a_clear_error(tmp_path):

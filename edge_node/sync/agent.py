@@ -67,7 +67,7 @@ class SegmentQueue(Protocol):
     def pending_segments(self, limit: int = ...) -> list[Any]: ...
     def mark_uploading(self, segment: SegmentId) -> None: ...
     def mark_acked(self, segment: SegmentId) -> None: ...
-    def mark_parked(self, segment: SegmentId) -> None: ...
+    def mark_parked(self, segment: SegmentId, reason: str = "") -> None: ...
 
 
 @dataclass
@@ -224,7 +224,7 @@ class SyncAgent:
             self.counters.last_ack_at = self.clock()
             log.info("acked %s (%d rows, %d bytes)", segment, manifest.row_count, manifest.byte_size)
         elif outcome.parked:
-            await asyncio.to_thread(self.queue.mark_parked, segment)
+            await asyncio.to_thread(self.queue.mark_parked, segment, outcome.park_reason)
             self.counters.parked_segments += 1
             self.counters.parked[str(segment)] = outcome.park_reason
             log.error("parked %s: %s -- it stays on disk; see `harbour edge status`", segment, outcome.park_reason)

@@ -8,7 +8,12 @@ import pyarrow as pa
 import pytest
 from click.testing import CliRunner
 
-from edge_node.cli import edge
+from harbour_cli import cli
+
+
+def edge_invoke(args):
+    """The edge group as installed: with the --config and HARBOUR_EDGE_* wiring harbour_cli adds."""
+    return CliRunner().invoke(cli, ["edge", *args])
 
 pytestmark = pytest.mark.integration
 
@@ -18,7 +23,7 @@ def harbour(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_run_help_explains_every_option():
-    text = CliRunner().invoke(edge, ["run", "--help"]).output
+    text = edge_invoke(["run", "--help"]).output
     for option in ("--site", "--data", "--listen", "--hub", "--token", "--token-file", "--max-disk", "--seal-size",
                    "--seal-age", "--retention", "--priority", "--max-body", "--config"):
         assert option in text, option
@@ -32,7 +37,7 @@ def test_run_help_explains_every_option():
     (["--priority", "alarms=high"], "TABLE=N"),
 ])
 def test_run_refuses_bad_options_clearly(tmp_path, args, says):
-    result = CliRunner().invoke(edge, ["run", "--site", "s", "--data", str(tmp_path), *args])
+    result = edge_invoke(["run", "--site", "s", "--data", str(tmp_path), *args])
     assert result.exit_code != 0 and says in result.output
 
 

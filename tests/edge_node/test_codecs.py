@@ -103,3 +103,11 @@ def test_mangled_arrow_streams_are_decoded_or_refused(cut, flip):
         assert error.status == 400
     else:
         table.validate(full=True)
+
+
+@pytest.mark.parametrize("body", [b"null", b" null", b"null\n", b'{"a": 1}\nnull', b"[1]", b"\n\n1\n"])
+def test_json_lines_that_are_not_objects_are_refused_without_crashing(body):
+    # b"null" alone once crashed the process inside pyarrow's JSON reader (SIGSEGV).
+    with pytest.raises(RemoteProtocolError) as caught:
+        decode_body(JSON_LINES, body)
+    assert caught.value.status == 400 and "not a JSON object" in str(caught.value)

@@ -53,6 +53,7 @@ BAD_BODIES = [
     (ARROW_STREAM, encode_arrow_stream(GOOD)[:-30], "Arrow"),
     (JSON_LINES, b'{"id": 1,', "JSON"),
     (JSON_LINES, b'"just a string"\n', "JSON"),
+    (JSON_LINES, b"null", "JSON object"),  # once crashed the node inside pyarrow's JSON reader (SIGSEGV)
     (CSV, b"id,name\n1\n", "CSV"),
     (CSV, b"id,name\n1,a,b,c\n", "CSV"),
     (PARQUET, b"PAR1\x00\x00PAR1", "Parquet"),
@@ -128,7 +129,7 @@ def test_status_and_healthz(edge, http):
     assert status == 200 and report["site"] == "ship-1"
     (events,) = [t for t in report["tables"] if t["table"] == "events"]
     assert events["pending_rows"] >= 2 and events["oldest_pending_age_seconds"] is not None
-    assert report["last_successful_sync"] is None and report["link"] == "no hub configured"
+    assert report["last_successful_sync"] is None and report["link"].startswith("no hub configured")
     assert http.get(edge.url, "/healthz") == (200, {"ok": True, "site": "ship-1"})
 
 
@@ -138,9 +139,8 @@ def test_quota_gives_507_with_how_much_is_pending(tmp_path, start_edge, http):
     statuses = [http.post(edge.url, "telemetry", body) for _ in range(10)]
     accepted = sum(1 for status, _ in statuses if status == 200)
     status, answer = statuses[-1]
-    assert_error(status, answer, 507, "disk quota of 200.0 KiB reached", "waiting to be synced",
-               "sync agent not active yet")
+    assert_error(status, answer, 507, "disk quota of 200.0 KiB reached", "waiting to be synced")
+    assert "sync starting" in answer["error"] or "link " in answer["error"]  # what the link is doing
     assert answer["hint"] and answer["code"] == "disk-full"
     rows = run_query(edge.data_dir, "SELECT COUNT(*) AS n FROM telemetry").to_pylist()[0]["n"]
     assert rows == accepted * 5000
-    assert "sync agent is not active" in edge.stderr()

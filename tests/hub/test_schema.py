@@ -56,3 +56,17 @@ def test_conform_casts_fills_and_orders():
     assert out.schema == target and out.to_pylist() == [{"row_id": 3, "note": None, "value": 1.5}]
     with pytest.raises(pa.ArrowInvalid):
         schema.conform(pa.table({"row_id": pa.array([2**64 - 1], pa.uint64())}), pa.schema([("row_id", pa.int64())]))
+
+
+def test_an_edges_own_site_column_is_dropped_and_a_foreign_one_refused():
+    from hub.schema import strip_edge_site
+
+    table = pa.table({"v": [1, 2], "_site": ["ship-1", "ship-1"]})
+    kept, problem = strip_edge_site(table, "ship-1")
+    assert problem is None and kept.column_names == ["v"]
+    _, problem = strip_edge_site(pa.table({"v": [1, 2], "_site": ["ship-1", "ship-2"]}), "ship-1")
+    assert "another site" in problem
+    _, problem = strip_edge_site(pa.table({"v": [1], "_site": pa.array([None], pa.string())}), "ship-1")
+    assert problem is not None
+    untouched, problem = strip_edge_site(pa.table({"v": [1]}), "ship-1")
+    assert problem is None and untouched.column_names == ["v"]

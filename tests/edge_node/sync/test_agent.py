@@ -5,58 +5,22 @@ The real path (hub process, sockets, proxy with cuts and stalls) is in ``test_sy
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from edge_node.sync.agent import SyncAgent
 from edge_node.sync.link import LinkMonitor, LinkPolicy
+from edge_node.sync.memory_queue import MemorySegmentQueue as MemoryQueue
 from edge_node.sync.transport import HubAnswer
 from sync_protocol import Manifest, SegmentId
 from sync_protocol.chunking import ChunkSizer
 from sync_protocol.errors import ErrorCode, RemoteProtocolError
 from sync_protocol.limits import GENESIS_DIGEST
 from sync_protocol.manifest import sha256_hex
-from sync_protocol.segment_states import SegmentEvent, SegmentState, next_segment_state
+from sync_protocol.segment_states import SegmentState
 from sync_protocol.sender import CreateUpload, ProbeOffset
 from sync_protocol.simulation import SimulatedHub, WirePatch
-
-
-@dataclass
-class Stored:
-    manifest: Manifest
-    path: str
-    state: SegmentState
-
-
-class MemoryQueue:
-    """The ledger's contract, in memory: pending in (priority, seq) order, state moves checked."""
-
-    def __init__(self) -> None:
-        self.segments: dict[SegmentId, Stored] = {}
-        self.acked_order: list[SegmentId] = []
-
-    def add(self, stored: Stored) -> None:
-        self.segments[stored.manifest.segment] = stored
-
-    def pending_segments(self, limit: int = 100) -> list[Stored]:
-        pending = [s for s in self.segments.values() if s.state in (SegmentState.SEALED, SegmentState.UPLOADING)]
-        return sorted(pending, key=lambda s: (s.manifest.priority, s.manifest.segment.seq))[:limit]
-
-    def _move(self, segment: SegmentId, event: SegmentEvent) -> None:
-        stored = self.segments[segment]
-        stored.state = next_segment_state(stored.state, event)
-
-    def mark_uploading(self, segment):
-        self._move(segment, SegmentEvent.START_UPLOAD)
-
-    def mark_acked(self, segment):
-        self._move(segment, SegmentEvent.HUB_COMMITTED)
-        self.acked_order.append(segment)
-
-    def mark_parked(self, segment):
-        self._move(segment, SegmentEvent.HUB_REJECTED)
 
 
 class SimulatedTransport:
@@ -108,7 +72,7 @@ def add_segment(queue: MemoryQueue, data_dir: Path, table: str, seq: int, size: 
     prev = GENESIS_DIGEST if seq == 1 else sha256_hex(bytes([(seq - 1) % 256]) * size)
     manifest = Manifest(SegmentId.of("ship-1", table, seq), 1, size, sha256_hex(data), sha256_hex(b"s"), prev,
                         priority, 0)
-    queue.add(Stored(manifest, path, SegmentState.SEALED))
+    queue.add(manifest, path)
     return manifest
 
 
