@@ -63,6 +63,7 @@ class RxEvent(enum.Enum):
     DIGEST_MATCHED = "digest matched"
     DIGEST_MISMATCHED = "digest mismatched"
     COMMIT_DURABLE = "commit durable"
+    COMMIT_REFUSED = "commit refused"  # the ledger said no (a chain or segment conflict raced the upload)
     TERMINATED = "terminated"  # DELETE
     EXPIRED = "expired"  # no chunk for UPLOAD_EXPIRY_SECONDS
 
@@ -82,7 +83,7 @@ RECEIVER_TRANSITIONS: dict[RxState, dict[RxEvent, RxState]] = {
         RxEvent.DIGEST_MATCHED: RxState.COMMITTING,
         RxEvent.DIGEST_MISMATCHED: RxState.ABSENT,
     },
-    RxState.COMMITTING: {RxEvent.COMMIT_DURABLE: RxState.COMMITTED},
+    RxState.COMMITTING: {RxEvent.COMMIT_DURABLE: RxState.COMMITTED, RxEvent.COMMIT_REFUSED: RxState.ABSENT},
     RxState.COMMITTED: {},
 }
 
@@ -359,6 +360,13 @@ class UploadReceiver:
         """The ledger commit is durable (or the ledger already had this exact segment)."""
         self._move(RxEvent.COMMIT_DURABLE)
         return Respond(204, self._headers())
+
+    def commit_refused(self, error: RemoteProtocolError) -> DiscardUpload:
+        """The ledger refused the commit (e.g. another upload committed a different digest for this seq,
+        or the hash chain no longer fits): discard the upload and answer ``error``; the sender parks."""
+        self._move(RxEvent.COMMIT_REFUSED)
+        self.manifest, self.offset = None, 0
+        return DiscardUpload(error)
 
     # -- termination (DELETE) ----------------------------------------------------------------------------
 

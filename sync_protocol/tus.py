@@ -128,9 +128,14 @@ def checksum_of(data: bytes, algorithm: str = "sha1") -> Checksum:
     return Checksum(algorithm, hashlib.new(algorithm, data).digest())
 
 
+LATEST_HTTP_DATE = 253402300799.0
+"""23:59:59 on 31 Dec 9999, the last instant an HTTP-date can name; a damaged record must not crash an answer."""
+
+
 def format_expires(epoch_seconds: float) -> str:
     """RFC 9110 HTTP-date, as tus expiration wants it."""
-    return datetime.fromtimestamp(epoch_seconds, UTC).strftime("%a, %d %b %Y %H:%M:%S GMT")
+    clamped = min(max(epoch_seconds, 0.0), LATEST_HTTP_DATE)
+    return datetime.fromtimestamp(clamped, UTC).strftime("%a, %d %b %Y %H:%M:%S GMT")
 
 
 def options_headers() -> dict[str, str]:

@@ -167,3 +167,13 @@ def test_illegal_moves_are_local_protocol_errors():
         UploadReceiver(SEGMENT).committed()
     with pytest.raises(LocalProtocolError):
         UploadReceiver(SEGMENT).segment_digest("0" * 64)
+
+
+def test_a_refused_commit_discards_the_upload():
+    receiver = created()
+    send(receiver, 0, DATA)
+    assert isinstance(receiver.segment_digest(sha256_hex(DATA)), CommitSegment)
+    conflict = RemoteProtocolError("raced", code=ErrorCode.SEGMENT_CONFLICT)
+    outcome = receiver.commit_refused(conflict)
+    assert isinstance(outcome, DiscardUpload) and outcome.error is conflict
+    assert receiver.state is RxState.ABSENT

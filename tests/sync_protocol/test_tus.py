@@ -75,3 +75,8 @@ def test_fuzzed_headers_only_raise_remote_protocol_errors(text):
     for parse in (parse_offset, parse_length, parse_content_length, parse_checksum, check_tus_resumable):
         with contextlib.suppress(RemoteProtocolError):
             parse(text)
+
+
+def test_expires_is_clamped_to_what_an_http_date_can_say():
+    assert format_expires(1e15).endswith("9999 23:59:59 GMT")
+    assert format_expires(-5) == "Thu, 01 Jan 1970 00:00:00 GMT"
