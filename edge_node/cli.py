@@ -98,7 +98,7 @@ def edge() -> None:
 @click.option("--thin-link-max-class", default=1, show_default=True, type=click.IntRange(0, 9),
               envvar="HARBOUR_EDGE_THIN_LINK_MAX_CLASS",
               help="On a thin or metered link, only classes 0..N are sent; the rest wait for a good link (port).")
-@click.option("--max-in-flight", default=16, show_default=True, type=click.IntRange(1, 64),
+@click.option("--max-in-flight", default=64, show_default=True, type=click.IntRange(1, 256),
               envvar="HARBOUR_EDGE_MAX_IN_FLIGHT",
               help="Most segment uploads at once; the agent uses as many as the measured link needs (at least 3).")
 @click.option("--log-level", default="INFO", show_default=True, envvar="HARBOUR_EDGE_LOG_LEVEL",

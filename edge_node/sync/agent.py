@@ -37,9 +37,13 @@ from .uploader import SegmentUploader, UploadOutcome, file_chunk_reader
 
 log = logging.getLogger("edge_node.sync")
 
-DEFAULT_MAX_IN_FLIGHT = 16
-"""Cap on uploads at once. 100 Mbit/s with 600 ms RTT holds 7.5 MB in flight; with 1-2 MB segments sealed
-by age at sea that is ~8 segments, and 16 leaves room. Each in-flight upload is one TCP connection."""
+DEFAULT_MAX_IN_FLIGHT = 64
+"""Cap on uploads at once (each is one TCP connection). 100 Mbit/s with 600 ms RTT holds 7.5 MB per round
+trip; a port-call backlog of 1-2 MB segments sealed by age at sea needs ~40 uploads at once to keep such a
+link 90% busy (see ``_target_in_flight``); 64 leaves room without exhausting the hub's worker threads."""
+
+TARGET_UTILISATION = 0.9
+"""Share of the link the agent aims to keep busy when sizing its concurrency."""
 
 MIN_IN_FLIGHT = 3
 """Uploads at once on any link: 2 fill a 600 ms-RTT link between one chunk's answer and the next chunk; a
@@ -50,6 +54,10 @@ PENDING_WINDOW = 200
 
 IDLE_POLL_SECONDS = 1.0
 """With nothing to send, look at the ledger again this often (the sealer also wakes the agent)."""
+
+PREPARE_AHEAD = 16
+"""Uploads created at the hub ahead of a free slot (a POST each, a few hundred bytes): when a slot frees,
+the next segment's bytes go at once instead of after a creation round trip (600 ms at sea)."""
 
 PROBE_SECONDS = 60.0
 """How often a class held back by the link policy sends one chunk to measure the link again."""
@@ -75,6 +83,7 @@ class _Upload:
     uploader: SegmentUploader
     task: asyncio.Task[UploadOutcome]
     probe: bool
+    prepare: bool = False  # only creating the upload at the hub, ready for a free slot
 
 
 @dataclass
@@ -106,6 +115,7 @@ class SyncAgent:
         self.sizer_factory = sizer_factory or self._sizer_for_link
         self.counters = AgentCounters()
         self._uploads: dict[SegmentId, _Upload] = {}
+        self._preparing: dict[SegmentId, _Upload] = {}
         self._paused: dict[SegmentId, UploadSender] = {}
         self._waiting_class: int | None = None  # most urgent class that found no free slot
         self._last_probe = float("-inf")
@@ -121,22 +131,24 @@ class SyncAgent:
                 await self._schedule()
                 await self._wait_for_something()
         finally:
-            for upload in self._uploads.values():
+            everything = [*self._uploads.values(), *self._preparing.values()]
+            for upload in everything:
                 upload.task.cancel()
-            await asyncio.gather(*(u.task for u in self._uploads.values()), return_exceptions=True)
+            await asyncio.gather(*(u.task for u in everything), return_exceptions=True)
 
     async def _wait_for_something(self) -> None:
         self._wake.clear()
-        tasks = [upload.task for upload in self._uploads.values()]
+        tasks = [upload.task for upload in (*self._uploads.values(), *self._preparing.values())]
         wake = asyncio.ensure_future(self._wake.wait())
         try:
             await asyncio.wait([wake, *tasks], timeout=IDLE_POLL_SECONDS, return_when=asyncio.FIRST_COMPLETED)
         finally:
             wake.cancel()
-        for segment, upload in list(self._uploads.items()):
-            if upload.task.done():
-                del self._uploads[segment]
-                await self._finish(segment, upload)
+        for uploads in (self._uploads, self._preparing):
+            for segment, upload in list(uploads.items()):
+                if upload.task.done():
+                    del uploads[segment]
+                    await self._finish(segment, upload)
 
     async def _schedule(self) -> None:
         pending = await asyncio.to_thread(self.queue.pending_segments, PENDING_WINDOW)
@@ -150,21 +162,50 @@ class SyncAgent:
             probe = priority > allowed_up_to
             if probe and not self._probe_due():
                 continue
+            if segment in self._preparing:
+                continue
             if len(self._uploads) >= self._target_in_flight(pending):
                 if self._waiting_class is None or priority < self._waiting_class:
                     self._waiting_class = priority
+                if not probe:
+                    await self._prepare(stored)
                 continue
             await self._start(stored, probe)
 
+    async def _prepare(self, stored: StoredSegmentLike) -> None:
+        """Create the upload now, so that its first chunk can go the moment a slot frees."""
+        segment = stored.manifest.segment
+        if segment in self._paused or len(self._preparing) + len(self._paused) >= PREPARE_AHEAD:
+            return
+        sender = await self._new_sender(stored)
+        uploader = SegmentUploader(
+            self.transport, sender, file_chunk_reader(self.data_dir / stored.path), self.monitor, self.clock,
+            should_pause=lambda: True,  # stop as soon as the hub has the upload and told us its offset
+        )
+        self._preparing[segment] = _Upload(uploader, asyncio.create_task(uploader.run()), probe=False, prepare=True)
+
+    async def _new_sender(self, stored: StoredSegmentLike) -> UploadSender:
+        resumed = stored.state is SegmentState.UPLOADING
+        sender = UploadSender(stored.manifest, resumed=resumed, sizer=self.sizer_factory())
+        if not resumed:
+            await asyncio.to_thread(self.queue.mark_uploading, stored.manifest.segment)
+        return sender
+
     def _target_in_flight(self, pending: list[StoredSegmentLike]) -> int:
-        """Enough uploads to keep the bandwidth-delay product on the wire, as measured."""
+        """Enough uploads that round trips hide behind other uploads' bytes, as measured.
+
+        Each upload spends about one round trip per request waiting (creation, then each chunk's answer);
+        with N uploads each moving ``per_upload`` bytes per round, the link is busy a fraction
+        N*per_upload / (N*per_upload + rate*rtt) of the time, so reaching ``TARGET_UTILISATION`` takes
+        N = u/(1-u) * rate*rtt / per_upload. Small segments on a long link need many uploads at once."""
         floor = min(MIN_IN_FLIGHT, self.max_in_flight)
         rate, rtt = self.monitor.rate_bytes, self.monitor.rtt_seconds
         if not rate or not rtt or not pending:
             return floor
         typical = sum(s.manifest.byte_size for s in pending) / len(pending)
-        per_upload = min(typical, max(MIN_CHUNK_BYTES, rate * CHUNK_TARGET_SECONDS / floor))
-        return max(floor, min(self.max_in_flight, floor + math.ceil(rate * rtt / per_upload)))
+        per_upload = max(MIN_CHUNK_BYTES, min(typical, rate * CHUNK_TARGET_SECONDS))
+        needed = TARGET_UTILISATION / (1 - TARGET_UTILISATION) * rate * rtt / per_upload
+        return max(floor, min(self.max_in_flight, floor + math.ceil(needed)))
 
     def _sizer_for_link(self) -> ChunkSizer:
         """A new upload starts at its share of what the link has shown, not from scratch."""
@@ -182,10 +223,9 @@ class SyncAgent:
         segment = manifest.segment
         sender = self._paused.pop(segment, None)
         if sender is None:
-            resumed = stored.state is SegmentState.UPLOADING
-            sender = UploadSender(manifest, resumed=resumed, sizer=self.sizer_factory())
-            if not resumed:
-                await asyncio.to_thread(self.queue.mark_uploading, segment)
+            sender = await self._new_sender(stored)
+        else:
+            sender.sizer = self.sizer_factory()  # a prepared or paused upload starts at today's link share
         if probe:
             self._last_probe = self.clock()
             log.info("probing the link with %s (class %d is held back on a %s link)", segment, manifest.priority,
@@ -228,6 +268,8 @@ class SyncAgent:
             self.counters.parked_segments += 1
             self.counters.parked[str(segment)] = outcome.park_reason
             log.error("parked %s: %s -- it stays on disk; see `harbour edge status`", segment, outcome.park_reason)
+        elif outcome.paused and upload.prepare:
+            self._paused[segment] = upload.uploader.sender
         elif outcome.paused:
             self.counters.pauses += 1
             self._paused[segment] = upload.uploader.sender
@@ -244,6 +286,7 @@ class SyncAgent:
                  "bytes": u.uploader.manifest.byte_size, "priority": u.uploader.manifest.priority, "probe": u.probe}
                 for segment, u in self._uploads.items()
             ],
+            "prepared": len(self._paused) + len(self._preparing),
             "acked_segments": self.counters.acked_segments,
             "parked": dict(self.counters.parked),
             "bytes_sent": self.counters.bytes_sent,

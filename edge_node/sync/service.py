@@ -55,7 +55,8 @@ class SyncService:
         loop = asyncio.get_running_loop()
         pacer = RatePacer(self.options.max_upload_rate_bps, loop.time) if self.options.max_upload_rate_bps else None
         self.transport = AiohttpHubTransport(self.options.hub_url, self.options.token, pacer=pacer,
-                                             ca_file=self.options.ca_file)
+                                             ca_file=self.options.ca_file,
+                                             max_connections=self.options.max_in_flight + 2)  # + the report
         self.agent = SyncAgent(self.node.ledger, self.node.data_dir, self.transport, self.monitor, self.policy,
                                self.node.clock, max_in_flight=self.options.max_in_flight)
         self._tasks = [asyncio.create_task(self.agent.run()), asyncio.create_task(self._report_loop())]

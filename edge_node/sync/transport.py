@@ -85,7 +85,7 @@ class AiohttpHubTransport:
     def __init__(
         self, hub_url: str, token: str, *, pacer: UploadPacer | None = None, ca_file: Path | None = None,
         clock: Callable[[], float] | None = None, stall_seconds: float = STALL_SECONDS,
-        max_connections: int = 32,
+        max_connections: int = 66,
     ) -> None:
         self.base = hub_url.rstrip("/")
         self._headers = {"Authorization": f"Bearer {token}", TUS_RESUMABLE: TUS_VERSION}

@@ -173,3 +173,21 @@ def test_bad_agent_settings_are_refused(tmp_path):
         LinkPolicy(thin_max_class=12)
     with pytest.raises(ValueError):
         SyncAgent(MemoryQueue(), tmp_path, None, None, LinkPolicy(), lambda: 0.0, max_in_flight=0)
+
+
+async def test_segments_waiting_for_a_slot_are_created_at_the_hub_ahead(tmp_path):
+    queue, hub = MemoryQueue(), SimulatedHub()
+    for seq in range(1, 5):
+        add_segment(queue, tmp_path, "telemetry", seq, 20_000, priority=2)
+    transport = SimulatedTransport(hub)
+    agent = make_agent(tmp_path, queue, transport, max_in_flight=1)
+    prepared_seen = []
+
+    def done_and_watch():
+        prepared_seen.append(agent.describe()["prepared"])
+        return len(queue.acked_order) == 4
+
+    await run_until(agent, done_and_watch)
+    assert max(prepared_seen) >= 1, "no upload was created ahead of its slot"
+    assert all(n == 1 for n in hub.commit_count.values()) and len(hub.commit_count) == 4
+    assert queue.acked_order == [m for m in sorted(queue.segments)]  # one slot: strictly in seq order
