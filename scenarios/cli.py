@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import shutil
 import sys
+import tempfile
+from pathlib import Path
 
 import click
 
@@ -20,3 +24,41 @@ def protocol_demo(seed: int) -> None:
     from .protocol_demo import run_demo
 
     sys.exit(0 if run_demo(seed, echo=click.echo) else 1)
+
+
+@scenario.command("run")
+@click.argument("file")
+@click.option("--seed", type=int, default=1, show_default=True,
+              help="Seed of the voyage's outages, fault times and workloads; the same seed replays the same plan.")
+@click.option("--report", "report_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Write report.md, report.json and PNG charts into this directory.")
+@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where the hub's and the ships' data directories and logs go (default: a temporary "
+                   "directory, deleted afterwards unless the run fails).")
+def run(file: str, seed: int, report_dir: Path | None, workdir: Path | None) -> None:
+    """Replay a fleet voyage from a scenario FILE (a path, or the name of a shipped scenario: demo,
+    cruise-fleet, stormy, long-haul) against a real hub and one real edge node per ship, inject its faults,
+    then check that every row an edge acknowledged is at the hub exactly once. Exits 1 if anything was
+    lost, duplicated or unexpected, or the fleet did not drain; 2 if the file is wrong."""
+    from .runner import run_scenario
+    from .spec import ScenarioError, load
+
+    try:
+        spec = load(file)
+    except ScenarioError as error:
+        raise click.UsageError(str(error)) from None
+    keep = workdir is not None
+    workdir = workdir or Path(tempfile.mkdtemp(prefix=f"harbour-{spec.name}-"))
+    result = asyncio.run(run_scenario(spec, seed, workdir, echo=lambda line: click.echo(line)))
+    from .report import summarise, summary_lines, write_report
+
+    summary = write_report(result, report_dir) if report_dir else summarise(result)
+    for line in summary_lines(summary):
+        click.echo(line)
+    if report_dir:
+        click.echo(f"report: {report_dir / 'report.md'}")
+    if result.passed and not keep:
+        shutil.rmtree(workdir, ignore_errors=True)
+    elif not result.passed:
+        click.echo(f"data directories and logs kept in {workdir}")
+    sys.exit(0 if result.passed else 1)

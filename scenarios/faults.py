@@ -1,0 +1,178 @@
+"""The faults a scenario injects, each done to the real processes and sockets from outside.
+
+* ``link-cut`` -- waits until the edge reports an upload in flight, then RSTs every connection: the
+  satellite drops mid-transfer.
+* ``flapping`` -- the link goes down and up every ``period_seconds``, for ``seconds``: a marginal link at
+  the edge of coverage.
+* ``corruption`` -- a forwarded read has one byte flipped with ``probability``, for ``seconds``: a noisy
+  link or a broken middlebox.
+* ``stall`` -- connections stay open, nothing moves and nobody is told, for ``seconds``: a half-open
+  link (NAT timeout, satellite handover).
+* ``edge-kill`` -- SIGKILL to the edge's process group, restart after ``seconds``: a power cut on board.
+* ``hub-kill`` -- SIGKILL to the hub, restart after ``seconds`` on the same port: the head office's
+  server crashes.
+* ``disk-full`` -- the ship's link goes down and its applications write until the edge answers 507, then
+  ``seconds`` more: weeks offline on a small disk (G7).
+
+Every executor returns a one-line outcome for the report and always restores what it changed (the
+overlay is popped, a killed process is started again), also when the run is cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .plan import FaultEvent
+
+if TYPE_CHECKING:
+    from .runner import Fleet
+
+DISK_FULL_MAX_FLOOD_SECONDS = 45.0
+"""A flood that has not reached the quota by then gives up (the report says so): the scenario's
+max_disk is too large for the run."""
+
+
+@dataclass
+class InjectedFault:
+    planned_at: float
+    started_at: float
+    ended_at: float
+    kind: str
+    target: str
+    outcome: str
+
+
+async def inject(fleet: Fleet, event: FaultEvent) -> InjectedFault:
+    started = fleet.clock()
+    executor = EXECUTORS[event.kind]
+    outcome = await executor(fleet, event)
+    return InjectedFault(event.at, started, fleet.clock(), event.kind, event.ship or "hub", outcome)
+
+
+async def link_cut(fleet: Fleet, event: FaultEvent) -> str:
+    ship = fleet.ships[event.ship]
+    deadline = time.monotonic() + event.seconds
+    in_flight: list = []
+    while time.monotonic() < deadline:
+        status = await fleet.edge_status(ship)
+        in_flight = (status or {}).get("sync", {}).get("in_flight") or []
+        if in_flight:
+            break
+        await asyncio.sleep(0.1)
+    cut = ship.link.proxy.cut_all()
+    if in_flight:
+        names = ", ".join(str(item.get("segment", item)) if isinstance(item, dict) else str(item)
+                          for item in in_flight[:3])
+        return f"cut {cut} connection(s) mid-transfer of {names}"
+    return f"cut {cut} connection(s); no upload was in flight within {event.seconds:g} s"
+
+
+async def flapping(fleet: Fleet, event: FaultEvent) -> str:
+    ship = fleet.ships[event.ship]
+    flaps = 0
+    cuts_before = ship.link.proxy.stats.cuts
+    end = time.monotonic() + event.seconds
+    try:
+        while time.monotonic() < end:
+            ship.link.push("flapping", up=False)
+            flaps += 1
+            await asyncio.sleep(event.period_seconds * 0.4)
+            ship.link.pop("flapping")
+            await asyncio.sleep(event.period_seconds * 0.6)
+    finally:
+        ship.link.pop("flapping")
+    return f"{flaps} drops in {event.seconds:g} s, {ship.link.proxy.stats.cuts - cuts_before} connection(s) cut"
+
+
+async def corruption(fleet: Fleet, event: FaultEvent) -> str:
+    ship = fleet.ships[event.ship]
+    before = ship.link.proxy.stats.corrupted
+    try:
+        ship.link.push("corruption", corrupt_probability=event.probability)
+        await asyncio.sleep(event.seconds)
+    finally:
+        ship.link.pop("corruption")
+    return f"{ship.link.proxy.stats.corrupted - before} read(s) corrupted in {event.seconds:g} s"
+
+
+async def stall(fleet: Fleet, event: FaultEvent) -> str:
+    ship = fleet.ships[event.ship]
+    status = await fleet.edge_status(ship)
+    busy = len((status or {}).get("sync", {}).get("in_flight") or [])
+    try:
+        ship.link.push("stall", stall=True)
+        await asyncio.sleep(event.seconds)
+    finally:
+        ship.link.pop("stall")
+    return f"half-open for {event.seconds:g} s with {busy} upload(s) in flight"
+
+
+async def edge_kill(fleet: Fleet, event: FaultEvent) -> str:
+    ship = fleet.ships[event.ship]
+    return await _kill_and_restart(ship.edge_up, ship.edge, event.seconds, f"edge {ship.name}")
+
+
+async def hub_kill(fleet: Fleet, event: FaultEvent) -> str:
+    return await _kill_and_restart(fleet.hub_up, fleet.hub, event.seconds, "hub")
+
+
+async def _kill_and_restart(up: asyncio.Event, process, down_seconds: float, name: str) -> str:
+    up.clear()
+    try:
+        await asyncio.to_thread(process.kill)
+        await asyncio.sleep(down_seconds)
+    finally:
+        started = time.monotonic()
+        await asyncio.to_thread(process.start)
+        up.set()
+    return f"SIGKILL; {name} back {down_seconds + time.monotonic() - started:.1f} s later (start #{process.starts})"
+
+
+async def disk_full(fleet: Fleet, event: FaultEvent) -> str:
+    ship = fleet.ships[event.ship]
+    refused_before = ship.quota_refusals
+    ship.link.push("disk-full", up=False)
+    try:
+        flooded = await fleet.flood_until_full(ship, DISK_FULL_MAX_FLOOD_SECONDS)
+        reached = ship.quota_refusals > refused_before
+        await asyncio.sleep(event.seconds)
+    finally:
+        ship.link.pop("disk-full")
+    refused = ship.quota_refusals - refused_before
+    if not reached:
+        return f"quota NOT reached after flooding {flooded / 2**20:.1f} MiB for {DISK_FULL_MAX_FLOOD_SECONDS:g} s"
+    return f"quota reached after {flooded / 2**20:.1f} MiB offline; {refused} write(s) refused with 507"
+
+
+EXECUTORS: dict[str, Callable[[Fleet, FaultEvent], Awaitable[str]]] = {
+    "link-cut": link_cut, "flapping": flapping, "corruption": corruption, "stall": stall,
+    "edge-kill": edge_kill, "hub-kill": hub_kill, "disk-full": disk_full,
+}
+
+
+async def run_faults(fleet: Fleet, events: tuple[FaultEvent, ...], injected: list[InjectedFault],
+                     on_inject: Callable[[FaultEvent], None] = lambda _: None) -> None:
+    """Start each fault at its planned time (several may overlap); wait for all to finish."""
+    running: list[asyncio.Task] = []
+
+    async def one(event: FaultEvent) -> None:
+        injected.append(await inject(fleet, event))
+
+    try:
+        for event in events:
+            delay = event.at - fleet.clock()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            on_inject(event)
+            running.append(asyncio.create_task(one(event)))
+        await asyncio.gather(*running)
+    finally:
+        for task in running:
+            task.cancel()
+        with contextlib.suppress(BaseException):
+            await asyncio.gather(*running, return_exceptions=True)

@@ -1,0 +1,146 @@
+"""One run of a scenario, decided in advance: every link change and every fault, in real seconds.
+
+``make_plan(scenario, seed)`` is a pure function (the seed is the only randomness, no clock), so the
+same seed always gives the same plan: the same outages at sea, the same faults on the same ships at the
+same moments. The runner only executes it. ``Plan.digest`` names a plan in one short string; two runs
+with equal digests injected the same faults in the same order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from dataclasses import asdict, dataclass
+
+from .link_proxy import LinkState
+from .spec import FaultSpec, LinkProfile, Scenario
+
+
+@dataclass(frozen=True)
+class LinkChange:
+    at: float  # real seconds from the start of the voyage
+    profile: str  # the leg's profile ("at-sea")
+    outage: bool  # a short outage within the leg ("2% of minutes down")
+    state: LinkState
+
+
+@dataclass(frozen=True)
+class Leg:
+    start: float  # real seconds
+    end: float
+    profile: str
+    port: bool
+
+
+@dataclass(frozen=True)
+class ShipPlan:
+    name: str
+    number: int
+    legs: tuple[Leg, ...]
+    changes: tuple[LinkChange, ...]
+
+
+@dataclass(frozen=True)
+class FaultEvent:
+    at: float  # real seconds from the start of the voyage
+    kind: str
+    ship: str | None  # None for the hub
+    seconds: float
+    period_seconds: float
+    probability: float
+
+    def describe(self) -> str:
+        target = self.ship or "hub"
+        detail = {"flapping": f" for {self.seconds:g} s (period {self.period_seconds:g} s)",
+                  "corruption": f" for {self.seconds:g} s ({self.probability:.0%} of reads)",
+                  "stall": f" for {self.seconds:g} s", "edge-kill": f", restart after {self.seconds:g} s",
+                  "hub-kill": f", restart after {self.seconds:g} s", "disk-full": ", link down until writes get 507",
+                  }.get(self.kind, "")
+        return f"{self.kind} on {target}{detail}"
+
+
+@dataclass(frozen=True)
+class Plan:
+    scenario: str
+    seed: int
+    duration: float  # real seconds of voyage (the drain comes after)
+    ships: tuple[ShipPlan, ...]
+    faults: tuple[FaultEvent, ...]
+
+    @property
+    def digest(self) -> str:
+        text = json.dumps(asdict(self), sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def link_state(profile: LinkProfile, *, up: bool = True) -> LinkState:
+    return LinkState(rate_bps=profile.rate_bps, latency_s=profile.rtt_ms / 2000, up=profile.up and up)
+
+
+def make_plan(scenario: Scenario, seed: int) -> Plan:
+    rng = random.Random(seed)
+    ships = tuple(_ship_plan(scenario, number, spec, random.Random(rng.getrandbits(64)))
+                  for number, spec in enumerate(scenario.ships))
+    fault_rng = random.Random(rng.getrandbits(64))
+    faults = [event for spec in scenario.faults for event in _fault_events(scenario, spec, fault_rng)]
+    faults.sort(key=lambda f: (f.at, f.kind, f.ship or ""))
+    return Plan(scenario.name, seed, scenario.real_seconds, ships, tuple(faults))
+
+
+def _voyage_hours(scenario: Scenario, spec, rng: random.Random) -> list[tuple[str, float]]:
+    """The itinerary as (profile, hours) legs covering the whole scenario: repeated if it is shorter,
+    and started at a seeded random point within ``stagger_hours`` (ships of one line are at different
+    ports on the same day)."""
+    legs = list(spec.voyage)
+    skip = (rng.uniform(0, spec.stagger_hours) if spec.stagger_hours else 0.0) % sum(h for _, h in legs)
+    out: list[tuple[str, float]] = []
+    remaining, i = scenario.simulated_hours, 0
+    while remaining > 1e-9:
+        profile, hours = legs[i % len(legs)]
+        i += 1
+        if skip >= hours:
+            skip -= hours
+            continue
+        take = min(hours - skip, remaining)
+        skip = 0.0
+        if out and out[-1][0] == profile:
+            out[-1] = (profile, out[-1][1] + take)
+        else:
+            out.append((profile, take))
+        remaining -= take
+    return out
+
+
+def _ship_plan(scenario: Scenario, number: int, spec, rng: random.Random) -> ShipPlan:
+    legs: list[Leg] = []
+    changes: list[LinkChange] = []
+    hours = 0.0
+    for profile_name, length in _voyage_hours(scenario, spec, rng):
+        profile = scenario.links[profile_name]
+        start, end = scenario.real_seconds_at(hours), scenario.real_seconds_at(hours + length)
+        legs.append(Leg(start, end, profile_name, profile.port))
+        changes.append(LinkChange(start, profile_name, False, link_state(profile)))
+        if profile.down_fraction > 0 and profile.up:
+            slot = profile.outage_minutes / 60
+            t = hours
+            while t + slot <= hours + length:
+                if rng.random() < profile.down_fraction:
+                    changes.append(LinkChange(scenario.real_seconds_at(t), profile_name, True,
+                                              link_state(profile, up=False)))
+                    changes.append(LinkChange(scenario.real_seconds_at(t + slot), profile_name, False,
+                                              link_state(profile)))
+                t += slot
+        hours += length
+    return ShipPlan(spec.name, number, tuple(legs), tuple(changes))
+
+
+def _fault_events(scenario: Scenario, spec: FaultSpec, rng: random.Random) -> list[FaultEvent]:
+    names = [ship.name for ship in scenario.ships]
+    events = []
+    for _ in range(spec.count):
+        hours = spec.at_hours if spec.at_hours is not None else rng.uniform(spec.from_hours, spec.until_hours)
+        ship = None if spec.kind == "hub-kill" else (rng.choice(names) if spec.ship == "*" else spec.ship)
+        events.append(FaultEvent(round(scenario.real_seconds_at(hours), 3), spec.kind, ship, spec.seconds,
+                                 spec.period_seconds, spec.probability))
+    return events

@@ -1,0 +1,169 @@
+"""What a run proved, in numbers: the checker's verdict, the faults, drain times, link use, bytes.
+
+``summarise(result)`` computes everything once (a plain dict, which is also ``report.json``);
+``write_report(result, DIR)`` adds ``report.md`` and the charts; ``summary_lines`` is what the command
+prints at the end.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .charts import backlog_chart, throughput_chart
+
+if TYPE_CHECKING:
+    from .runner import RunResult, Ship
+
+DRAINED_BELOW_BYTES = 64 * 1024
+"""A ship counts as drained when its backlog is below this (or 5% of what it arrived with): the
+workload keeps writing in port, so the backlog never stays at exactly zero."""
+
+
+def drain_after_port_calls(ship: Ship) -> list[dict[str, Any]]:
+    calls = []
+    for leg in ship.plan.legs:
+        if not leg.port or leg.start <= 0:
+            continue
+        during = [s for s in ship.samples if leg.start <= s["t"] < leg.end and s["backlog_bytes"] is not None]
+        if not during:
+            continue
+        arrived = during[0]["backlog_bytes"]
+        threshold = max(DRAINED_BELOW_BYTES, 0.05 * arrived)
+        done = next((s["t"] for s in during if s["backlog_bytes"] <= threshold), None)
+        calls.append({"port_call_at": round(leg.start, 1), "backlog_at_arrival_bytes": arrived,
+                      "drained_after_seconds": None if done is None else round(done - leg.start, 1),
+                      "stay_seconds": round(leg.end - leg.start, 1)})
+    return calls
+
+
+def link_utilisation(ship: Ship, port_profiles: set[str]) -> dict[str, Any]:
+    """Per capped link profile: bytes forwarded / capacity, over the intervals where the ship had a
+    backlog and the link was up. The edge's thin-link policy holds bulk classes back at sea on purpose,
+    so a low number there is the policy working, not a slow link. Port links are left out: there the
+    workload, not the link, is the limit (their number is the drain time)."""
+    by_profile: dict[str, list[float]] = {}
+    for before, after in zip(ship.samples, ship.samples[1:], strict=False):
+        capacity, dt = before["capacity"], after["t"] - before["t"]
+        if not capacity or dt <= 0 or not before["backlog_bytes"] or before["profile"] in port_profiles:
+            continue
+        sent, possible = by_profile.setdefault(before["label"], [0.0, 0.0])
+        by_profile[before["label"]] = [sent + after["bytes_up"] - before["bytes_up"], possible + capacity * dt]
+    return {label: round(sent / possible, 3) for label, (sent, possible) in by_profile.items() if possible}
+
+
+def summarise(result: RunResult) -> dict[str, Any]:
+    ships = []
+    for ship in result.ships:
+        raw = result.log.raw_bytes.get(ship.name, 0)
+        wire = ship.link.proxy.stats.bytes_up
+        ships.append({
+            "ship": ship.name, "edge_starts": ship.edge.starts,
+            "rows_acked": sum(n for (s, _), r in result.log.ranges.items() if s == ship.name for _, n in r["acked"]),
+            "writes_refused_507": ship.quota_refusals, "other_write_errors": ship.write_errors[:10],
+            "bytes_raw_arrow": raw, "bytes_on_wire_up": wire,
+            "wire_to_raw": round(wire / raw, 3) if raw else None,
+            "link": {"connections": ship.link.proxy.stats.connections, "cuts": ship.link.proxy.stats.cuts,
+                     "refused": ship.link.proxy.stats.refused, "corrupted_reads": ship.link.proxy.stats.corrupted},
+            "drain_after_port_calls": drain_after_port_calls(ship),
+            "link_utilisation": link_utilisation(ship, {p.name for p in result.scenario.links.values() if p.port}),
+        })
+    return {
+        "scenario": result.scenario.name, "source": result.scenario.source, "seed": result.plan.seed,
+        "plan_digest": result.plan.digest, "passed": result.passed, "drained": result.drained,
+        "drain_problems": result.drain_problems[:20],
+        "simulated_hours": result.scenario.simulated_hours, "timings_seconds": {
+            k: round(v, 1) for k, v in result.timings.items()},
+        "faults_planned": len(result.plan.faults),
+        "faults": [{"planned_at": round(f.planned_at, 2), "started_at": round(f.started_at, 2),
+                    "ended_at": round(f.ended_at, 2), "kind": f.kind, "target": f.target, "outcome": f.outcome}
+                   for f in result.faults],
+        "check": result.check.to_json(),
+        "ships": ships,
+        "least_sold_items": result.sales_by_venue,
+        "series": {ship.name: {"samples": ship.samples,
+                               "link": [vars(r) for r in ship.link.history]} for ship in result.ships},
+        "hub_rows_merged": result.hub_samples,
+    }
+
+
+def summary_lines(summary: dict[str, Any]) -> list[str]:
+    totals = summary["check"]["totals"]
+    verdict = "PASS" if summary["passed"] else "FAIL"
+    t = summary["timings_seconds"]
+    lines = [
+        f"{verdict}: {summary['scenario']} seed {summary['seed']} (plan {summary['plan_digest']}) in "
+        f"{t.get('total_seconds', 0):.0f} s (voyage {t.get('voyage_seconds', 0):.0f} s, drain "
+        f"{t.get('drain_seconds', 0):.0f} s)",
+        f"  rows acknowledged {totals['acked']:,}, at the hub {totals['at_hub']:,}; refused {totals['refused']:,}, "
+        f"unanswered {totals['unknown']:,} ({totals['unknown_stored']:,} of those arrived)",
+        f"  lost {totals['lost']}, duplicated {totals['duplicated']}, unexpected {totals['unexpected']}, "
+        f"gaps {totals['gaps']}",
+        f"  faults injected {len(summary['faults'])}/{summary['faults_planned']}: " + ", ".join(
+            sorted({f["kind"] for f in summary["faults"]})),
+    ]
+    if not summary["drained"]:
+        lines.append("  NOT DRAINED: " + "; ".join(summary["drain_problems"][:5]))
+    for row in summary["check"]["by_ship_table"]:
+        if any(row[k] for k in ("lost", "duplicated", "unexpected", "gaps")):
+            lines.append(f"  {row['ship']}/{row['table']}: lost {row['lost']}, duplicated {row['duplicated']}, "
+                         f"unexpected {row['unexpected']}, gaps {row['gaps']} e.g. {row.get('examples', {})}")
+    lines += [f"  {gap}" for gap in summary["check"]["gap_details"][:10]]
+    if not summary["passed"]:
+        lines.append(f"  replay with --seed {summary['seed']}")
+    return lines
+
+
+def write_report(result: RunResult, directory: Path) -> dict[str, Any]:
+    directory.mkdir(parents=True, exist_ok=True)
+    summary = summarise(result)
+    (directory / "report.json").write_text(json.dumps(summary, indent=1, default=str))
+    backlog_chart(result, directory / "backlog.png")
+    throughput_chart(result, directory / "throughput.png")
+    (directory / "report.md").write_text(markdown(summary))
+    return summary
+
+
+def _mib(n: float | None) -> str:
+    return "-" if n is None else f"{n / 2**20:.2f} MiB"
+
+
+def markdown(summary: dict[str, Any]) -> str:
+    out = [f"# Scenario `{summary['scenario']}`: {'PASS' if summary['passed'] else 'FAIL'}", ""]
+    out += [f"Seed {summary['seed']}, plan `{summary['plan_digest']}` (same seed, same plan: "
+            f"`harbour scenario run {summary['source']} --seed {summary['seed']}` replays it). "
+            f"{summary['simulated_hours']:g} simulated hours; timings (s): "
+            + ", ".join(f"{k.removesuffix('_seconds')} {v}" for k, v in summary["timings_seconds"].items()) + ".", ""]
+    out += ["```", *summary_lines(summary), "```", ""]
+    out += ["## Checker, per ship and table", "",
+            "| ship | table | acked | refused | unanswered (arrived) | at hub | lost | duplicated | unexpected "
+            "| gaps |",
+            "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|"]
+    for r in summary["check"]["by_ship_table"]:
+        out.append(f"| {r['ship']} | {r['table']} | {r['acked']:,} | {r['refused']:,} | {r['unknown']:,} "
+                   f"({r['unknown_stored']:,}) | {r['at_hub']:,} | {r['lost']} | {r['duplicated']} | "
+                   f"{r['unexpected']} | {r['gaps']} |")
+    out += ["", "## Faults injected", "", "| at (s) | kind | target | outcome |", "|--:|---|---|---|"]
+    out += [f"| {f['started_at']:.1f} | {f['kind']} | {f['target']} | {f['outcome']} |" for f in summary["faults"]]
+    out += ["", "## Link and drain", "", "![backlog](backlog.png)", "", "![throughput](throughput.png)", "",
+            "| ship | edge starts | bytes raw (Arrow) | bytes on the wire | wire/raw | cuts | corrupted reads | "
+            "utilisation while backlogged | drain after port calls |", "|---|--:|--:|--:|--:|--:|--:|---|---|"]
+    for s in summary["ships"]:
+        drains = "; ".join(
+            f"{_mib(c['backlog_at_arrival_bytes'])} in "
+            + ("not drained" if c["drained_after_seconds"] is None else f"{c['drained_after_seconds']} s")
+            for c in s["drain_after_port_calls"]) or "-"
+        use = ", ".join(f"{k} {v:.0%}" for k, v in s["link_utilisation"].items()) or "-"
+        out.append(f"| {s['ship']} | {s['edge_starts']} | {_mib(s['bytes_raw_arrow'])} | {_mib(s['bytes_on_wire_up'])} "
+                   f"| {s['wire_to_raw'] or '-'} | {s['link']['cuts']} | {s['link']['corrupted_reads']} | {use} | "
+                   f"{drains} |")
+    out += ["", "Utilisation counts only capped links while the ship had a backlog; at sea the edge's thin-link "
+            "policy holds bulk tables (priority > 1) back for port on purpose.", ""]
+    if summary["least_sold_items"]:
+        out += ["## The analyst's question: which items sold least across the fleet", "",
+                "| venue | item | ships | sold | revenue (EUR) |", "|---|---|--:|--:|--:|"]
+        out += [f"| {r['venue']} | {r['item']} | {r['ships']} | {r['sold']} | {r['revenue_eur']} |"
+                for r in summary["least_sold_items"]]
+        out.append("")
+    return "\n".join(out)
