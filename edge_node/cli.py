@@ -152,6 +152,45 @@ def status(data_dir: Path, fmt: str) -> None:
 
 
 @edge.command()
+@click.option("--data", "data_dir", required=True, type=click.Path(file_okay=False, exists=True, path_type=Path),
+              help="The edge node's data directory (works while the node runs).")
+@click.option("--all", "release_all", is_flag=True, help="Release every parked segment.")
+@click.argument("segments", nargs=-1, metavar="[SITE/TABLE/SEQ]...")
+def release(data_dir: Path, release_all: bool, segments: tuple[str, ...]) -> None:
+    """Send parked segments again, after fixing why the hub refused them (see `harbour edge status`):
+    e.g. a rotated token, or a conflict an operator resolved at the hub. A running node picks them up
+    within a second; nothing is deleted."""
+    from sync_protocol import RemoteProtocolError, SegmentId
+
+    from .ledger import SegmentLedger
+
+    ledger = SegmentLedger(data_dir, None, time.time)
+    try:
+        parked = dict(ledger.parked())
+        if release_all:
+            chosen = list(parked)
+        else:
+            if not segments:
+                raise click.UsageError("name the segments to release (as shown by `harbour edge status`), or --all")
+            chosen = []
+            for text in segments:
+                try:
+                    segment = SegmentId.of(*text.split("/"))
+                except (RemoteProtocolError, TypeError):
+                    raise click.BadParameter(f"{text!r} is not SITE/TABLE/SEQ", param_hint="SEGMENTS") from None
+                if segment not in parked:
+                    raise click.ClickException(f"{text} is not parked (see `harbour edge status --data {data_dir}`)")
+                chosen.append(segment)
+        for segment in chosen:
+            ledger.release(segment)
+            click.echo(f"released {segment} (was parked: {parked[segment] or 'no reason recorded'})")
+        if not chosen:
+            click.echo("no parked segments")
+    finally:
+        ledger.close()
+
+
+@edge.command()
 @click.option("--data", "data_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="The edge node's data directory (works while the node runs, and offline).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)

@@ -124,7 +124,6 @@ async def status(request: web.Request) -> web.Response:
                           {"writes": node.stats.appends, "rows": node.stats.rows, "fsync_groups": node.stats.groups})
     if node.sync is not None:
         report["sync"] = node.sync.describe(usage.pending_segment_bytes + usage.log_bytes)
-    report["parked"] = [{"segment": str(segment), "reason": reason} for segment, reason in node.ledger.parked()]
     return web.json_response(report)
 
 

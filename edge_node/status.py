@@ -50,6 +50,8 @@ def build_status(
                  "log_bytes": usage.log_bytes},
         # Writes acknowledged and fsync groups since start: writes per group is group commit at work.
         "ingest": ingest,
+        # Segments the hub refused for good, with its reason: fix the cause, then `harbour edge release`.
+        "parked": [{"segment": str(segment), "reason": reason} for segment, reason in ledger.parked()],
     }
 
 
@@ -85,4 +87,7 @@ def render_text(report: dict[str, Any]) -> str:
                      str(t["parked_segments"]), str(t["acked_rows"]), "-" if age is None else f"{age:.0f} s"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    if report.get("parked"):
+        lines.append(f"parked segments ({len(report['parked'])}): fix the cause, then `harbour edge release`")
+        lines += [f"  {p['segment']}: {p['reason'] or 'no reason recorded'}" for p in report["parked"]]
     return "\n".join(lines)

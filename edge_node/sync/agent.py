@@ -288,7 +288,7 @@ class SyncAgent:
             ],
             "prepared": len(self._paused) + len(self._preparing),
             "acked_segments": self.counters.acked_segments,
-            "parked": dict(self.counters.parked),
+            "parked_since_start": self.counters.parked_segments,  # the list with reasons: status "parked"
             "bytes_sent": self.counters.bytes_sent,
             "last_ack_at": self.counters.last_ack_at,
         }

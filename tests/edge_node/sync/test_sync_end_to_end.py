@@ -156,3 +156,38 @@ async def test_a_parked_segment_is_reported_and_other_tables_keep_flowing(superv
     counts = await asyncio.to_thread(
         wait_until, lambda: merged(hub, "telemetry")["n"] == 200 and merged(hub, "telemetry"), 30, "telemetry")
     assert counts == {"n": 200, "d": 200}
+
+
+def test_release_sends_a_parked_segment_again(tmp_path):
+    """`harbour edge release` puts a parked segment back in the queue (offline, on the ledger file)."""
+    import subprocess
+    import sys
+
+    from edge_node.ledger import SegmentLedger
+    from sync_protocol import Manifest, SegmentId, SiteId
+    from sync_protocol.limits import GENESIS_DIGEST
+    from sync_protocol.manifest import sha256_hex
+
+    ledger = SegmentLedger(tmp_path, SiteId("ship-9"), clock=time.time)
+    ledger.claim_site()
+    manifest = Manifest(SegmentId.of("ship-9", "events", 1), 1, 10, sha256_hex(b"x"), sha256_hex(b"s"),
+                        GENESIS_DIGEST, 5, 0)
+    ledger.record_sealed(manifest, "events-1.parquet", 1, pa.schema([("v", pa.int64())]))
+    ledger.mark_uploading(manifest.segment)
+    ledger.mark_parked(manifest.segment, "HTTP 401 unauthorized: token revoked")
+    ledger.close()
+
+    def harbour(*args):
+        return subprocess.run([sys.executable, "-m", "harbour_cli", "edge", *args, "--data", str(tmp_path)],
+                              capture_output=True, text=True, timeout=60)
+
+    status = harbour("status")
+    assert "ship-9/events/1: HTTP 401 unauthorized: token revoked" in status.stdout
+    assert harbour("release", "ship-9/events/2").returncode == 1
+    assert harbour("release", "nonsense").returncode == 2
+    assert harbour("release").returncode == 2
+    released = harbour("release", "ship-9/events/1")
+    assert released.returncode == 0 and "released ship-9/events/1" in released.stdout
+    ledger = SegmentLedger(tmp_path, None, clock=time.time)
+    assert ledger.parked() == [] and [s.manifest.segment for s in ledger.pending_segments()] == [manifest.segment]
+    ledger.close()
