@@ -137,11 +137,13 @@ def status(data: Path, fmt: str) -> None:
     """Per site and table: rows merged, watermark, gaps, last contact; and the quarantine."""
     from .ledger import SqliteLedger
     from .registry import SiteRegistry
+    from .site_reports import SiteReportStore
     from .status import fleet_report, format_report
 
     _, database = _open(data)
     try:
-        report = fleet_report(SqliteLedger(database, time.time), SiteRegistry(database, time.time), time.time)
+        report = fleet_report(SqliteLedger(database, time.time), SiteRegistry(database, time.time), time.time,
+                              SiteReportStore(database, time.time))
     finally:
         database.close()
     click.echo(json.dumps(report, indent=1) if fmt == "json" else format_report(report))

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from sync_protocol.errors import ErrorCode, RemoteProtocolError, encode_error_body
-from sync_protocol.identifiers import SegmentId
+from sync_protocol.identifiers import SegmentId, SiteId
 from sync_protocol.limits import TUS_VERSION
 from sync_protocol.manifest import Manifest
 from sync_protocol.receiver import Respond
@@ -37,10 +37,16 @@ from sync_protocol.tus import (
 )
 
 from . import auth
+from .page_api import PageContext, add_page_routes
 from .registry import Principal, SiteRegistry
+from .request_body import BodyTooLarge, read_bounded
+from .site_reports import MAX_REPORT_BYTES, SiteReportStore, parse_report
 from .uploads import UploadService
 
 log = logging.getLogger("harbour.hub.http")
+
+SITE_REPORT_PATH = "/v1/sync/sites/{site}/report"
+"""Where an edge puts its backlog report (``edge_node/sync/transport.py`` sends to the same path)."""
 
 CONTACT_RECORD_INTERVAL_SECONDS = 10.0
 """Last contact is written at most this often per site: a ship sending a chunk a second must not turn
@@ -62,6 +68,7 @@ class HubContext:
     observe: Callable[[str, str, int], None]
     rejected: Callable[[str], None]
     healthy: Callable[[], bool]
+    reports: SiteReportStore
     last_contact_written: dict[str, float] = field(default_factory=dict)
 
 
@@ -122,14 +129,14 @@ async def _principal(request: web.Request) -> Principal:
     return principal
 
 
-async def _as_site(request: web.Request, segment: SegmentId, principal: Principal) -> None:
-    request["site"] = str(segment.site)
-    auth.authorize_site(principal, segment.site)
+async def _as_site(request: web.Request, site: SiteId, principal: Principal) -> None:
+    request["site"] = str(site)
+    auth.authorize_site(principal, site)
     context = request.app[CONTEXT]
     now = context.clock()
     if now - context.last_contact_written.get(principal.name, 0.0) >= CONTACT_RECORD_INTERVAL_SECONDS:
         context.last_contact_written[principal.name] = now
-        await context.run_in_thread(context.registry.touch, segment.site)
+        await context.run_in_thread(context.registry.touch, site)
 
 
 async def _upload_request(request: web.Request) -> SegmentId:
@@ -138,7 +145,7 @@ async def _upload_request(request: web.Request) -> SegmentId:
     request["site"] = key.split(".", 1)[0][:63]
     principal = await _principal(request)  # an anonymous caller learns nothing, not even that a key is bad
     segment = SegmentId.from_upload_key(key)
-    await _as_site(request, segment, principal)
+    await _as_site(request, segment.site, principal)
     check_tus_resumable(request.headers.get(TUS_RESUMABLE))
     return segment
 
@@ -162,7 +169,7 @@ async def create(request: web.Request) -> web.Response:
             op="creating upload", hint="see docs/protocol.md for the manifest fields",
         )
     manifest = Manifest.from_upload_metadata(metadata)
-    await _as_site(request, manifest.segment, principal)
+    await _as_site(request, manifest.segment.site, principal)
     return _answer(await request.app[CONTEXT].uploads.create(manifest, length))
 
 
@@ -190,6 +197,33 @@ async def delete(request: web.Request) -> web.Response:
     return _answer(await request.app[CONTEXT].uploads.terminate(segment))
 
 
+# -- the edges' backlog reports ---------------------------------------------------------------------------
+
+
+async def site_report(request: web.Request) -> web.Response:
+    """``PUT /v1/sync/sites/{site}/report``: the edge's backlog and link state; counts as contact."""
+    request["site"] = request.match_info["site"][:63]
+    principal = await _principal(request)
+    site = SiteId(request.match_info["site"])
+    await _as_site(request, site, principal)
+    if request.content_type != "application/json":
+        raise RemoteProtocolError(
+            f"a backlog report is JSON, not {request.content_type[:60]!r}", code=ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+            op="reading the backlog report", subject=str(site), hint="send Content-Type: application/json",
+        )
+    try:
+        body = await read_bounded(request, MAX_REPORT_BYTES)
+    except BodyTooLarge:
+        raise RemoteProtocolError(
+            f"the backlog report is larger than the hub takes ({MAX_REPORT_BYTES} bytes)", code=ErrorCode.TOO_LARGE,
+            op="reading the backlog report", subject=str(site), hint="a report is a few hundred bytes of counts",
+        ) from None
+    report = parse_report(body, site)
+    context = request.app[CONTEXT]
+    await context.run_in_thread(context.reports.save, site, report)
+    return web.Response(status=204)
+
+
 # -- fleet, metrics, health ------------------------------------------------------------------------------
 
 
@@ -212,23 +246,18 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"ok": healthy}, status=200 if healthy else 503)
 
 
-async def index(request: web.Request) -> web.Response:
-    from .status_page import PAGE
-
-    return web.Response(text=PAGE, content_type="text/html", headers={"Cache-Control": "no-store"})
-
-
-def build_app(context: HubContext) -> web.Application:
+def build_app(context: HubContext, page: PageContext) -> web.Application:
     app = web.Application(middlewares=[error_middleware], client_max_size=64 * 1024)
     app[CONTEXT] = context
+    add_page_routes(app, page)
     app.router.add_route("OPTIONS", UPLOADS_PATH, options)
     app.router.add_route("OPTIONS", UPLOADS_PATH + "/{key}", options)
     app.router.add_post(UPLOADS_PATH, create)
     app.router.add_route("HEAD", UPLOADS_PATH + "/{key}", head)
     app.router.add_patch(UPLOADS_PATH + "/{key}", patch)
     app.router.add_delete(UPLOADS_PATH + "/{key}", delete)
+    app.router.add_put(SITE_REPORT_PATH, site_report)
     app.router.add_get("/v1/fleet", fleet, allow_head=False)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
-    app.router.add_get("/", index)
     return app

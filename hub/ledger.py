@@ -103,6 +103,7 @@ class SegmentLedger(Protocol):
     def progress(self) -> list[TableProgress]: ...
     def quarantined(self) -> list[QuarantineEntry]: ...
     def oldest_pending_commit(self) -> float | None: ...
+    def rows_merged_since(self, since: float) -> dict[str, int]: ...
 
 
 def _manifest(text: str) -> Manifest:
@@ -317,6 +318,14 @@ class SqliteLedger:
             [QUARANTINED],
         ).fetchall()
         return [QuarantineEntry(SegmentId.of(r[0], r[1], r[2]), r[3] or "", r[4] or 0.0) for r in rows]
+
+    def rows_merged_since(self, since: float) -> dict[str, int]:
+        """Rows per site that reached the merged tables at or after ``since`` (the fleet page's "today")."""
+        rows = self._database.db.execute(
+            "SELECT site, SUM(row_count) FROM segments WHERE state = ? AND merged_at >= ? GROUP BY site",
+            [MERGED, since],
+        ).fetchall()
+        return {r[0]: r[1] or 0 for r in rows}
 
     def oldest_pending_commit(self) -> float | None:
         row = self._database.db.execute(

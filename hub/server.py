@@ -28,11 +28,15 @@ from aiohttp import web
 from . import metrics as prometheus
 from .db import Database
 from .faults import CrashHook, no_crash
+from .history import HISTORY_SAMPLE_SECONDS, FleetHistory
 from .http_api import HubContext, build_app
 from .layout import HubLayout
 from .ledger import SqliteLedger
 from .merger import Merger
+from .page_api import PageContext
 from .registry import SiteRegistry
+from .sessions import SessionStore
+from .site_reports import SiteReportStore
 from .staging import StagingArea
 from .status import fleet_report
 from .uploads import UploadService
@@ -108,6 +112,8 @@ async def _serve(layout, database, executor, host, port, tls, clock, crash, read
     merger = Merger(layout, ledger, staging, clock, crash=crash)
     uploads = UploadService(ledger, staging, clock, run_in_thread, on_commit=merger.wake, crash=crash)
     requests = prometheus.RequestMetrics()
+    reports = SiteReportStore(database, clock)
+    history = FleetHistory(database, clock)
 
     restored = await uploads.recover()
     finished, abandoned = await run_in_thread(merger.reconcile)
@@ -115,13 +121,17 @@ async def _serve(layout, database, executor, host, port, tls, clock, crash, read
              restored, finished, abandoned)
     merger.start()
 
+    def fleet() -> dict:
+        return fleet_report(ledger, registry, clock, reports)
+
     context = HubContext(
-        registry=registry, uploads=uploads, run_in_thread=run_in_thread, clock=clock,
-        fleet=lambda: fleet_report(ledger, registry, clock),
+        registry=registry, uploads=uploads, run_in_thread=run_in_thread, clock=clock, fleet=fleet,
         metrics_text=lambda: prometheus.render(requests, uploads.stats, merger.stats, ledger, clock),
-        observe=requests.observe, rejected=requests.rejected, healthy=lambda: merger.alive,
+        observe=requests.observe, rejected=requests.rejected, healthy=lambda: merger.alive, reports=reports,
     )
-    runner = web.AppRunner(build_app(context), access_log=None, handler_cancellation=False)
+    page = PageContext(authenticate=registry.authenticate, fleet=fleet, history=history.series,
+                       sessions=SessionStore(clock), clock=clock, run_in_thread=run_in_thread)
+    runner = web.AppRunner(build_app(context, page), access_log=None, handler_cancellation=False)
     await runner.setup()
     site = web.TCPSite(runner, host, port, ssl_context=tls)
     await site.start()
@@ -142,11 +152,21 @@ async def _serve(layout, database, executor, host, port, tls, clock, crash, read
                 log.info("expired %d abandoned uploads", dropped)
             await asyncio.sleep(EXPIRY_SWEEP_SECONDS)
 
+    async def sample_history() -> None:
+        while True:
+            try:
+                await run_in_thread(lambda: history.record_report(fleet()))
+            except Exception:  # a chart missing a point must never stop the hub; the next sample follows
+                log.exception("could not record the fleet history; retrying in %.0f s", HISTORY_SAMPLE_SECONDS)
+            await asyncio.sleep(HISTORY_SAMPLE_SECONDS)
+
     sweeper = asyncio.create_task(sweep())
+    sampler = asyncio.create_task(sample_history())
     try:
         await stop.wait()
         log.info("stopping: finishing requests in flight")
     finally:
         sweeper.cancel()
+        sampler.cancel()
         await runner.cleanup()
         await run_in_thread(merger.stop)

@@ -3,6 +3,8 @@
 Per site: registration, last contact; per (site, table): segments and rows committed, rows merged into
 the Delta table, segments waiting for the merger, the contiguous seq watermark, gaps and chain breaks
 from the manifests' hash chain (G8), and the quarantined segments with the reason each was set aside.
+With a ``SiteReportStore``, also the backlog and link state the site's edge last reported, and the rows
+merged since midnight (UTC: the hub serves ships in every time zone, so "today" is the hub's UTC day).
 """
 
 from __future__ import annotations
@@ -11,32 +13,62 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from sync_protocol.chain import chain_status
+from sync_protocol.units import format_size
 
 from .ledger import SqliteLedger
 from .registry import SiteRegistry
+from .site_reports import SiteReportStore, StoredReport
+
+DAY_SECONDS = 86_400
 
 
 def _iso(epoch: float | None) -> str | None:
     return None if epoch is None else datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
 
 
-def fleet_report(ledger: SqliteLedger, registry: SiteRegistry, clock: Callable[[], float]) -> dict:
+def _backlog(stored: StoredReport | None, now: float) -> dict | None:
+    """The edge's last report as the fleet API shows it; ages use the hub's clock where they can."""
+    if stored is None:
+        return None
+    report = stored.report
+    oldest = report.oldest_pending_at
+    return {
+        "backlog_bytes": report.backlog_bytes,
+        "pending_segments": report.pending_segments,
+        "pending_rows": report.pending_rows,
+        "oldest_pending_seconds": None if oldest is None else round(max(0.0, report.reported_at - oldest), 1),
+        "parked_segments": report.parked_segments,
+        "link_state": report.link.state,
+        "link_rate_bps": report.link.measured_rate_bps,
+        "link_rtt_ms": report.link.rtt_ms,
+        "link_last_error": report.link.last_error,
+        "reported_at": _iso(report.reported_at),
+        "received_at": _iso(stored.received_at),
+        "seconds_since_report": round(max(0.0, now - stored.received_at), 1),
+    }
+
+
+def _new_site(name: str, registered: bool, last_contact: float | None, now: float) -> dict:
+    return {
+        "site": name,
+        "registered": registered,
+        "last_contact": _iso(last_contact),
+        "seconds_since_contact": None if last_contact is None else round(now - last_contact, 1),
+        "backlog": None,
+        "rows_merged_today": 0,
+        "tables": {},
+        "quarantined": [],
+    }
+
+
+def fleet_report(ledger: SqliteLedger, registry: SiteRegistry, clock: Callable[[], float],
+                 reports: SiteReportStore | None = None) -> dict:
     now = clock()
     sites: dict[str, dict] = {}
     for row in registry.sites():
-        sites[row["site"]] = {
-            "site": row["site"],
-            "registered": row["revoked_at"] is None,
-            "last_contact": _iso(row["last_contact"]),
-            "seconds_since_contact": None if row["last_contact"] is None else round(now - row["last_contact"], 1),
-            "tables": {},
-            "quarantined": [],
-        }
+        sites[row["site"]] = _new_site(row["site"], row["revoked_at"] is None, row["last_contact"], now)
     for progress in ledger.progress():
-        site = sites.setdefault(progress.site, {
-            "site": progress.site, "registered": False, "last_contact": None, "seconds_since_contact": None,
-            "tables": {}, "quarantined": [],
-        })
+        site = sites.setdefault(progress.site, _new_site(progress.site, False, None, now))
         chain = chain_status(progress.links)
         site["tables"][progress.table] = {
             "segments_committed": progress.segments_committed,
@@ -53,6 +85,12 @@ def fleet_report(ledger: SqliteLedger, registry: SiteRegistry, clock: Callable[[
         sites[str(entry.segment.site)]["quarantined"].append({
             "table": str(entry.segment.table), "seq": entry.segment.seq, "reason": entry.reason, "at": _iso(entry.at),
         })
+    for name, stored in (reports.latest() if reports else {}).items():
+        if name in sites:
+            sites[name]["backlog"] = _backlog(stored, now)
+    for name, rows in ledger.rows_merged_since(now - now % DAY_SECONDS).items():
+        if name in sites:
+            sites[name]["rows_merged_today"] = rows
     oldest = ledger.oldest_pending_commit()
     return {
         "generated_at": _iso(now),
@@ -83,4 +121,20 @@ def format_report(report: dict) -> str:
     lines.append(f"quarantined segments: {len(quarantine)}")
     for site, q in quarantine:
         lines.append(f"  {site}/{q['table']}/{q['seq']}: {q['reason']}")
+    lines.append("backlog reported by the edges:")
+    lines += [f"  {site['site']:<20} {_format_backlog(site['backlog'])}" for site in report["sites"]]
     return "\n".join(lines)
+
+
+def _format_backlog(backlog: dict | None) -> str:
+    if backlog is None:
+        return "no report yet (the edge sends one every 30 s while its sync agent runs)"
+    text = f"{format_size(backlog['backlog_bytes'])} in {backlog['pending_segments']} segments"
+    if backlog["pending_rows"] is not None:
+        text += f", {backlog['pending_rows']} rows"
+    if backlog["parked_segments"]:
+        text += f", {backlog['parked_segments']} parked"
+    text += f", link {backlog['link_state']}"
+    if backlog["link_last_error"] and backlog["link_state"] == "down":
+        text += f" ({backlog['link_last_error'][:80]})"
+    return text + f"; reported {backlog['received_at']} ({backlog['seconds_since_report']:.0f} s ago)"
