@@ -89,14 +89,18 @@ async def flapping(fleet: Fleet, event: FaultEvent) -> str:
     return f"{flaps} drops in {event.seconds:g} s, {ship.link.proxy.stats.cuts - cuts_before} connection(s) cut"
 
 
+async def _overlay_for(link, name: str, seconds: float, **changes: object) -> None:
+    try:
+        link.push(name, **changes)
+        await asyncio.sleep(seconds)
+    finally:
+        link.pop(name)
+
+
 async def corruption(fleet: Fleet, event: FaultEvent) -> str:
     ship = fleet.ships[event.ship]
     before = ship.link.proxy.stats.corrupted
-    try:
-        ship.link.push("corruption", corrupt_probability=event.probability)
-        await asyncio.sleep(event.seconds)
-    finally:
-        ship.link.pop("corruption")
+    await _overlay_for(ship.link, "corruption", event.seconds, corrupt_probability=event.probability)
     return f"{ship.link.proxy.stats.corrupted - before} read(s) corrupted in {event.seconds:g} s"
 
 
@@ -104,11 +108,7 @@ async def stall(fleet: Fleet, event: FaultEvent) -> str:
     ship = fleet.ships[event.ship]
     status = await fleet.edge_status(ship)
     busy = len((status or {}).get("sync", {}).get("in_flight") or [])
-    try:
-        ship.link.push("stall", stall=True)
-        await asyncio.sleep(event.seconds)
-    finally:
-        ship.link.pop("stall")
+    await _overlay_for(ship.link, "stall", event.seconds, stall=True)
     return f"half-open for {event.seconds:g} s with {busy} upload(s) in flight"
 
 

@@ -73,6 +73,7 @@ def summarise(result: RunResult) -> dict[str, Any]:
         "scenario": result.scenario.name, "source": result.scenario.source, "seed": result.plan.seed,
         "plan_digest": result.plan.digest, "passed": result.passed, "drained": result.drained,
         "drain_problems": result.drain_problems[:20],
+        "operator_interventions": result.interventions,
         "simulated_hours": result.scenario.simulated_hours, "timings_seconds": {
             k: round(v, 1) for k, v in result.timings.items()},
         "faults_planned": len(result.plan.faults),
@@ -103,6 +104,10 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
         f"  faults injected {len(summary['faults'])}/{summary['faults_planned']}: " + ", ".join(
             sorted({f["kind"] for f in summary["faults"]})),
     ]
+    for intervention in summary["operator_interventions"]:
+        lines.append(f"  WARNING: {intervention['ship']} parked {len(intervention['parked'])} segment(s), released "
+                     f"by the operator at {intervention['at']} s: "
+                     + "; ".join(str(p.get("reason"))[:100] for p in intervention["parked"][:2]))
     if not summary["drained"]:
         lines.append("  NOT DRAINED: " + "; ".join(summary["drain_problems"][:5]))
     for row in summary["check"]["by_ship_table"]:

@@ -88,6 +88,7 @@ class RunResult:
     drained: bool
     drain_problems: list[str]
     hub_samples: list[dict[str, Any]]
+    interventions: list[dict[str, Any]] = field(default_factory=list)
     sales_by_venue: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -110,6 +111,7 @@ class Fleet:
         self.log = WriteLog()
         self.faults: list[InjectedFault] = []
         self.hub_samples: list[dict[str, Any]] = []
+        self.interventions: list[dict[str, Any]] = []
         self._t0 = time.monotonic()
         self._session: aiohttp.ClientSession | None = None
         self._clients: dict[str, AsyncEdgeClient] = {}
@@ -322,10 +324,24 @@ class Fleet:
         deadline = time.monotonic() + self.scenario.drain_timeout_seconds
         problems: list[str] = []
         while True:
+            await self._release_parked()
             problems = await self._undrained()
             if not problems or time.monotonic() > deadline:
                 return not problems, problems
             await asyncio.sleep(1.0)
+
+    async def _release_parked(self) -> None:
+        """What the ship's operator does when `harbour edge status` shows parked segments: read the
+        reason, then `harbour edge release --all`. Every release is an intervention the report lists: a
+        fleet that needs them is not syncing on its own."""
+        for ship in self.ships.values():
+            parked = ((await self.edge_status(ship)) or {}).get("parked") or []
+            if not parked:
+                continue
+            await asyncio.to_thread(harbour, "edge", "release", "--all", "--data", str(ship.edge.data))
+            self.interventions.append({"at": round(self.clock(), 1), "ship": ship.name, "parked": parked})
+            self.echo(f"operator: released {len(parked)} parked segment(s) on {ship.name}: "
+                      + "; ".join(f"{p.get('segment')}: {str(p.get('reason'))[:90]}" for p in parked[:3]))
 
     async def _undrained(self) -> list[str]:
         problems = []
@@ -432,4 +448,5 @@ async def run_scenario(scenario: Scenario, seed: int, workdir: Path, *, echo: Ca
             await fleet.close()
     timings["total_seconds"] = time.monotonic() - began
     return RunResult(scenario, plan, result, sorted(fleet.faults, key=lambda f: f.started_at),
-                     list(fleet.ships.values()), fleet.log, timings, drained, problems, fleet.hub_samples, sales)
+                     list(fleet.ships.values()), fleet.log, timings, drained, problems, fleet.hub_samples,
+                     fleet.interventions, sales)

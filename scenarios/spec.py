@@ -151,6 +151,8 @@ def _get(table: dict[str, Any], key: str, kind: type | tuple[type, ...], where: 
 
 
 def _kind_name(kind: type | tuple[type, ...]) -> str:
+    if kind == NUMBER:
+        return "a number"
     kinds = kind if isinstance(kind, tuple) else (kind,)
     return " or ".join({"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false",
                         "list": "a list", "dict": "a table"}.get(k.__name__, k.__name__) for k in kinds)

@@ -1,0 +1,67 @@
+"""Scenario files load into validated values; every mistake names the key and what is accepted."""
+
+from __future__ import annotations
+
+import pytest
+
+from scenarios.spec import FAULT_KINDS, SCENARIO_DIRECTORY, ScenarioError, load, parse
+
+SHIPPED = sorted(p.stem for p in SCENARIO_DIRECTORY.glob("*.toml"))
+
+
+def test_the_shipped_scenarios_are_there_and_load():
+    assert {"demo", "cruise-fleet", "stormy", "long-haul"} <= set(SHIPPED)
+    for name in SHIPPED:
+        scenario = load(name)
+        assert scenario.name == name and scenario.ships and scenario.tables
+
+
+def test_the_demo_has_three_ships_every_fault_kind_and_fits_in_two_minutes():
+    demo = load("demo")
+    assert len(demo.ships) == 3
+    assert {f.kind for f in demo.faults} == set(FAULT_KINDS)
+    assert demo.real_seconds + 30 <= 120  # ~10 s start-up, the drain and the check fit the rest
+
+
+def test_cruise_fleet_has_twenty_ships_and_two_weeks():
+    fleet = load("cruise-fleet")
+    assert len(fleet.ships) == 20 and fleet.simulated_hours >= 14 * 24
+    assert len({s.name for s in fleet.ships}) == 20
+
+
+def test_a_minimal_scenario_gets_defaults(minimal):
+    scenario = parse(minimal())
+    assert scenario.scale == 10 * 3600 / 5
+    assert scenario.links["port"].port and not scenario.links["at-sea"].port
+    assert scenario.links["at-sea"].rate_bps == 256_000
+    assert scenario.tables[0].priority == 5 and scenario.drain_profile == "port"
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"faults": [{"kind": "meteor"}]}, "kind 'meteor' is not one of"),
+    ({"faults": [{"kind": "stall", "ship": "titanic"}]}, "ship 'titanic' is not in"),
+    ({"faults": [{"kind": "stall", "at_hours": 99}]}, "at_hours must be within"),
+    ({"faults": [{"kind": "stall", "sekonds": 3}]}, "unknown keys ['sekonds']"),
+    ({"links": {"port": {"rate": "fast"}}}, "'fast' is not a rate"),
+    ({"ships": [{"name": "aurora", "voyage": [["harbour", 2]]}]}, "voyage legs are [profile, simulated hours]"),
+    ({"ships": [{"name": "Aurora!", "voyage": [["port", 2]]}]}, "site id 'Aurora!' is not valid"),
+    ({"ships": [{"name": "a", "voyage": [["port", 1]]}, {"name": "a", "voyage": [["port", 1]]}]}, "unique"),
+    ({"tables": {"telemetry": {"workload": "tweets", "rows_per_second": 1}}}, "workload 'tweets'"),
+    ({"tables": {"Bad-Name": {"workload": "telemetry", "rows_per_second": 1}}}, "table name"),
+    ({"scenario": {"name": "t", "simulated_hours": 10}}, "needs 'real_seconds'"),
+    ({"scenario": {"name": "t", "simulated_hours": "ten", "real_seconds": 5}}, "must be a number"),
+])
+def test_mistakes_are_named(change, message, minimal):
+    with pytest.raises(ScenarioError) as error:
+        parse(minimal(**change))
+    assert message in str(error.value)
+
+
+def test_a_ship_group_gets_numbered_names(tmp_path, minimal):
+    data = minimal(ships=[{"name": "cruise", "count": 3, "voyage": [["port", 1]], "stagger_hours": 5}])
+    assert [s.name for s in parse(data).ships] == ["cruise-01", "cruise-02", "cruise-03"]
+
+
+def test_an_unknown_file_lists_the_shipped_scenarios():
+    with pytest.raises(ScenarioError, match="shipped scenarios: .*demo"):
+        load("no-such-voyage")
