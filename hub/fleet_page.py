@@ -17,7 +17,9 @@ from .charts import line_chart
 from .fleet_view import ATTENTION, BEHIND, OK, SILENT, STATE_LABEL, STATE_RANK, FleetView, ShipView, age_text
 from .history import Point
 
-STATE_ICON = {SILENT: "\u23f8", ATTENTION: "\u26a0", BEHIND: "\u23f3", OK: "\u2713"}  # pause, warning, hourglass, tick
+STATE_ICON = {SILENT: "\u2715", ATTENTION: "\u26a0", BEHIND: "\u25d4", OK: "\u2713"}
+"""Cross, warning sign, quarter-full circle, tick: shapes that read apart without colour, from blocks the
+common free fonts (DejaVu, Liberation) carry; the state's name is always written next to them anyway."""
 NEVER_SORT = 10**12  # sorts "never in contact" after every real age
 
 COLUMNS = (  # (heading, sort type) of the fleet table, in order
