@@ -21,6 +21,7 @@ from sync_protocol.limits import TUS_VERSION
 from sync_protocol.manifest import Manifest
 from sync_protocol.receiver import Respond
 from sync_protocol.tus import (
+    HARBOUR_TAIL_SHA256,
     PATCH_CONTENT_TYPE,
     TUS_RESUMABLE,
     UPLOAD_CHECKSUM,
@@ -34,6 +35,7 @@ from sync_protocol.tus import (
     parse_content_length,
     parse_length,
     parse_offset,
+    parse_tail_sha256,
 )
 
 from . import auth
@@ -188,7 +190,9 @@ async def patch(request: web.Request) -> web.Response:
     offset = parse_offset(request.headers.get(UPLOAD_OFFSET))
     length = parse_content_length(request.headers.get("Content-Length"))
     checksum = parse_checksum(request.headers.get(UPLOAD_CHECKSUM))
-    answer = await request.app[CONTEXT].uploads.patch(segment, offset, length, checksum, request.content)
+    tail_sha256 = parse_tail_sha256(request.headers.get(HARBOUR_TAIL_SHA256))
+    answer = await request.app[CONTEXT].uploads.patch(segment, offset, length, checksum, request.content,
+                                                      tail_sha256)
     return _answer(answer)
 
 

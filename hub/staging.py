@@ -87,6 +87,17 @@ class StagingArea:
                 digest.update(block)
         return digest.hexdigest()
 
+    def sha256_range(self, segment: SegmentId, start: int, end: int) -> str:
+        """sha256 of bytes ``[start, end)`` of the staging file (the unverified tail after a cut)."""
+        digest = hashlib.sha256()
+        with open(self.path(segment), "rb") as handle:
+            handle.seek(start)
+            left = end - start
+            while left > 0 and (block := handle.read(min(HASH_BLOCK_BYTES, left))):
+                digest.update(block)
+                left -= len(block)
+        return digest.hexdigest()
+
     def exists(self, segment: SegmentId) -> bool:
         return self.path(segment).exists()
 

@@ -178,11 +178,13 @@ class UploadService:
 
     async def patch(
         self, segment: SegmentId, offset: int, content_length: int, checksum: Checksum | None, body: BodyReader,
+        tail_sha256: str | None = None,
     ) -> Respond | None:
-        """Store one chunk. Returns the answer, or None when the body was cut short (nobody to answer)."""
+        """Store one chunk. Returns the answer, or None when the body was cut short (nobody to answer).
+        ``tail_sha256``: the sender's digest of the bytes kept after its last cut (Harbour-Tail-Sha256)."""
 
         async def step(receiver: UploadReceiver) -> Respond | None:
-            decision = receiver.begin_chunk(offset, content_length, checksum, self._clock())
+            decision = receiver.begin_chunk(offset, content_length, checksum, self._clock(), tail_sha256)
             if isinstance(decision, Respond):
                 return decision
             self._receivers[segment] = receiver
@@ -192,6 +194,16 @@ class UploadService:
 
     async def _store_chunk(self, receiver: UploadReceiver, plan: StoreChunk, body: BodyReader) -> Respond | None:
         segment = receiver.segment
+        assert receiver.manifest is not None
+        if plan.tail_check is not None:  # the sender vouches for what we kept after a cut: check it first
+            check = plan.tail_check
+            actual = await self._io(self._staging.sha256_range, segment, check.start, check.end)
+            dropped = receiver.tail_checked(plan, actual == check.sha256)
+            if dropped is not None:
+                await self._io(self._staging.truncate, segment, dropped.offset)
+                await self._io(self._ledger.save_staged, receiver.manifest, dropped.offset, receiver.expires_at)
+                assert dropped.error is not None
+                raise dropped.error
         hasher = hashlib.new(plan.checksum.algorithm) if plan.checksum is not None else None
         handle = await self._io(self._staging.open_chunk, segment, plan.offset)
         received, kept_to = 0, None
@@ -212,7 +224,6 @@ class UploadService:
                 raise outcome.error
             return None
         self.stats.chunks_kept += 1
-        assert receiver.manifest is not None
         self._crash("after-chunk-fsync")
         await self._io(self._ledger.save_staged, receiver.manifest, outcome.new_offset, receiver.expires_at)
         if not outcome.verify:

@@ -13,9 +13,13 @@ diagram in ``docs/protocol.md`` is generated from it. The rules that matter for 
 
 * The offset only moves forward, and only after the chunk's bytes are durable: the handler fsyncs
   and persists the offset *before* it sends the answer the receiver gave it (G3).
-* A chunk with ``Upload-Checksum`` is kept whole or not at all: damaged (460) or cut short, it is
-  discarded and the offset stays where it was (G4). A chunk without a checksum that is cut short
-  keeps what arrived, as tus core allows, so a link that drops every few kilobytes still advances.
+* What arrives is kept, even when a chunk is cut short, so a cut costs only the bytes that never
+  reached the hub (G3) and a link that drops every few kilobytes still advances. Kept bytes that no
+  checksum has covered yet form the *unverified tail* ``[verified, offset)``: ``HEAD`` reports it as
+  ``Harbour-Verified-Offset``, and a Harbour sender's next PATCH carries ``Harbour-Tail-Sha256`` so
+  the hub checks the tail before appending to it; a tail that does not match is dropped (409, resume
+  at the verified offset). A whole chunk that fails its ``Upload-Checksum`` is dropped (460) (G4).
+  Plain tus clients never send the tail digest; for them the whole-segment sha256 is the guard.
 * When the last byte arrives the whole staging file is hashed and compared with the manifest's
   sha256; only a match is committed. A mismatch discards the upload (the sender starts over).
 * Commit is exactly once: the ledger's ``(site, table, seq)`` key is unique, and every later request
@@ -36,6 +40,7 @@ from .manifest import Manifest
 from .tus import (
     COMMITTED,
     HARBOUR_COMMIT,
+    HARBOUR_VERIFIED_OFFSET,
     TUS_RESUMABLE,
     UPLOAD_EXPIRES,
     UPLOAD_LENGTH,
@@ -59,7 +64,8 @@ class RxEvent(enum.Enum):
     CREATED_AGAIN = "created again"  # POST with the same manifest: resume where it stands
     CHUNK_STORED = "chunk stored"  # PATCH: bytes durable, offset < length
     LAST_CHUNK_STORED = "last chunk stored"  # PATCH: bytes durable, offset == length
-    CHUNK_DISCARDED = "chunk discarded"  # PATCH: checksum mismatch or cut short; offset unchanged
+    CHUNK_DISCARDED = "chunk discarded"  # PATCH: checksum mismatch, or nothing arrived; offset unchanged
+    TAIL_DROPPED = "tail dropped"  # the unverified tail failed the sender's digest
     DIGEST_MATCHED = "digest matched"
     DIGEST_MISMATCHED = "digest mismatched"
     COMMIT_DURABLE = "commit durable"
@@ -75,6 +81,7 @@ RECEIVER_TRANSITIONS: dict[RxState, dict[RxEvent, RxState]] = {
         RxEvent.CREATED_AGAIN: RxState.RECEIVING,
         RxEvent.CHUNK_STORED: RxState.RECEIVING,
         RxEvent.CHUNK_DISCARDED: RxState.RECEIVING,
+        RxEvent.TAIL_DROPPED: RxState.RECEIVING,
         RxEvent.LAST_CHUNK_STORED: RxState.VERIFYING,
         RxEvent.TERMINATED: RxState.ABSENT,
         RxEvent.EXPIRED: RxState.ABSENT,
@@ -113,6 +120,16 @@ class StoreChunk:
     offset: int
     length: int
     checksum: Checksum | None
+    tail_check: TailCheck | None = None  # first: hash staging bytes [start, end) and call ``tail_checked``
+
+
+@dataclass(frozen=True)
+class TailCheck:
+    """The sender vouched for the unverified tail: compare sha256 of staging ``[start, end)`` with ``sha256``."""
+
+    start: int
+    end: int
+    sha256: str
 
 
 @dataclass(frozen=True)
@@ -156,6 +173,7 @@ class UploadReceiver:
         self.state = RxState.ABSENT
         self.manifest: Manifest | None = None
         self.offset = 0
+        self.verified = 0  # [0, verified) is covered by chunk checksums or a checked tail digest
         self.expires_at = 0.0
 
     # -- rebuilding from persisted state -------------------------------------------------------------
@@ -179,6 +197,9 @@ class UploadReceiver:
                     subject=str(segment), hint="the staging record is damaged; delete it and let the edge resend",
                 )
             receiver.manifest, receiver.offset, receiver.expires_at = staged, durable_offset, expires_at
+            # What was verified before the restart is not persisted: treat every kept byte as unverified.
+            # A Harbour sender then vouches for [0, offset) once; the segment digest guards everyone else.
+            receiver.verified = 0
             # A crash between the last fsync and the commit leaves a complete, unverified upload.
             receiver.state = RxState.VERIFYING if durable_offset == staged.byte_size else RxState.RECEIVING
         return receiver
@@ -210,6 +231,7 @@ class UploadReceiver:
             headers[HARBOUR_COMMIT] = COMMITTED
         elif self.state is RxState.RECEIVING:
             headers[UPLOAD_EXPIRES] = format_expires(self.expires_at)
+            headers[HARBOUR_VERIFIED_OFFSET] = str(self.verified)
         return headers
 
     def _touch(self, now: float) -> None:
@@ -285,8 +307,10 @@ class UploadReceiver:
     # -- chunks (PATCH) --------------------------------------------------------------------------------
 
     def begin_chunk(
-        self, offset: int, content_length: int, checksum: Checksum | None, now: float,
+        self, offset: int, content_length: int, checksum: Checksum | None, now: float, tail_sha256: str | None = None,
     ) -> StoreChunk | Respond:
+        """A PATCH at ``offset``. ``tail_sha256`` is the sender's digest of the unverified tail (Harbour's
+        ``Harbour-Tail-Sha256``)."""
         self._require_not_verifying()
         if self.state is RxState.ABSENT:
             raise RemoteProtocolError(
@@ -308,7 +332,27 @@ class UploadReceiver:
                 f"chunk of {content_length} bytes at offset {offset} runs past Upload-Length "
                 f"{self.manifest.byte_size}", code=ErrorCode.BAD_REQUEST, op="patching", subject=self.location,
             )
-        return StoreChunk(offset, content_length, checksum)
+        tail = None
+        if tail_sha256 is not None and self.verified < self.offset:
+            tail = TailCheck(self.verified, self.offset, tail_sha256)
+        return StoreChunk(offset, content_length, checksum, tail)
+
+    def tail_checked(self, plan: StoreChunk, matches: bool) -> DropChunk | None:
+        """The handler hashed ``plan.tail_check``'s range. ``None``: go on storing the chunk. ``DropChunk``:
+        the tail was damaged on the way; truncate to its start, persist that offset, answer the error."""
+        check = plan.tail_check
+        if check is None or self.state is not RxState.RECEIVING or check.end != self.offset:
+            raise LocalProtocolError("tail_checked without a matching tail check", subject=self.location)
+        if matches:
+            self.verified = self.offset
+            return None
+        self._move(RxEvent.TAIL_DROPPED)
+        self.offset = self.verified
+        return DropChunk(self.offset, RemoteProtocolError(
+            f"the {check.end - check.start} bytes kept after a cut at offset {check.start} do not match the sender's "
+            "digest; they were dropped", code=ErrorCode.OFFSET_MISMATCH, op="patching", subject=self.location,
+            hint="HEAD the upload and continue from its offset", headers=self._headers(),
+        ))
 
     def end_chunk(self, plan: StoreChunk, received: int, checksum_ok: bool | None, now: float) -> KeepChunk | DropChunk:
         """Report what arrived: ``received`` bytes (fewer than planned if the body was cut short) and,
@@ -318,10 +362,12 @@ class UploadReceiver:
         if not 0 <= received <= plan.length:
             raise LocalProtocolError(f"received {received} bytes for a plan of {plan.length}")
         whole = received == plan.length
-        if plan.checksum is not None and (not whole or checksum_ok is not True):
+        damaged = whole and plan.checksum is not None and checksum_ok is not True
+        if damaged or received == 0:
             self._move(RxEvent.CHUNK_DISCARDED)
             error = None
-            if whole:
+            if damaged:
+                assert plan.checksum is not None
                 error = RemoteProtocolError(
                     f"chunk at offset {plan.offset} does not match its {plan.checksum.algorithm} checksum",
                     code=ErrorCode.CHECKSUM_MISMATCH, op="patching", subject=self.location,
@@ -330,6 +376,8 @@ class UploadReceiver:
             return DropChunk(plan.offset, error)
         assert self.manifest is not None
         self.offset += received
+        if whole and plan.checksum is not None and self.verified == plan.offset:
+            self.verified = self.offset  # checked, and nothing unverified before it
         self._touch(now)
         if self.offset == self.manifest.byte_size:
             self._move(RxEvent.LAST_CHUNK_STORED)

@@ -32,7 +32,7 @@ from .chunking import ChunkSizer
 from .errors import ErrorBody, ErrorCode, LocalProtocolError, PeerAction, RemoteProtocolError, decode_error_body
 from .limits import MAX_SEGMENT_DIGEST_FAILURES
 from .manifest import Manifest
-from .tus import COMMITTED, HARBOUR_COMMIT, UPLOAD_OFFSET, parse_offset
+from .tus import COMMITTED, HARBOUR_COMMIT, HARBOUR_VERIFIED_OFFSET, UPLOAD_OFFSET, parse_offset
 
 
 class TxState(enum.Enum):
@@ -105,6 +105,7 @@ class ProbeOffset:
 class SendChunk:
     offset: int
     length: int
+    tail_from: int | None = None  # also send Harbour-Tail-Sha256 of the file's bytes [tail_from, offset)
 
 
 Request = CreateUpload | ProbeOffset | SendChunk
@@ -116,6 +117,7 @@ class UploadSender:
         self.manifest = manifest
         self.state = TxState.PROBING if resumed else TxState.CREATING
         self.offset = 0
+        self.tail_from: int | None = None  # the hub kept unverified bytes [tail_from, offset) after a cut
         self.sizer = sizer or ChunkSizer()
         self.in_flight: Request | None = None
         self.digest_failures = 0
@@ -133,7 +135,7 @@ class UploadSender:
             self.in_flight = ProbeOffset()
         elif self.state is TxState.SENDING:
             length = min(self.sizer.size, self.manifest.byte_size - self.offset)
-            self.in_flight = SendChunk(self.offset, length)
+            self.in_flight = SendChunk(self.offset, length, self.tail_from)
         else:
             return None
         return self.in_flight
@@ -180,9 +182,12 @@ class UploadSender:
         committed = headers.get(HARBOUR_COMMIT) == COMMITTED
         try:
             offset = parse_offset(headers[UPLOAD_OFFSET]) if UPLOAD_OFFSET in headers else None
+            verified = parse_offset(headers[HARBOUR_VERIFIED_OFFSET]) if HARBOUR_VERIFIED_OFFSET in headers else None
         except RemoteProtocolError as problem:
             self.on_malformed_answer(problem)
             return
+        # Bytes the hub kept after a cut without a checksum: vouch for them with the next chunk.
+        self.tail_from = verified if offset is not None and verified is not None and verified < offset else None
         if 200 <= status < 300:
             if status == 201 and isinstance(request, CreateUpload):
                 self.on_created(offset, committed)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import enum
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from .chunking import ChunkSizer
@@ -46,6 +46,7 @@ class Fault(enum.Enum):
     LOSE_ANSWER = "lose answer"  # the hub did the work; the answer never arrived
     TRUNCATE_BODY = "truncate body"  # a PATCH body cut at a random byte
     CORRUPT_BODY = "corrupt body"  # one byte of a PATCH body flipped on the way
+    CORRUPT_AND_TRUNCATE = "corrupt and truncate"  # a damaged body that is also cut: a bad unverified tail
     DUPLICATE = "duplicate"  # the request is delivered twice (a retransmitting middlebox)
     REPLAY_OLD_CHUNK = "replay old chunk"  # an earlier PATCH arrives again, late
     RESTART_HUB = "restart hub"  # the hub is SIGKILLed and restarted before the request
@@ -148,9 +149,18 @@ class SimulatedHub:
             return self._answer(self._receiver(segment, now).probe(now))
         assert isinstance(request, WirePatch)
         receiver = self._receiver(segment, now)
-        plan = receiver.begin_chunk(request.offset, request.declared_length, request.checksum, now)
+        plan = receiver.begin_chunk(request.offset, request.declared_length, request.checksum, now,
+                                    request.tail_sha256)
         if isinstance(plan, Respond):
             return self._answer(plan)
+        staged = self.staged[segment]
+        if plan.tail_check is not None:
+            check = plan.tail_check
+            dropped = receiver.tail_checked(plan, sha256_hex(bytes(staged.data[check.start:check.end])) == check.sha256)
+            if dropped is not None:
+                del staged.data[dropped.offset:]
+                assert dropped.error is not None
+                raise dropped.error
         body = request.body[: plan.length]
         whole = len(body) == plan.length
         checksum_ok = plan.checksum.matches(body) if plan.checksum and whole else None
@@ -160,7 +170,6 @@ class SimulatedHub:
                 raise outcome.error
             return None
         assert isinstance(outcome, KeepChunk)
-        staged = self.staged[segment]
         staged.data.extend(body)  # "fsync + persist offset" happen together here
         staged.expires_at = receiver.expires_at
         if not whole:
@@ -176,6 +185,7 @@ class WirePatch:
     declared_length: int
     body: bytes
     checksum: Checksum | None
+    tail_sha256: str | None = None
 
 
 @dataclass
@@ -244,9 +254,11 @@ class Simulation:
     def _wire(self, request: object, manifest: Manifest) -> object:
         if not isinstance(request, SendChunk):
             return request
-        data = self.edge.files[manifest.segment][request.offset: request.offset + request.length]
+        file = self.edge.files[manifest.segment]
+        data = file[request.offset: request.offset + request.length]
         checksum = checksum_of(data) if self.checksums else None
-        return WirePatch(request.offset, request.length, data, checksum)
+        tail = sha256_hex(file[request.tail_from:request.offset]) if request.tail_from is not None else None
+        return WirePatch(request.offset, request.length, data, checksum, tail if self.checksums else None)
 
     def _send(self, manifest: Manifest) -> None:
         segment = manifest.segment
@@ -286,14 +298,13 @@ class Simulation:
             old_manifest, old = self._sent_patches[self.rng.randrange(len(self._sent_patches))]
             self.hub.handle(old, old_manifest, self.now)  # its answer goes nowhere
         if isinstance(wire, WirePatch):
-            if fault is Fault.TRUNCATE_BODY:
-                wire = WirePatch(wire.offset, wire.declared_length, wire.body[: self.rng.randrange(len(wire.body) + 1)],
-                                 wire.checksum)
-            elif fault is Fault.CORRUPT_BODY and wire.body:
+            if fault in (Fault.CORRUPT_BODY, Fault.CORRUPT_AND_TRUNCATE) and wire.body:
                 position = self.rng.randrange(len(wire.body))
                 damaged = bytearray(wire.body)
                 damaged[position] ^= 1 + self.rng.randrange(255)
-                wire = WirePatch(wire.offset, wire.declared_length, bytes(damaged), wire.checksum)
+                wire = replace(wire, body=bytes(damaged))
+            if fault in (Fault.TRUNCATE_BODY, Fault.CORRUPT_AND_TRUNCATE):
+                wire = replace(wire, body=wire.body[: self.rng.randrange(len(wire.body) + 1)])
             elif fault is Fault.CRASH_HUB_BEFORE_COMMIT:
                 self.hub.crash_before_next_commit = True
             elif fault is Fault.CRASH_HUB_AFTER_COMMIT:

@@ -5,7 +5,10 @@ Harbour adds two response headers of its own, which tus clients ignore:
 
 * ``Harbour-Commit: committed`` on any answer about a segment the hub has durably committed --
   this is how the edge learns its ack (on the final PATCH, or on HEAD after a cut);
-* ``Upload-Offset`` on the creation answer as well, so the sender can resume without a HEAD.
+* ``Upload-Offset`` on the creation answer as well, so the sender can resume without a HEAD;
+* ``Harbour-Verified-Offset`` on answers about an upload in progress: bytes from there to
+  ``Upload-Offset`` were kept after a cut and no checksum covered them yet; and, on a PATCH,
+  ``Harbour-Tail-Sha256``: the sender's sha256 of exactly those bytes, checked before the chunk.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ UPLOAD_METADATA = "Upload-Metadata"
 UPLOAD_CHECKSUM = "Upload-Checksum"
 UPLOAD_EXPIRES = "Upload-Expires"
 HARBOUR_COMMIT = "Harbour-Commit"
+HARBOUR_VERIFIED_OFFSET = "Harbour-Verified-Offset"
+HARBOUR_TAIL_SHA256 = "Harbour-Tail-Sha256"
 HARBOUR_MAX_CHUNK = "Harbour-Max-Chunk-Size"
 COMMITTED = "committed"
 PATCH_CONTENT_TYPE = "application/offset+octet-stream"
@@ -122,6 +127,16 @@ def parse_checksum(text: str | None) -> Checksum | None:
     if len(digest) != hashlib.new(algorithm).digest_size:
         raise _bad(f"Upload-Checksum digest has the wrong length for {algorithm}", UPLOAD_CHECKSUM)
     return Checksum(algorithm, digest)
+
+
+def parse_tail_sha256(text: str | None) -> str | None:
+    """``Harbour-Tail-Sha256: <64 lowercase hex digits>``; absent for plain tus clients."""
+    if text is None:
+        return None
+    value = text.strip()
+    if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
+        raise _bad("Harbour-Tail-Sha256 must be 64 lowercase hex digits", HARBOUR_TAIL_SHA256)
+    return value
 
 
 def checksum_of(data: bytes, algorithm: str = "sha1") -> Checksum:

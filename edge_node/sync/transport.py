@@ -21,6 +21,7 @@ import aiohttp
 
 from sync_protocol.limits import MAX_ERROR_BODY_BYTES, TUS_VERSION
 from sync_protocol.tus import (
+    HARBOUR_TAIL_SHA256,
     PATCH_CONTENT_TYPE,
     TUS_RESUMABLE,
     UPLOAD_CHECKSUM,
@@ -68,7 +69,8 @@ class UploadPacer(Protocol):
 class HubTransport(Protocol):
     async def create(self, metadata: str, length: int) -> HubAnswer: ...
     async def probe(self, upload_key: str) -> HubAnswer: ...
-    async def patch(self, upload_key: str, offset: int, chunk: bytes, checksum: Checksum) -> HubAnswer: ...
+    async def patch(self, upload_key: str, offset: int, chunk: bytes, checksum: Checksum,
+                    tail_sha256: str | None = None) -> HubAnswer: ...
     async def report(self, site: str, document: dict[str, Any]) -> HubAnswer: ...
     async def close(self) -> None: ...
 
@@ -112,11 +114,14 @@ class AiohttpHubTransport:
     async def probe(self, upload_key: str) -> HubAnswer:
         return await self._request("HEAD", self._url(upload_key), dict(self._headers))
 
-    async def patch(self, upload_key: str, offset: int, chunk: bytes, checksum: Checksum) -> HubAnswer:
+    async def patch(self, upload_key: str, offset: int, chunk: bytes, checksum: Checksum,
+                    tail_sha256: str | None = None) -> HubAnswer:
         headers = {
             **self._headers, "Content-Type": PATCH_CONTENT_TYPE, UPLOAD_OFFSET: str(offset),
             UPLOAD_CHECKSUM: checksum.header(), "Content-Length": str(len(chunk)),
         }
+        if tail_sha256 is not None:
+            headers[HARBOUR_TAIL_SHA256] = tail_sha256
         return await self._request("PATCH", self._url(upload_key), headers, chunk)
 
     async def report(self, site: str, document: dict[str, Any]) -> HubAnswer:

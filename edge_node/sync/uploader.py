@@ -11,6 +11,7 @@ weeks; ``Retry-After`` honoured). A permanent rejection is never retried: the se
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -39,6 +40,9 @@ MAX_RETRY_AFTER_SECONDS = 600.0
 
 PROGRESS_LOG_SECONDS = 15.0
 """How often a long upload logs its progress (rate and ETA): readable in a terminal, quiet in a journal."""
+
+TAIL_READ_BYTES = 4 * 1024 * 1024
+"""Read size when hashing the bytes the hub kept after a cut (after a hub restart: the whole upload so far)."""
 
 CHECKSUM_ALGORITHM = "sha256"
 """Per-chunk checksum: sha256, the same algorithm as the segment digest (tus also allows sha1)."""
@@ -141,8 +145,17 @@ class SegmentUploader:
         if isinstance(request, ProbeOffset):
             return await self.transport.probe(key)
         chunk = await self.read_chunk(request.offset, request.length)
+        tail = None
+        if request.tail_from is not None:  # bytes the hub kept after a cut: vouch for them
+            tail = await self._sha256_of(request.tail_from, request.offset)
         self.bytes_sent += len(chunk)
-        return await self.transport.patch(key, request.offset, chunk, checksum_of(chunk, CHECKSUM_ALGORITHM))
+        return await self.transport.patch(key, request.offset, chunk, checksum_of(chunk, CHECKSUM_ALGORITHM), tail)
+
+    async def _sha256_of(self, start: int, end: int) -> str:
+        digest = hashlib.sha256()
+        for piece_start in range(start, end, TAIL_READ_BYTES):
+            digest.update(await self.read_chunk(piece_start, min(TAIL_READ_BYTES, end - piece_start)))
+        return digest.hexdigest()
 
     def _observe(self, request: object, answer: HubAnswer) -> None:
         if isinstance(request, SendChunk) and answer.status == 204:

@@ -105,14 +105,33 @@ def test_cut_chunks_resume_at_the_durable_offset(shared_hub, site):
     name, token = site
     segment = make_segment(name, "telemetry", 1, rows_table(0, 5000))
     shared_hub.create(token, segment)
-    # Without a checksum a cut chunk keeps what arrived; with one it is dropped whole.
+    # A cut chunk keeps what arrived, checksum or not; until the sender vouches for those bytes
+    # (Harbour-Tail-Sha256) they are an unverified tail, reported as Harbour-Verified-Offset.
     shared_hub.cut_patch(token, segment.key, 0, segment.data[:4000], send=1500)
-    kept = shared_hub.head(token, segment.key).offset
-    assert kept == 1500
-    shared_hub.cut_patch(token, segment.key, kept, segment.data[kept:kept + 4000], send=3000, checksum=True)
-    assert shared_hub.head(token, segment.key).offset == kept
-    answer = shared_hub.patch(token, segment.key, kept, segment.data[kept:])
+    head = shared_hub.head(token, segment.key)
+    assert head.offset == 1500 and head.headers["harbour-verified-offset"] == "0"
+    shared_hub.cut_patch(token, segment.key, 1500, segment.data[1500:5500], send=3000, checksum=True)
+    assert shared_hub.head(token, segment.key).offset == 4500
+    tail = hashlib.sha256(segment.data[:4500]).hexdigest()
+    answer = shared_hub.patch(token, segment.key, 4500, segment.data[4500:], harbour_tail_sha256=tail)
     assert answer.committed
+
+
+def test_a_damaged_tail_is_dropped_and_the_upload_resumes_at_the_verified_offset(shared_hub, site):
+    name, token = site
+    segment = make_segment(name, "telemetry", 1, rows_table(0, 5000))
+    shared_hub.create(token, segment)
+    first = shared_hub.patch(token, segment.key, 0, segment.data[:1000])
+    assert first.status == 204 and first.headers["harbour-verified-offset"] == "1000"
+    damaged = bytearray(segment.data[1000:5000])
+    damaged[5] ^= 0xFF
+    shared_hub.cut_patch(token, segment.key, 1000, bytes(damaged), send=2000, checksum=True)
+    assert shared_hub.head(token, segment.key).offset == 3000
+    vouched = hashlib.sha256(segment.data[1000:3000]).hexdigest()  # what the sender really sent
+    refused = shared_hub.patch(token, segment.key, 3000, segment.data[3000:4000], harbour_tail_sha256=vouched)
+    assert refused.status == 409 and refused.offset == 1000
+    assert shared_hub.head(token, segment.key).offset == 1000
+    assert shared_hub.patch(token, segment.key, 1000, segment.data[1000:]).committed
 
 
 def test_corrupted_chunk_is_rejected_and_resent(shared_hub, site):

@@ -66,11 +66,16 @@ async def test_cut_and_stalled_bodies(service, ledger):
     # Cut with no checksum: what arrived is kept.
     assert await uploads.patch(m.segment, 0, 600, None, Body(segment.data[:250], fail=True)) is not None
     assert ledger.staged(m.segment).offset == 250
-    # Stalled with a checksum: dropped whole, after the idle timeout.
-    answer = await uploads.patch(m.segment, 250, 400, checksum_of(segment.data[250:650]),
-                                 Body(segment.data[250:400], stall=True))
-    assert answer is None and ledger.staged(m.segment).offset == 250
-    assert uploads.stats.chunks_dropped == 1
+    # Stalled with a checksum, after the idle timeout: what arrived is kept too, as an unverified tail
+    # (the checksum covers the whole chunk, so it cannot vouch for part of it).
+    await uploads.patch(m.segment, 250, 400, checksum_of(segment.data[250:650]),
+                        Body(segment.data[250:400], stall=True))
+    assert ledger.staged(m.segment).offset == 400
+    head = await uploads.probe(m.segment)
+    assert head.headers["Harbour-Verified-Offset"] == "0"
+    # Nothing arrived at all: nothing to keep.
+    assert await uploads.patch(m.segment, 400, 100, None, Body(b"", fail=True)) is None
+    assert ledger.staged(m.segment).offset == 400 and uploads.stats.chunks_dropped == 1
 
 
 async def test_expiry_drops_idle_uploads(service, ledger, clock, layout):

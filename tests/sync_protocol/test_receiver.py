@@ -16,6 +16,7 @@ from sync_protocol.receiver import (
     Respond,
     RxState,
     StoreChunk,
+    TailCheck,
     UploadReceiver,
 )
 from sync_protocol.tus import COMMITTED, HARBOUR_COMMIT, UPLOAD_OFFSET, checksum_of
@@ -77,13 +78,50 @@ def test_damaged_chunk_is_460_and_the_offset_stays():
     assert receiver.offset == 0
 
 
-def test_cut_chunk_with_checksum_is_dropped_whole_without_checksum_kept_in_part():
+def test_a_cut_chunk_keeps_what_arrived_as_an_unverified_tail():
     receiver = created()
     outcome = send(receiver, 0, DATA[:30], cut=12)
-    assert isinstance(outcome, DropChunk) and outcome.error is None and receiver.offset == 0
-    plan = receiver.begin_chunk(0, 30, None, now=1)
-    outcome = receiver.end_chunk(plan, 12, None, now=1)
     assert isinstance(outcome, KeepChunk) and outcome.new_offset == 12 == receiver.offset
+    assert receiver.verified == 0
+    assert receiver.probe(now=1).headers["Harbour-Verified-Offset"] == "0"
+    nothing = send(receiver, 12, DATA[12:30], cut=0)
+    assert isinstance(nothing, DropChunk) and receiver.offset == 12
+
+
+def test_a_tail_the_sender_vouches_for_becomes_verified():
+    receiver = created()
+    send(receiver, 0, DATA[:30], cut=12)
+    chunk = DATA[12:40]
+    plan = receiver.begin_chunk(12, len(chunk), checksum_of(chunk), now=1, tail_sha256=sha256_hex(DATA[:12]))
+    assert plan.tail_check == TailCheck(0, 12, sha256_hex(DATA[:12]))
+    assert receiver.tail_checked(plan, matches=True) is None
+    outcome = receiver.end_chunk(plan, len(chunk), True, now=1)
+    assert isinstance(outcome, KeepChunk) and receiver.verified == receiver.offset == 40
+
+
+def test_a_damaged_tail_is_dropped_and_the_sender_resumes_at_the_verified_offset():
+    receiver = created()
+    send(receiver, 0, DATA[:20])
+    send(receiver, 20, DATA[20:50], cut=10)  # tail [20, 30)
+    plan = receiver.begin_chunk(30, 5, None, now=1, tail_sha256=sha256_hex(b"not what the hub has"))
+    dropped = receiver.tail_checked(plan, matches=False)
+    assert isinstance(dropped, DropChunk) and dropped.offset == 20 == receiver.offset
+    assert dropped.error.status == 409 and dropped.error.headers[UPLOAD_OFFSET] == "20"
+
+
+def test_a_patch_behind_the_offset_is_refused_even_at_the_verified_offset():
+    receiver = created()
+    send(receiver, 0, DATA[:20])
+    send(receiver, 20, DATA[20:50], cut=10)
+    for offset in (20, 5):
+        with pytest.raises(RemoteProtocolError) as caught:
+            receiver.begin_chunk(offset, 10, None, now=1)
+        assert caught.value.status == 409 and receiver.offset == 30
+
+
+def test_after_a_restart_every_kept_byte_is_unverified():
+    receiver = UploadReceiver.restore(SEGMENT, staged=manifest(), durable_offset=37, expires_at=10)
+    assert receiver.verified == 0 and receiver.probe(now=1).headers["Harbour-Verified-Offset"] == "0"
 
 
 def test_chunk_past_upload_length_is_refused():

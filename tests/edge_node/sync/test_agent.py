@@ -51,10 +51,10 @@ class SimulatedTransport:
     async def probe(self, upload_key: str) -> HubAnswer:
         return self._answer(self.hub.handle(ProbeOffset(), self.manifests[upload_key], 0), 0.01)
 
-    async def patch(self, upload_key, offset, chunk, checksum) -> HubAnswer:
+    async def patch(self, upload_key, offset, chunk, checksum, tail_sha256=None) -> HubAnswer:
         await asyncio.sleep(0.001)  # let other uploads interleave, as on a real link
         self.patches.append(upload_key)
-        wire = WirePatch(offset, len(chunk), chunk, checksum)
+        wire = WirePatch(offset, len(chunk), chunk, checksum, tail_sha256)
         seconds = len(chunk) * self.seconds_per_byte
         return self._answer(self.hub.handle(wire, self.manifests[upload_key], 0), seconds)
 
