@@ -50,7 +50,11 @@ class InjectedFault:
 async def inject(fleet: Fleet, event: FaultEvent) -> InjectedFault:
     started = fleet.clock()
     executor = EXECUTORS[event.kind]
-    outcome = await executor(fleet, event)
+    try:
+        outcome = await executor(fleet, event)
+    except Exception as error:  # noqa: BLE001 -- a fault that could not be done is reported, not fatal
+        outcome = f"FAILED to inject: {type(error).__name__}: {str(error)[:300]}"
+        fleet.echo(f"[{fleet.clock():5.0f}s] {event.describe()}: {outcome}")
     return InjectedFault(event.at, started, fleet.clock(), event.kind, event.ship or "hub", outcome)
 
 
@@ -114,21 +118,37 @@ async def stall(fleet: Fleet, event: FaultEvent) -> str:
 
 async def edge_kill(fleet: Fleet, event: FaultEvent) -> str:
     ship = fleet.ships[event.ship]
-    return await _kill_and_restart(ship.edge_up, ship.edge, event.seconds, f"edge {ship.name}")
+    async with ship.restart_lock:
+        return await _kill_and_restart(ship.edge_up, ship.edge, event.seconds, f"edge {ship.name}")
 
 
 async def hub_kill(fleet: Fleet, event: FaultEvent) -> str:
-    return await _kill_and_restart(fleet.hub_up, fleet.hub, event.seconds, "hub")
+    async with fleet.hub_restart_lock:
+        return await _kill_and_restart(fleet.hub_up, fleet.hub, event.seconds, "hub")
+
+
+START_ATTEMPTS = 3
+"""A restart that fails (e.g. the port the hub must reuse is briefly taken) is tried again before the
+fault is reported as failed; a process left dead would stall the rest of the run."""
 
 
 async def _kill_and_restart(up: asyncio.Event, process, down_seconds: float, name: str) -> str:
+    """SIGKILL, wait, start again. Callers hold the process's restart lock: two power cuts in a row must
+    not kill the process the first one is still starting."""
     up.clear()
     try:
         await asyncio.to_thread(process.kill)
         await asyncio.sleep(down_seconds)
     finally:
         started = time.monotonic()
-        await asyncio.to_thread(process.start)
+        for attempt in range(1, START_ATTEMPTS + 1):
+            try:
+                await asyncio.to_thread(process.start)
+                break
+            except RuntimeError:
+                await asyncio.to_thread(process.kill)
+                if attempt == START_ATTEMPTS:
+                    raise
         up.set()
     return f"SIGKILL; {name} back {down_seconds + time.monotonic() - started:.1f} s later (start #{process.starts})"
 

@@ -47,6 +47,10 @@ PROGRESS_SECONDS = 5.0
 """One progress line this often: enough to follow a 2-minute demo, few enough for a CI log."""
 
 STATUS_TIMEOUT_SECONDS = 3.0
+WRITERS_STOP_SECONDS = 70.0
+"""Longer than the edge client's own 60 s timeout, so every write in flight gets an outcome."""
+FAULTS_FINISH_SECONDS = 120.0
+"""Faults still running when the voyage ends finish their course (the longest is a stall or a disk flood)."""
 
 
 @dataclass
@@ -58,6 +62,7 @@ class Ship:
     edge: EdgeProcess
     rng: np.random.Generator
     edge_up: asyncio.Event = field(default_factory=asyncio.Event)
+    restart_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     next_id: dict[str, int] = field(default_factory=dict)
     quota_refusals: int = 0
     write_errors: list[str] = field(default_factory=list)
@@ -106,6 +111,7 @@ class Fleet:
         self.echo = echo
         self.hub: HubProcess = supervisor.hub()
         self.hub_up = asyncio.Event()
+        self.hub_restart_lock = asyncio.Lock()
         self.operator_token = ""
         self.ships: dict[str, Ship] = {}
         self.log = WriteLog()
@@ -175,9 +181,12 @@ class Fleet:
         try:
             await asyncio.sleep(self.plan.duration)
             self._writing = False
-            await asyncio.wait_for(asyncio.gather(*writers), 60)
+            done, late = await asyncio.wait(writers, timeout=WRITERS_STOP_SECONDS)
+            if late:
+                self.echo(f"{len(late)} writer(s) still waiting after {WRITERS_STOP_SECONDS:g} s; their writes in "
+                          "flight count as unanswered")
             # faults still running finish their own course (bounded), so a killed process is restarted
-            await asyncio.wait_for(faults, 90)
+            await asyncio.wait([faults], timeout=FAULTS_FINISH_SECONDS)
         finally:
             for task in (*links, *writers, faults):
                 task.cancel()
@@ -188,7 +197,8 @@ class Fleet:
         last = self.clock()
         while self._writing:
             await asyncio.sleep(interval)
-            await ship.edge_up.wait()
+            if not ship.edge_up.is_set():  # power is off: the applications wait (and buffer) too
+                continue
             now = self.clock()
             _, in_port = ship.profile_at(now)
             hour = (self.sim_ms(now) / 3_600_000) % 24
@@ -234,7 +244,9 @@ class Fleet:
         written = 0
         deadline = time.monotonic() + max_seconds
         while ship.quota_refusals == refusals and time.monotonic() < deadline:
-            await ship.edge_up.wait()
+            if not ship.edge_up.is_set():
+                await asyncio.sleep(0.2)
+                continue
             now = self.sim_ms(self.clock())
             outcome, nbytes = await self.write(ship, table, FLOOD_BATCH_ROWS, now, 1000)
             if outcome == "acked":

@@ -1,0 +1,82 @@
+"""The shipped scenarios end to end (soak: minutes each; CI runs them), and two known edge weaknesses
+that make the runner play the operator (`harbour edge release`), kept as expected failures until fixed."""
+
+from __future__ import annotations
+
+import pytest
+
+from scenarios.plan import make_plan
+from scenarios.report import summarise, summary_lines
+from scenarios.runner import run_scenario
+from scenarios.spec import FAULT_KINDS, load, parse
+
+pytestmark = [pytest.mark.soak, pytest.mark.integration]
+
+
+async def run(scenario, seed, tmp_path):
+    lines: list[str] = []
+    result = await run_scenario(scenario, seed, tmp_path, echo=lines.append)
+    return result, "\n".join(lines + summary_lines(summarise(result)))
+
+
+async def test_the_demo_passes_and_the_same_seed_injects_the_same_faults(tmp_path):
+    demo = load("demo")
+    first, log = await run(demo, 2, tmp_path / "1")
+    assert first.passed, log
+    assert {f.kind for f in first.faults} == set(FAULT_KINDS)
+    assert first.timings["total_seconds"] < 150, first.timings
+    second, log = await run(demo, 2, tmp_path / "2")
+    assert second.passed, log
+    sequence = [[(f.planned_at, f.kind, f.target) for f in r.faults] for r in (first, second)]
+    assert sequence[0] == sequence[1] and first.plan.digest == second.plan.digest
+
+
+async def test_stormy_loses_nothing(tmp_path):
+    result, log = await run(load("stormy"), 3, tmp_path)
+    assert result.passed, log
+    assert sum(s.edge.starts for s in result.ships) > len(result.ships)  # the power cuts happened
+
+
+async def test_long_haul_fills_the_disk_refuses_new_writes_and_loses_nothing(tmp_path):
+    result, log = await run(load("long-haul"), 1, tmp_path)
+    assert result.passed, log
+    expedition = next(s for s in result.ships if s.name == "expedition")
+    assert expedition.quota_refusals > 0 and result.check.totals().refused > 0
+
+
+def small(**faults) -> dict:
+    return {
+        "scenario": {"name": "weakness", "simulated_hours": 10, "real_seconds": 20, "drain_timeout_seconds": 60},
+        "edge": {"seal_age": "1s", "log_level": "warning"},
+        "tables": {"telemetry": {"workload": "telemetry", "priority": 1, "rows_per_second": 200}},
+        "links": {"port": {"rate": "20Mbit"}, "blackout": {"up": False}},
+        "ships": [{"name": "aurora", "voyage": [["port", 2], ["blackout", 6], ["port", 2]]}],
+        "faults": [faults],
+    }
+
+
+@pytest.mark.xfail(reason="edge bug: after a restart, an upload the hub never saw is probed with HEAD; the hub's 404 "
+                          "has no body (HEAD), so the code falls back on the status and the segment is PARKED "
+                          "instead of created again (sync_protocol.errors.ErrorBody.action / sender.on_error)",
+                   strict=False)
+async def test_a_power_cut_while_offline_needs_no_operator(tmp_path):
+    result, log = await run(parse(small(kind="edge-kill", ship="aurora", at_hours=5, seconds=1)), 1, tmp_path)
+    assert result.passed, log
+    assert result.interventions == [], log
+
+
+@pytest.mark.xfail(reason="edge bug: over plain HTTP, a byte flipped in a request header (Upload-Metadata, "
+                          "Authorization) gets 400 bad-manifest / 401 from the hub, or one flipped in the hub's JSON "
+                          "error body hides its code (a 460 then falls back on 'other 4xx'), and the edge PARKS a "
+                          "segment it built itself instead of retrying", strict=False)
+async def test_a_corrupting_link_needs_no_operator(tmp_path):
+    scenario = parse(small(kind="corruption", ship="aurora", at_hours=0.5, seconds=15, probability=0.5))
+    result, log = await run(scenario, 1, tmp_path)
+    assert result.passed, log
+    assert result.interventions == [], log
+
+
+def test_the_plan_of_every_shipped_scenario_is_reproducible():
+    for name in ("demo", "cruise-fleet", "stormy", "long-haul"):
+        scenario = load(name)
+        assert make_plan(scenario, 11).digest == make_plan(scenario, 11).digest
