@@ -65,7 +65,7 @@ async def link_cut(fleet: Fleet, event: FaultEvent) -> str:
     while time.monotonic() < deadline:
         status = await fleet.edge_status(ship)
         in_flight = (status or {}).get("sync", {}).get("in_flight") or []
-        if in_flight:
+        if in_flight and ship.link.proxy.open_connections:  # an upload, and bytes on their way
             break
         await asyncio.sleep(0.1)
     cut = ship.link.proxy.cut_all()

@@ -112,6 +112,10 @@ class LinkProxy:
         return self._server.sockets[0].getsockname()[1]
 
     @property
+    def open_connections(self) -> int:
+        return len(self._connections)
+
+    @property
     def url(self) -> str:
         return f"http://{self.listen[0]}:{self.port}"
 

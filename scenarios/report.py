@@ -107,7 +107,7 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
     for intervention in summary["operator_interventions"]:
         lines.append(f"  WARNING: {intervention['ship']} parked {len(intervention['parked'])} segment(s), released "
                      f"by the operator at {intervention['at']} s: "
-                     + "; ".join(str(p.get("reason"))[:100] for p in intervention["parked"][:2]))
+                     + "; ".join(" ".join(str(p.get("reason")).split())[:100] for p in intervention["parked"][:2]))
     if not summary["drained"]:
         lines.append("  NOT DRAINED: " + "; ".join(summary["drain_problems"][:5]))
     for row in summary["check"]["by_ship_table"]:

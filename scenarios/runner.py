@@ -353,7 +353,8 @@ class Fleet:
             await asyncio.to_thread(harbour, "edge", "release", "--all", "--data", str(ship.edge.data))
             self.interventions.append({"at": round(self.clock(), 1), "ship": ship.name, "parked": parked})
             self.echo(f"operator: released {len(parked)} parked segment(s) on {ship.name}: "
-                      + "; ".join(f"{p.get('segment')}: {str(p.get('reason'))[:90]}" for p in parked[:3]))
+                      + "; ".join(f"{p.get('segment')}: {' '.join(str(p.get('reason')).split())[:90]}"
+                                   for p in parked[:3]))
 
     async def _undrained(self) -> list[str]:
         problems = []
