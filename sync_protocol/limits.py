@@ -57,6 +57,12 @@ MAX_SEGMENT_DIGEST_FAILURES = 3
 """Whole-segment digest failures before the sender parks a segment. Chunks are checksummed, so a repeated
 whole-file mismatch means the file on the ship's disk no longer matches its manifest: retrying cannot help."""
 
+PERMANENT_ANSWERS_BEFORE_PARKING = 3
+"""Permanent-looking answers (401, 403, 400, 409 conflict...) in a row, with back-off between them, before
+the sender parks a segment. A link that corrupts bytes can damage a token or a header and draw one such
+answer by chance (seen in the demo scenario over plain HTTP); three in a row are not chance. Costs a
+genuinely refused segment two extra small requests."""
+
 MAX_ERROR_BODY_BYTES = 64 * 1024
 """How much of a peer's error body is read. Error bodies are small; a larger one is garbage or hostile."""
 

@@ -19,6 +19,8 @@ The rules that matter:
   answer, on a HEAD, or on a repeated creation. ``ACKED`` is reached in no other way (G2, G8).
 * Every error code says what to do (``errors.PeerAction``): resync, resend the chunk, restart the
   upload, retry later, or park the segment for an operator. A parked segment never blocks others.
+  A segment is parked only after ``PERMANENT_ANSWERS_BEFORE_PARKING`` permanent answers in a row: on
+  a plain-HTTP link that flips bits, a damaged token or header can draw one 401 or 400 by chance.
 * Each cut halves the chunk size, so a link that drops every few kilobytes still makes progress.
 """
 
@@ -30,7 +32,7 @@ from dataclasses import dataclass
 
 from .chunking import ChunkSizer
 from .errors import ErrorBody, ErrorCode, LocalProtocolError, PeerAction, RemoteProtocolError, decode_error_body
-from .limits import MAX_SEGMENT_DIGEST_FAILURES
+from .limits import MAX_SEGMENT_DIGEST_FAILURES, PERMANENT_ANSWERS_BEFORE_PARKING
 from .manifest import Manifest
 from .tus import COMMITTED, HARBOUR_COMMIT, HARBOUR_VERIFIED_OFFSET, UPLOAD_OFFSET, parse_offset
 
@@ -121,6 +123,8 @@ class UploadSender:
         self.sizer = sizer or ChunkSizer()
         self.in_flight: Request | None = None
         self.digest_failures = 0
+        self.permanent_strikes = 0  # permanent-looking answers in a row
+        self.last_event: TxEvent | None = None
         self.park_reason = ""
         self.last_error = ""
 
@@ -155,6 +159,9 @@ class UploadSender:
             )
         self.state = target
         self.in_flight = None
+        self.last_event = event
+        if event not in (TxEvent.TRANSIENT, TxEvent.PERMANENT):
+            self.permanent_strikes = 0  # any other answer: the hub and the link are sane again
 
     def _take(self, kind: type) -> Request:
         request = self.in_flight
@@ -260,6 +267,10 @@ class UploadSender:
         elif action is PeerAction.RETRY:
             self._move(TxEvent.TRANSIENT)
         else:
+            self.permanent_strikes += 1
+            if self.permanent_strikes < PERMANENT_ANSWERS_BEFORE_PARKING:
+                self._move(TxEvent.TRANSIENT)  # maybe a damaged request: ask again after back-off
+                return
             self._park(f"HTTP {error.status} {error.code.slug if error.code else ''}: {error.message}".strip())
 
     def on_malformed_answer(self, problem: RemoteProtocolError) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_never, wait_exponential_jitter
 
 from sync_protocol import Manifest
-from sync_protocol.sender import CreateUpload, ProbeOffset, SendChunk, TxState, UploadSender
+from sync_protocol.sender import CreateUpload, ProbeOffset, SendChunk, TxEvent, TxState, UploadSender
 from sync_protocol.tus import checksum_of
 from sync_protocol.units import format_rate, format_size
 
@@ -134,8 +134,9 @@ class SegmentUploader:
             raise Transient(str(error)) from None
         self.sender.on_answer(answer.status, answer.headers, answer.body, answer.seconds)
         self._observe(request, answer)
-        # 460 too: a link that damages every chunk is resent with back-off, not in a tight loop.
-        if answer.status in (429, 460, 507) or answer.status >= 500:
+        # 460 too: a link that damages every chunk is resent with back-off, not in a tight loop. And a
+        # permanent-looking answer the sender does not trust yet (see PERMANENT_ANSWERS_BEFORE_PARKING).
+        if answer.status in (429, 460, 507) or answer.status >= 500 or self.sender.last_event is TxEvent.TRANSIENT:
             raise Transient(self.sender.last_error, _retry_after(answer))
 
     async def _perform(self, request: CreateUpload | ProbeOffset | SendChunk) -> HubAnswer:

@@ -5,7 +5,7 @@ import pytest
 from sync_protocol.chunking import ChunkSizer
 from sync_protocol.errors import ErrorBody, ErrorCode, LocalProtocolError
 from sync_protocol.identifiers import SegmentId
-from sync_protocol.limits import GENESIS_DIGEST, MAX_SEGMENT_DIGEST_FAILURES
+from sync_protocol.limits import GENESIS_DIGEST, MAX_SEGMENT_DIGEST_FAILURES, PERMANENT_ANSWERS_BEFORE_PARKING
 from sync_protocol.manifest import Manifest, sha256_hex
 from sync_protocol.sender import (
     SENDER_TRANSITIONS,
@@ -84,13 +84,30 @@ def test_each_error_code_leads_where_its_action_says(code, state):
     tx.on_created(0, committed=False)
     tx.next_request()
     tx.on_error(error(code))
+    for _ in range(PERMANENT_ANSWERS_BEFORE_PARKING - 1):  # a permanent answer must repeat before parking
+        if state is not TxState.PARKED:
+            break
+        assert tx.state is not TxState.PARKED
+        tx.next_request()
+        tx.on_error(error(code))
     assert tx.state is state
+
+
+def test_one_permanent_looking_answer_is_retried_and_a_success_clears_it():
+    tx = sender()
+    tx.next_request()
+    tx.on_error(error(ErrorCode.UNAUTHORIZED))  # e.g. a token damaged on a bit-flipping link
+    assert tx.state is TxState.CREATING and tx.permanent_strikes == 1
+    tx.next_request()
+    tx.on_created(0, committed=False)
+    assert tx.permanent_strikes == 0
 
 
 def test_unknown_4xx_parks_unknown_5xx_retries():
     tx = sender()
-    tx.next_request()
-    tx.on_error(ErrorBody(418, "teapot", None, ""))
+    for _ in range(PERMANENT_ANSWERS_BEFORE_PARKING):
+        tx.next_request()
+        tx.on_error(ErrorBody(418, "teapot", None, ""))
     assert tx.state is TxState.PARKED and "418" in tx.park_reason
     tx = sender()
     tx.next_request()

@@ -139,8 +139,11 @@ async def test_a_parked_segment_does_not_block_the_ones_behind_it(tmp_path):
     transport = SimulatedTransport(hub)
     transport.forbidden.add(first.segment.upload_key)
     agent = make_agent(tmp_path, queue, transport)
+    # the refused segment is asked again with back-off before it is parked (PERMANENT_ANSWERS_BEFORE_PARKING);
+    # the others do not wait for that
     await run_until(agent, lambda: len(queue.acked_order) == 4)
-    assert queue.segments[first.segment].state is SegmentState.PARKED
+    assert queue.segments[first.segment].state is not SegmentState.ACKED
+    await run_until(agent, lambda: queue.segments[first.segment].state is SegmentState.PARKED)
     assert "403" in agent.counters.parked[str(first.segment)]
 
 
