@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.harbour-installed
 
-.PHONY: setup demo test soak ci lint docs bench clean
+.PHONY: setup demo test soak lint docs bench bench-quick browser clean
 
 setup: $(STAMP)
 
@@ -14,17 +14,31 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
-## demo: the main job on the embedded defaults
+## demo: the main job on the embedded defaults -- a hub and three ships through every kind of fault,
+## checked row by row; the report (markdown, JSON, charts) lands in demo-report/
 demo: setup
-	$(BIN)/harbour scenario protocol-demo
+	$(BIN)/harbour scenario run demo --report demo-report
+
+## browser: Debian's Chromium + chromedriver for the status page's browser tests (root or sudo)
+browser:
+	sh tests/browser_setup.sh
 
 ## test: lint + the default test run (quick: no soak tests); fails if no test was collected
-test: setup lint
+test: setup lint browser
 	$(BIN)/python -m pytest
 
 ## soak: the long fault and soak runs (CI runs them after the default run)
-soak: setup
+soak: setup browser
 	$(BIN)/python -m pytest -m soak
+
+## bench: every benchmark against its baselines, results in bench/results/, table in docs/benchmarks.md
+bench: setup
+	$(BIN)/python bench/run.py
+	$(BIN)/python bench/render.py
+
+bench-quick: setup
+	$(BIN)/python bench/run.py --quick
+	$(BIN)/python bench/render.py
 
 lint: setup
 	$(BIN)/ruff check .
@@ -34,4 +48,4 @@ docs: setup
 	$(BIN)/python docs/generate.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis demo-report
