@@ -159,12 +159,22 @@ class ErrorBody:
 
     @property
     def action(self) -> PeerAction:
-        """What to do about it; unknown codes fall back on the HTTP status class."""
+        """What to do about it. Without a code -- a HEAD answer has no body, a plain tus server sends none,
+        a damaged body loses it -- the HTTP status decides, as tus defines it."""
         if self.code is not None:
             return self.code.action
-        if self.status == 429 or self.status >= 500:
-            return PeerAction.RETRY
-        return PeerAction.PARK
+        return STATUS_ACTIONS.get(self.status, PeerAction.RETRY if self.status >= 500 else PeerAction.PARK)
+
+
+STATUS_ACTIONS = {
+    404: PeerAction.RESTART_UPLOAD,  # tus: no such upload (never made, expired, terminated)
+    410: PeerAction.RESTART_UPLOAD,
+    409: PeerAction.RESYNC,  # tus: offset mismatch
+    460: PeerAction.RESEND_CHUNK,  # tus checksum extension: the chunk did not match
+    423: PeerAction.RETRY,  # locked: another request holds the upload
+    429: PeerAction.RETRY,
+}
+"""Fallback when an error answer carries no Harbour code (see ``ErrorBody.action``)."""
 
 
 def decode_error_body(status: int, body: bytes) -> ErrorBody:

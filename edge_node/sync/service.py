@@ -17,6 +17,7 @@ from .link import DEFAULT_THIN_BELOW_BPS, DEFAULT_THIN_MAX_CLASS, LinkMonitor, L
 from .transport import AiohttpHubTransport, LinkDown
 
 if TYPE_CHECKING:
+    from edge_node.ledger import TableCounts
     from edge_node.node import EdgeNode
 
 log = logging.getLogger("edge_node.sync")
@@ -110,12 +111,24 @@ class SyncService:
                 await self._report()
             await asyncio.sleep(STATE_REFRESH_SECONDS)
 
+    def _pending_rows(self, counts: list[TableCounts]) -> tuple[int, int | None]:
+        """Rows the hub does not have yet (sealed segments and the write-ahead log, read on the event loop
+        like /v1/status does) and the edge-clock time in ms of the oldest of them."""
+        logs = [self.node.wal.pending_summary(table) for table in self.node.wal.tables()]
+        rows = sum(c.pending_rows for c in counts) + sum(log.rows for log in logs)
+        stamps = [c.oldest_pending_ms for c in counts if c.oldest_pending_ms is not None]
+        stamps += [log.first_ms for log in logs if log.first_ms is not None]
+        return rows, min(stamps) if stamps else None
+
     async def _report(self) -> None:
         assert self.transport is not None
         usage = self.node.usage()
+        counts = await asyncio.to_thread(self.node.ledger.table_counts)
+        rows, oldest_ms = self._pending_rows(counts)
         document = {"backlog_bytes": usage.pending_segment_bytes + usage.log_bytes,
-                    "pending_segments": usage.pending_segments, "link": self.monitor.describe(),
-                    "parked_segments": len(self.agent.counters.parked) if self.agent else 0,
+                    "pending_segments": usage.pending_segments, "pending_rows": rows,
+                    "oldest_pending_at": oldest_ms / 1000 if oldest_ms is not None else None,
+                    "link": self.monitor.describe(), "parked_segments": len(self.node.ledger.parked()),
                     "reported_at": self.node.clock()}
         try:
             answer = await self.transport.report(str(self.node.config.site), document)

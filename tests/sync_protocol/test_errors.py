@@ -39,3 +39,12 @@ def test_garbled_bodies_still_decode_by_status():
 def test_any_body_decodes_without_raising(status, body):
     decoded = decode_error_body(status, body)
     assert decoded.status == status and isinstance(decoded.message, str)
+
+
+def test_answers_without_a_code_fall_back_on_what_tus_says_the_status_means():
+    # A HEAD answer has no body: a 404 there means "create the upload again", never "park".
+    assert decode_error_body(404, b"").action is PeerAction.RESTART_UPLOAD
+    assert decode_error_body(410, b"").action is PeerAction.RESTART_UPLOAD
+    assert decode_error_body(409, b"garbled").action is PeerAction.RESYNC
+    assert decode_error_body(460, b'{"error": "x", "code": "checksum-mismatcX"}').action is PeerAction.RESEND_CHUNK
+    assert decode_error_body(401, b"").action is PeerAction.PARK

@@ -13,7 +13,7 @@ import pytest
 
 from edge_node.client import EdgeClient
 from scenarios.link_proxy import LinkProxy, LinkState
-from scenarios.supervisor import Supervisor
+from scenarios.supervisor import Supervisor, http_json
 
 pytestmark = pytest.mark.integration
 FAST_SEALING = ("--seal-age", "1s", "--seal-size", "256KiB", "--log-level", "INFO")
@@ -89,6 +89,11 @@ async def test_every_acknowledged_row_reaches_the_hub_once_through_cuts_and_an_e
     assert counts == {"n": acknowledged, "d": acknowledged}
     status = edge.status()
     assert status["sync"]["link"]["state"] in ("good", "thin") and status["parked"] == []
+    # the edge told the hub its backlog (sent at start and every 30 s): the fleet view shows it
+    operator = hub.add_operator()
+    code, fleet = http_json(hub.url + "/v1/fleet", token=operator)
+    (site,) = [s for s in fleet["sites"] if s["site"] == "ship-1"]
+    assert code == 200 and site["backlog"] is not None and site["backlog"]["pending_rows"] is not None
 
 
 async def test_alarms_overtake_a_bulk_backlog_on_a_capped_link(supervisor):
