@@ -1,109 +1,37 @@
-"""Edge benchmark: durable ingest rows/s and MB/s through a real `harbour edge run`, against raw pyarrow.
+"""Durable edge ingest rows/s through a real ``harbour edge run``, against raw pyarrow IPC + fsync.
 
-For each data set (narrow telemetry rows, wider sales rows) and 1 and 16 concurrent writers, the rows are
-POSTed as Arrow IPC bodies of --batch-rows rows; a write counts when the edge answered 200, i.e. when the
-rows are fsync'd. The baseline, measured in the same run on the same data: pyarrow writing the same
-batches as one IPC stream to a file, then one fsync -- the cheapest durable write there is. Reported:
-
-* rows/s and raw MB/s (MB of uncompressed Arrow IPC per second), and the ratio to the baseline;
-* writes per fsync group (group commit at work) from the edge's /v1/status;
-* segment bytes as a ratio to raw Arrow bytes, once the edge sealed everything (Parquet + zstd);
-* a small-write case: 16 writers sending 10-row writes, writes/s, which shows whether throughput
-  collapses to the fsync rate.
-
-Each configuration runs --runs times in a fresh data directory; medians are reported.
-Output: bench/results/edge_ingest.json.
-
-    .venv/bin/python bench/edge_ingest.py [--runs 3] [--rows 400000] [--batch-rows 5000]
+For each data set and 1 and 16 concurrent writers, the rows are POSTed as Arrow IPC bodies of
+``BATCH_ROWS`` rows; a write counts when the edge answered 200, i.e. when its rows are fsync'd (G1).
+Baseline, same run, same batches: pyarrow writing them as one IPC stream to a file, then one fsync --
+the cheapest durable write there is. Also reported: writes per fsync group (group commit at work, from
+/v1/status), sealed segment bytes per raw Arrow byte, the edge's peak RSS, and a small-write case
+(16 writers of 10-row writes: does throughput collapse to the fsync rate?).
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import os
-import platform
-import random
 import shutil
-import statistics
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import aiohttp
 import pyarrow as pa
+from common import DATASETS, BenchResult, PeakRss, arrow_ipc_size, median, runs_for
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from edge_node.codecs import ARROW_STREAM, encode_arrow_stream
+from scenarios.supervisor import EdgeProcess, Supervisor
 
-from edge_node.codecs import ARROW_STREAM, encode_arrow_stream  # noqa: E402
-
-SEED = 20261128
+NAME = "edge_ingest"
+TITLE = "Durable edge ingest vs pyarrow IPC write + fsync"
+ROWS = {True: 100_000, False: 400_000}
+BATCH_ROWS = 5_000
+WRITERS = (1, 16)
 SMALL_WRITE_ROWS = 10
-VENUES = ["Atrium Bar", "Lido Grill", "Sky Lounge", "Spa", "Casino", "Gelato", "Steakhouse", "Sushi Bar"]
-ITEMS = [f"{kind} {size}" for kind in ("Espresso", "Latte", "Mojito", "Burger", "Massage", "Wine") for size in "SML"]
-
-
-# The data sets of bench/common.py (same columns), generated without numpy, which the project does not
-# depend on: narrow telemetry with random walks (barely compressible) and wider sales rows.
-def telemetry(rows: int) -> pa.Table:
-    rng = random.Random(SEED)
-    lat, lon, value = 43.0, 7.0, 70.0
-    lats, lons, values = [], [], []
-    for _ in range(rows):
-        lat, lon, value = lat + rng.gauss(0, 1e-4), lon + rng.gauss(0, 1e-4), value + rng.gauss(0, 0.5)
-        lats.append(lat)
-        lons.append(lon)
-        values.append(value)
-    return pa.table({
-        "row_id": pa.array(range(rows), pa.int64()),
-        "sensor": pa.array([rng.randrange(64) for _ in range(rows)], pa.int32()),
-        "ts_ms": pa.array(range(1_760_000_000_000, 1_760_000_000_000 + rows * 100, 100), pa.int64()),
-        "lat": lats, "lon": lons, "value": values,
-    })
-
-
-def sales(rows: int) -> pa.Table:
-    rng = random.Random(SEED + 1)
-    return pa.table({
-        "row_id": pa.array(range(rows), pa.int64()),
-        "ts_ms": pa.array(range(1_760_000_000_000, 1_760_000_000_000 + rows * 1000, 1000), pa.int64()),
-        "venue": [rng.choice(VENUES) for _ in range(rows)],
-        "item": [rng.choice(ITEMS) for _ in range(rows)],
-        "quantity": pa.array([rng.randint(1, 4) for _ in range(rows)], pa.int32()),
-        "unit_price": [round(rng.uniform(2, 120), 2) for _ in range(rows)],
-        "currency": [rng.choice(("EUR", "USD")) for _ in range(rows)],
-        "cabin": pa.array([rng.randint(1000, 9999) for _ in range(rows)], pa.int32()),
-        "payment": [rng.choice(("card", "cabin", "cash")) for _ in range(rows)],
-    })
-
-
-DATASETS = {"telemetry": telemetry, "sales": sales}
-
-
-def arrow_ipc_size(table: pa.Table) -> int:
-    return len(encode_arrow_stream(table))
-
-
-def write_results(figures: list[dict], notes: list[str]) -> Path:
-    path = Path(__file__).resolve().parent / "results" / "edge_ingest.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    document = {"name": "edge_ingest", "figures": figures, "notes": notes,
-                "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
-                            "platform": platform.platform()},
-                "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    path.write_text(json.dumps(document, indent=1) + "\n")
-    return path
-
-
-def report(figures: list[dict], **figure: object) -> None:
-    figures.append(figure)
-    print("  " + ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in figure.items()),
-          flush=True)
-SMALL_WRITE_SECONDS = 3.0
+SMALL_WRITE_SECONDS = {True: 2.0, False: 3.0}
+SEAL_TIMEOUT_SECONDS = 120.0
 
 
 def baseline_seconds(batches: list[pa.Table], directory: Path) -> float:
@@ -120,25 +48,6 @@ def baseline_seconds(batches: list[pa.Table], directory: Path) -> float:
     return seconds
 
 
-class Edge:
-    def __init__(self, data_dir: Path) -> None:
-        command = [sys.executable, "-m", "harbour_cli", "edge", "run", "--site", "bench-ship", "--data", str(data_dir),
-                   "--listen", "127.0.0.1:0", "--seal-age", "1s", "--log-level", "WARNING"]
-        self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, cwd=Path(__file__).resolve().parents[1])
-        line = self.proc.stdout.readline().decode().strip()
-        if not line.startswith("harbour edge listening on"):
-            raise SystemExit(f"edge did not start: {line!r}")
-        self.url = line.rsplit(" ", 1)[1]
-
-    def status(self) -> dict:
-        with urllib.request.urlopen(self.url + "/v1/status", timeout=30) as response:
-            return json.loads(response.read())
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(30)
-
-
 async def post_all(url: str, table: str, bodies: list[bytes], writers: int) -> None:
     queue = list(reversed(bodies))
     async with aiohttp.ClientSession() as session:
@@ -148,7 +57,7 @@ async def post_all(url: str, table: str, bodies: list[bytes], writers: int) -> N
                 async with session.post(f"{url}/v1/tables/{table}", data=body,
                                         headers={"Content-Type": ARROW_STREAM}) as response:
                     if response.status != 200:
-                        raise SystemExit(f"write refused: {response.status} {await response.text()}")
+                        raise RuntimeError(f"write refused: {response.status} {await response.text()}")
         await asyncio.gather(*(writer() for _ in range(writers)))
 
 
@@ -161,81 +70,78 @@ async def small_writes(url: str, body: bytes, writers: int, seconds: float) -> i
             while time.perf_counter() < deadline:
                 async with session.post(f"{url}/v1/tables/small", data=body,
                                         headers={"Content-Type": ARROW_STREAM}) as response:
-                    assert response.status == 200
+                    if response.status != 200:
+                        raise RuntimeError(f"small write refused: {response.status}")
                     done += 1
         await asyncio.gather(*(writer() for _ in range(writers)))
     return done
 
 
-def wait_sealed(edge: Edge, table: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
+def _start_edge(fleet: Supervisor, name: str, rss: PeakRss) -> EdgeProcess:
+    edge = fleet.edge(name, extra=("--seal-age", "1s", "--log-level", "WARNING")).start()
+    rss.watch("edge", edge.process.pid)
+    return edge
+
+
+def _wait_sealed(edge: EdgeProcess, table: str) -> None:
+    deadline = time.monotonic() + SEAL_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
         tables = {t["table"]: t for t in edge.status()["tables"]}
         if table in tables and tables[table]["log_rows"] == 0:
             return
         time.sleep(0.2)
-    raise SystemExit(f"{table} was not sealed within {timeout} s")
+    raise RuntimeError(f"{table} was not sealed within {SEAL_TIMEOUT_SECONDS:.0f} s")
 
 
-def one_run(name: str, batches: list[pa.Table], writers: int, workdir: Path) -> dict:
-    bodies = [encode_arrow_stream(b) for b in batches]
-    data_dir = workdir / f"edge-{name}-{writers}"
-    edge = Edge(data_dir)
+def one_run(fleet: Supervisor, rss: PeakRss, name: str, bodies: list[bytes], writers: int, run: int) -> dict:
+    edge = _start_edge(fleet, f"ingest-{name}-{writers}-{run}", rss)
     try:
         started = time.perf_counter()
         asyncio.run(post_all(edge.url, name, bodies, writers))
         seconds = time.perf_counter() - started
         ingest = edge.status()["ingest"]
-        wait_sealed(edge, name)
-        segment_bytes = sum(p.stat().st_size for p in (data_dir / "segments" / name).glob("*.parquet"))
+        _wait_sealed(edge, name)
+        segment_bytes = sum(p.stat().st_size for p in (edge.data / "segments" / name).glob("*.parquet"))
     finally:
         edge.stop()
-        shutil.rmtree(data_dir, ignore_errors=True)
+        shutil.rmtree(edge.data, ignore_errors=True)
     return {"seconds": seconds, "segment_bytes": segment_bytes,
             "writes_per_fsync": ingest["writes"] / max(ingest["fsync_groups"], 1)}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--rows", type=int, default=400_000)
-    parser.add_argument("--batch-rows", type=int, default=5_000)
-    args = parser.parse_args()
-    figures: list[dict] = []
-    workdir = Path(tempfile.mkdtemp(prefix="harbour-bench-", dir=Path(__file__).resolve().parent))
-    try:
+def run(quick: bool) -> BenchResult:
+    result = BenchResult(NAME, quick, TITLE)
+    runs, rows = runs_for(quick), ROWS[quick]
+    print(f"{TITLE} ({runs} run(s), {rows} rows per data set)", flush=True)
+    with tempfile.TemporaryDirectory(prefix="harbour-bench-ingest-") as tmp, \
+            Supervisor(Path(tmp) / "fleet") as fleet, PeakRss() as rss:
         for name, make in DATASETS.items():
-            table = make(args.rows)
+            table = make(rows)
             raw = arrow_ipc_size(table)
-            batches = [table.slice(i, args.batch_rows) for i in range(0, args.rows, args.batch_rows)]
-            base = statistics.median(baseline_seconds(batches, workdir) for _ in range(args.runs))
-            for writers in (1, 16):
-                runs = [one_run(name, batches, writers, workdir) for _ in range(args.runs)]
-                seconds = statistics.median(r["seconds"] for r in runs)
-                report(figures, dataset=name, writers=writers, batch_rows=args.batch_rows, rows=args.rows,
-                           rows_per_s=args.rows / seconds, raw_mb_per_s=raw / seconds / 1e6,
-                           baseline_rows_per_s=args.rows / base, ratio_to_baseline=base / seconds,
-                           writes_per_fsync=statistics.median(r["writes_per_fsync"] for r in runs),
-                           segment_to_raw_ratio=statistics.median(r["segment_bytes"] for r in runs) / raw,
-                           runs_seconds=[round(r["seconds"], 3) for r in runs])
-        edge = Edge(workdir / "edge-small")
+            batches = [table.slice(i, BATCH_ROWS) for i in range(0, rows, BATCH_ROWS)]
+            bodies = [encode_arrow_stream(b) for b in batches]
+            base = median(baseline_seconds(batches, Path(tmp)) for _ in range(runs))
+            for writers in WRITERS:
+                got = [one_run(fleet, rss, name, bodies, writers, n) for n in range(runs)]
+                seconds = median(r["seconds"] for r in got)
+                result.add(kind="ingest", dataset=name, writers=writers, batch_rows=BATCH_ROWS, rows=rows,
+                           rows_per_s=rows / seconds, raw_mb_per_s=raw / seconds / 1e6,
+                           baseline_rows_per_s=rows / base, ratio_to_baseline=base / seconds,
+                           writes_per_fsync=median(r["writes_per_fsync"] for r in got),
+                           segment_to_raw_arrow=median(r["segment_bytes"] for r in got) / raw,
+                           samples=[round(r["seconds"], 3) for r in got])
+        edge = _start_edge(fleet, "ingest-small", rss)
         try:
             body = encode_arrow_stream(DATASETS["telemetry"](SMALL_WRITE_ROWS))
-            counts = [asyncio.run(small_writes(edge.url, body, 16, SMALL_WRITE_SECONDS)) for _ in range(args.runs)]
+            seconds = SMALL_WRITE_SECONDS[quick]
+            counts = [asyncio.run(small_writes(edge.url, body, 16, seconds)) for _ in range(runs)]
             ingest = edge.status()["ingest"]
         finally:
             edge.stop()
-        report(figures, dataset="telemetry", writers=16, batch_rows=SMALL_WRITE_ROWS,
-                   writes_per_s=statistics.median(counts) / SMALL_WRITE_SECONDS,
+        result.add(kind="small_writes", dataset="telemetry", writers=16, batch_rows=SMALL_WRITE_ROWS,
+                   writes_per_s=median(counts) / seconds,
                    writes_per_fsync=ingest["writes"] / max(ingest["fsync_groups"], 1))
-        path = write_results(figures, [
-            "baseline: pyarrow IPC stream of the same batches to one file + one fsync, same run",
-            "raw MB = bytes of the uncompressed Arrow IPC stream of the rows (perf-limits.md units)",
-            f"runs={args.runs}, medians; command: .venv/bin/python bench/edge_ingest.py " + " ".join(sys.argv[1:])])
-        print(f"  -> {path}")
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-
-
-if __name__ == "__main__":
-    main()
+    result.add(kind="peak_rss", edge_mib=rss.mib()["edge"])
+    result.note("baseline: pyarrow IPC stream of the same batches to one file + one fsync, same run")
+    result.note("raw MB = bytes of the uncompressed Arrow IPC stream of the rows; the edge runs with --seal-age 1s")
+    return result
