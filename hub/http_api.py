@@ -35,7 +35,7 @@ from sync_protocol.tus import (
     parse_content_length,
     parse_length,
     parse_offset,
-    parse_tail_sha256,
+    parse_tail_claim,
 )
 
 from . import auth
@@ -78,8 +78,12 @@ CONTEXT = web.AppKey("harbour_hub_context", HubContext)
 
 
 def _answer(respond: Respond | None) -> web.Response:
-    if respond is None:  # the body was cut: the client is gone, but aiohttp still wants a response
-        return web.Response(status=400, headers={TUS_RESUMABLE: TUS_VERSION})
+    if respond is None:
+        # The body stopped arriving (cut, or idle past the hub's timeout). Usually nobody is left to read
+        # this; a client that still is gets a coded, retryable answer and resumes from HEAD.
+        return _error_response(RemoteProtocolError(
+            "the chunk's body stopped arriving; the bytes that arrived are kept", code=ErrorCode.UNAVAILABLE,
+            op="patching", hint="HEAD the upload and continue from its offset"))
     return web.Response(status=respond.status, headers=respond.headers)
 
 
@@ -190,9 +194,8 @@ async def patch(request: web.Request) -> web.Response:
     offset = parse_offset(request.headers.get(UPLOAD_OFFSET))
     length = parse_content_length(request.headers.get("Content-Length"))
     checksum = parse_checksum(request.headers.get(UPLOAD_CHECKSUM))
-    tail_sha256 = parse_tail_sha256(request.headers.get(HARBOUR_TAIL_SHA256))
-    answer = await request.app[CONTEXT].uploads.patch(segment, offset, length, checksum, request.content,
-                                                      tail_sha256)
+    tail = parse_tail_claim(request.headers.get(HARBOUR_TAIL_SHA256))
+    answer = await request.app[CONTEXT].uploads.patch(segment, offset, length, checksum, request.content, tail)
     return _answer(answer)
 
 

@@ -34,7 +34,7 @@ from sync_protocol.receiver import (
     StoreChunk,
     UploadReceiver,
 )
-from sync_protocol.tus import Checksum
+from sync_protocol.tus import Checksum, TailClaim
 
 from .faults import CrashHook, no_crash
 from .ledger import SegmentLedger
@@ -178,13 +178,13 @@ class UploadService:
 
     async def patch(
         self, segment: SegmentId, offset: int, content_length: int, checksum: Checksum | None, body: BodyReader,
-        tail_sha256: str | None = None,
+        tail: TailClaim | None = None,
     ) -> Respond | None:
         """Store one chunk. Returns the answer, or None when the body was cut short (nobody to answer).
-        ``tail_sha256``: the sender's digest of the bytes kept after its last cut (Harbour-Tail-Sha256)."""
+        ``tail``: the sender's digest of the bytes kept after its last cut (Harbour-Tail-Sha256)."""
 
         async def step(receiver: UploadReceiver) -> Respond | None:
-            decision = receiver.begin_chunk(offset, content_length, checksum, self._clock(), tail_sha256)
+            decision = receiver.begin_chunk(offset, content_length, checksum, self._clock(), tail)
             if isinstance(decision, Respond):
                 return decision
             self._receivers[segment] = receiver
@@ -200,8 +200,10 @@ class UploadService:
             actual = await self._io(self._staging.sha256_range, segment, check.start, check.end)
             dropped = receiver.tail_checked(plan, actual == check.sha256)
             if dropped is not None:
-                await self._io(self._staging.truncate, segment, dropped.offset)
+                # Lower the durable offset first, then cut the file: a crash between the two leaves a file
+                # longer than its offset (cut back at start-up), never shorter (which would restart the upload).
                 await self._io(self._ledger.save_staged, receiver.manifest, dropped.offset, receiver.expires_at)
+                await self._io(self._staging.truncate, segment, dropped.offset)
                 assert dropped.error is not None
                 raise dropped.error
         hasher = hashlib.new(plan.checksum.algorithm) if plan.checksum is not None else None
@@ -234,29 +236,34 @@ class UploadService:
         """Stream up to ``length`` body bytes into ``handle``; returns how many arrived before the end
         or a cut. Never holds more than ``WRITE_BUFFER_BYTES`` of the body in memory."""
         received, buffer = 0, bytearray()
-        try:
-            while received + len(buffer) < length:
-                want = min(READ_PIECE_BYTES, length - received - len(buffer))
-                piece = await asyncio.wait_for(body.read(want), self._idle_timeout)
-                if not piece:
-                    break
-                buffer += piece
-                if len(buffer) >= WRITE_BUFFER_BYTES:
-                    await self._io(self._staging.write, handle, bytes(buffer), hasher)
-                    received += len(buffer)
-                    buffer.clear()
-        except (ConnectionError, TimeoutError, OSError, EOFError) as error:
-            # The link dropped or stalled: what arrived still counts (the receiver decides whether a
-            # partial chunk is kept), and there is nobody left to answer.
-            log.info("chunk body for %s cut after %d bytes: %r", handle.name, received + len(buffer), error)
-        except Exception as error:  # aiohttp reports a lost connection with its own exception types
-            if type(error).__module__.split(".")[0] != "aiohttp":
-                raise
-            log.info("chunk body for %s cut after %d bytes: %r", handle.name, received + len(buffer), error)
+        while received + len(buffer) < length:
+            want = min(READ_PIECE_BYTES, length - received - len(buffer))
+            piece = await self._read_piece(body, want, handle.name, received + len(buffer))
+            if not piece:
+                break
+            buffer += piece
+            if len(buffer) >= WRITE_BUFFER_BYTES:
+                # A disk error here is not a cut: it propagates, and the chunk is not kept.
+                await self._io(self._staging.write, handle, bytes(buffer), hasher)
+                received += len(buffer)
+                buffer.clear()
         if buffer:
             await self._io(self._staging.write, handle, bytes(buffer), hasher)
             received += len(buffer)
         return received
+
+    async def _read_piece(self, body: BodyReader, want: int, name: str, so_far: int) -> bytes:
+        """The next piece of the body, or b"" when the link dropped or stalled: what arrived still counts
+        (the receiver keeps it as an unverified tail), and there is nobody left to answer."""
+        try:
+            return await asyncio.wait_for(body.read(want), self._idle_timeout)
+        except (ConnectionError, TimeoutError, EOFError) as error:
+            log.info("chunk body for %s cut after %d bytes: %r", name, so_far, error)
+        except Exception as error:  # aiohttp reports a lost connection with its own exception types
+            if type(error).__module__.split(".")[0] != "aiohttp":
+                raise
+            log.info("chunk body for %s cut after %d bytes: %r", name, so_far, error)
+        return b""
 
     async def _verify_and_commit(self, receiver: UploadReceiver) -> Respond:
         segment = receiver.segment

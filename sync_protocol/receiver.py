@@ -47,6 +47,7 @@ from .tus import (
     UPLOAD_OFFSET,
     UPLOADS_PATH,
     Checksum,
+    TailClaim,
     format_expires,
 )
 
@@ -307,10 +308,11 @@ class UploadReceiver:
     # -- chunks (PATCH) --------------------------------------------------------------------------------
 
     def begin_chunk(
-        self, offset: int, content_length: int, checksum: Checksum | None, now: float, tail_sha256: str | None = None,
+        self, offset: int, content_length: int, checksum: Checksum | None, now: float, tail: TailClaim | None = None,
     ) -> StoreChunk | Respond:
-        """A PATCH at ``offset``. ``tail_sha256`` is the sender's digest of the unverified tail (Harbour's
-        ``Harbour-Tail-Sha256``)."""
+        """A PATCH at ``offset``. ``tail`` is the sender's digest of the unverified tail (Harbour's
+        ``Harbour-Tail-Sha256``); it must start where the hub's verified bytes end, else the sender was
+        told another story (e.g. the hub restarted since) and must ask again (409, nothing dropped)."""
         self._require_not_verifying()
         if self.state is RxState.ABSENT:
             raise RemoteProtocolError(
@@ -332,10 +334,16 @@ class UploadReceiver:
                 f"chunk of {content_length} bytes at offset {offset} runs past Upload-Length "
                 f"{self.manifest.byte_size}", code=ErrorCode.BAD_REQUEST, op="patching", subject=self.location,
             )
-        tail = None
-        if tail_sha256 is not None and self.verified < self.offset:
-            tail = TailCheck(self.verified, self.offset, tail_sha256)
-        return StoreChunk(offset, content_length, checksum, tail)
+        if tail is not None and tail.start != self.verified:
+            raise RemoteProtocolError(
+                f"Harbour-Tail-Sha256 starts at {tail.start}, the hub's verified offset is {self.verified}",
+                code=ErrorCode.OFFSET_MISMATCH, op="patching", subject=self.location,
+                hint="HEAD the upload and vouch for the tail it reports", headers=self._headers(),
+            )
+        check = None
+        if tail is not None and self.verified < self.offset:
+            check = TailCheck(self.verified, self.offset, tail.sha256)
+        return StoreChunk(offset, content_length, checksum, check)
 
     def tail_checked(self, plan: StoreChunk, matches: bool) -> DropChunk | None:
         """The handler hashed ``plan.tail_check``'s range. ``None``: go on storing the chunk. ``DropChunk``:

@@ -92,6 +92,11 @@ SENDER_TRANSITIONS: dict[TxState, dict[TxEvent, TxState]] = {
 }
 
 
+PROGRESS_EVENTS = frozenset({TxEvent.CHUNK_ACCEPTED, TxEvent.COMMITTED})
+"""Only these prove that the upload moves forward: a HEAD that succeeds between two failing PATCHes does
+not, so it must not reset the failure count (else a 403 or a full hub disk would be retried forever)."""
+
+
 @dataclass(frozen=True)
 class CreateUpload:
     metadata: str
@@ -160,8 +165,8 @@ class UploadSender:
         self.state = target
         self.in_flight = None
         self.last_event = event
-        if event not in (TxEvent.TRANSIENT, TxEvent.PERMANENT):
-            self.permanent_strikes = 0  # any other answer: the hub and the link are sane again
+        if event in PROGRESS_EVENTS:
+            self.permanent_strikes = 0  # bytes moved: the hub and the link are sane again
 
     def _take(self, kind: type) -> Request:
         request = self.in_flight
@@ -206,7 +211,11 @@ class UploadSender:
                 self.on_malformed_answer(RemoteProtocolError(
                     f"HTTP {status} to {type(request).__name__} without a usable Upload-Offset"))
             return
-        self.on_error(decode_error_body(status, body))
+        error = decode_error_body(status, body)
+        if error.action is PeerAction.ACKED and not committed:
+            # "already committed" without Harbour-Commit is not proof of delivery: ask (HEAD) instead.
+            error = ErrorBody(409, error.message, ErrorCode.OFFSET_MISMATCH, error.hint)
+        self.on_error(error)
 
     def on_created(self, offset: int | None, committed: bool) -> None:
         """201 from creation; ``offset`` from the answer's Upload-Offset (absent from non-Harbour hubs)."""

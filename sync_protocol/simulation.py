@@ -33,7 +33,7 @@ from .receiver import (
     UploadReceiver,
 )
 from .sender import CreateUpload, ProbeOffset, SendChunk, TxState, UploadSender
-from .tus import Checksum, checksum_of
+from .tus import Checksum, TailClaim, checksum_of
 
 
 class Rng(Protocol):
@@ -149,8 +149,7 @@ class SimulatedHub:
             return self._answer(self._receiver(segment, now).probe(now))
         assert isinstance(request, WirePatch)
         receiver = self._receiver(segment, now)
-        plan = receiver.begin_chunk(request.offset, request.declared_length, request.checksum, now,
-                                    request.tail_sha256)
+        plan = receiver.begin_chunk(request.offset, request.declared_length, request.checksum, now, request.tail)
         if isinstance(plan, Respond):
             return self._answer(plan)
         staged = self.staged[segment]
@@ -185,7 +184,7 @@ class WirePatch:
     declared_length: int
     body: bytes
     checksum: Checksum | None
-    tail_sha256: str | None = None
+    tail: TailClaim | None = None
 
 
 @dataclass
@@ -257,8 +256,10 @@ class Simulation:
         file = self.edge.files[manifest.segment]
         data = file[request.offset: request.offset + request.length]
         checksum = checksum_of(data) if self.checksums else None
-        tail = sha256_hex(file[request.tail_from:request.offset]) if request.tail_from is not None else None
-        return WirePatch(request.offset, request.length, data, checksum, tail if self.checksums else None)
+        tail = None
+        if request.tail_from is not None and self.checksums:
+            tail = TailClaim(request.tail_from, sha256_hex(file[request.tail_from:request.offset]))
+        return WirePatch(request.offset, request.length, data, checksum, tail)
 
     def _send(self, manifest: Manifest) -> None:
         segment = manifest.segment

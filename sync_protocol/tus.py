@@ -8,7 +8,8 @@ Harbour adds two response headers of its own, which tus clients ignore:
 * ``Upload-Offset`` on the creation answer as well, so the sender can resume without a HEAD;
 * ``Harbour-Verified-Offset`` on answers about an upload in progress: bytes from there to
   ``Upload-Offset`` were kept after a cut and no checksum covered them yet; and, on a PATCH,
-  ``Harbour-Tail-Sha256``: the sender's sha256 of exactly those bytes, checked before the chunk.
+  ``Harbour-Tail-Sha256: <start> <sha256>``: the sender's sha256 of its bytes from ``start`` (the verified
+  offset it was told) to ``Upload-Offset``, checked before the chunk.
 """
 
 from __future__ import annotations
@@ -129,14 +130,25 @@ def parse_checksum(text: str | None) -> Checksum | None:
     return Checksum(algorithm, digest)
 
 
-def parse_tail_sha256(text: str | None) -> str | None:
-    """``Harbour-Tail-Sha256: <64 lowercase hex digits>``; absent for plain tus clients."""
+@dataclass(frozen=True)
+class TailClaim:
+    """The sender's sha256 of its bytes ``[start, Upload-Offset)``: the tail the hub kept after a cut."""
+
+    start: int
+    sha256: str
+
+    def header(self) -> str:
+        return f"{self.start} {self.sha256}"
+
+
+def parse_tail_claim(text: str | None) -> TailClaim | None:
+    """``Harbour-Tail-Sha256: <start offset> <64 lowercase hex digits>``; absent for plain tus clients."""
     if text is None:
         return None
-    value = text.strip()
-    if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
-        raise _bad("Harbour-Tail-Sha256 must be 64 lowercase hex digits", HARBOUR_TAIL_SHA256)
-    return value
+    parts = text.strip().split(" ")
+    if len(parts) != 2 or len(parts[1]) != 64 or any(c not in "0123456789abcdef" for c in parts[1]):
+        raise _bad("Harbour-Tail-Sha256 must be '<start offset> <64 lowercase hex digits>'", HARBOUR_TAIL_SHA256)
+    return TailClaim(_non_negative(HARBOUR_TAIL_SHA256, parts[0]), parts[1])
 
 
 def checksum_of(data: bytes, algorithm: str = "sha1") -> Checksum:

@@ -59,6 +59,13 @@ PREPARE_AHEAD = 16
 """Uploads created at the hub ahead of a free slot (a POST each, a few hundred bytes): when a slot frees,
 the next segment's bytes go at once instead of after a creation round trip (600 ms at sea)."""
 
+ROUND_FAILURE_PAUSE_SECONDS = 5.0
+"""Pause after a scheduling round failed unexpectedly (a ledger error), before the next one."""
+
+LOCAL_FAILURES_BEFORE_PARKING = 3
+"""A segment whose own file cannot be read (missing, shorter than its manifest) is tried this many times,
+with a growing pause, then parked with the reason: retrying cannot bring the bytes back."""
+
 PROBE_SECONDS = 60.0
 """How often a class held back by the link policy sends one chunk to measure the link again."""
 
@@ -119,6 +126,8 @@ class SyncAgent:
         self._paused: dict[SegmentId, UploadSender] = {}
         self._waiting_class: int | None = None  # most urgent class that found no free slot
         self._last_probe = float("-inf")
+        self._local_failures: dict[SegmentId, int] = {}
+        self._not_before: dict[SegmentId, float] = {}  # segments resting after a local failure
         self._wake = asyncio.Event()
 
     def notify(self) -> None:
@@ -128,8 +137,14 @@ class SyncAgent:
     async def run(self) -> None:
         try:
             while True:
-                await self._schedule()
-                await self._wait_for_something()
+                try:
+                    await self._schedule()
+                    await self._wait_for_something()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # e.g. the ledger's disk said EIO: sync must not stop for good
+                    log.exception("sync round failed; trying again in %.0f s", ROUND_FAILURE_PAUSE_SECONDS)
+                    await asyncio.sleep(ROUND_FAILURE_PAUSE_SECONDS)
         finally:
             everything = [*self._uploads.values(), *self._preparing.values()]
             for upload in everything:
@@ -152,11 +167,11 @@ class SyncAgent:
 
     async def _schedule(self) -> None:
         pending = await asyncio.to_thread(self.queue.pending_segments, PENDING_WINDOW)
-        allowed_up_to = self.policy.max_class(self.monitor.state)
+        allowed_up_to = self.policy.max_class(self.monitor.measured_state)
         self._waiting_class = None
         for stored in pending:
             segment = stored.manifest.segment
-            if segment in self._uploads:
+            if segment in self._uploads or self._not_before.get(segment, 0.0) > self.clock():
                 continue
             priority = stored.manifest.priority
             probe = priority > allowed_up_to
@@ -216,7 +231,8 @@ class SyncAgent:
         return sizer
 
     def _probe_due(self) -> bool:
-        return not self._uploads and self.clock() - self._last_probe >= PROBE_SECONDS
+        # A metered link is held back by decision, not by measurement: probing it would only spend money.
+        return not self.policy.metered and not self._uploads and self.clock() - self._last_probe >= PROBE_SECONDS
 
     async def _start(self, stored: StoredSegmentLike, probe: bool) -> None:
         manifest = stored.manifest
@@ -239,7 +255,7 @@ class SyncAgent:
 
     def _should_pause(self, uploader: SegmentUploader) -> bool:
         priority = uploader.manifest.priority
-        if uploader.bytes_sent > 0 and not self.policy.allows(priority, self.monitor.state):
+        if uploader.bytes_sent > 0 and not self.policy.allows(priority, self.monitor.measured_state):
             return True  # a probe that has measured, or a link that turned thin mid-upload
         waiting = self._waiting_class
         if waiting is None or waiting >= priority:
@@ -252,9 +268,11 @@ class SyncAgent:
             outcome = upload.task.result()
         except asyncio.CancelledError:
             return
-        except Exception:  # a bug or an unreadable segment file: log it, the segment is retried later
-            log.exception("upload of %s failed unexpectedly; it will be retried", segment)
+        except Exception as error:  # an unreadable segment file, or a bug: retry a little, then park
+            await self._local_failure(segment, error)
             return
+        self._local_failures.pop(segment, None)
+        self._not_before.pop(segment, None)
         self.counters.bytes_sent += outcome.bytes_sent
         manifest = upload.uploader.manifest
         if outcome.acked:
@@ -276,11 +294,26 @@ class SyncAgent:
             log.info("paused %s at %d of %d bytes to make way for more urgent data", segment,
                      upload.uploader.sender.offset, manifest.byte_size)
 
+    async def _local_failure(self, segment: SegmentId, error: Exception) -> None:
+        failures = self._local_failures.get(segment, 0) + 1
+        self._local_failures[segment] = failures
+        if failures < LOCAL_FAILURES_BEFORE_PARKING:
+            pause = 2.0 ** failures
+            self._not_before[segment] = self.clock() + pause
+            log.warning("upload of %s failed on board (%s); trying again in %.0f s", segment, error, pause)
+            return
+        reason = f"the segment cannot be read on board: {error}"
+        await asyncio.to_thread(self.queue.mark_parked, segment, reason)
+        self._local_failures.pop(segment, None)
+        self._not_before.pop(segment, None)
+        self.counters.parked_segments += 1
+        log.error("parked %s: %s -- check the data directory's disk; see `harbour edge status`", segment, reason)
+
     def describe(self) -> dict[str, Any]:
         return {
             "link": self.monitor.describe(),
             "policy": {"metered": self.policy.metered, "thin_link_max_class": self.policy.thin_max_class,
-                       "classes_allowed_up_to": self.policy.max_class(self.monitor.state)},
+                       "classes_allowed_up_to": self.policy.max_class(self.monitor.measured_state)},
             "in_flight": [
                 {"segment": str(segment), "offset": u.uploader.sender.offset,
                  "bytes": u.uploader.manifest.byte_size, "priority": u.uploader.manifest.priority, "probe": u.probe}

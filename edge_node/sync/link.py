@@ -72,6 +72,12 @@ class LinkMonitor:
     def state(self) -> LinkState:
         if self.failures_in_a_row > 0:
             return LinkState.DOWN
+        return self.measured_state
+
+    @property
+    def measured_state(self) -> LinkState:
+        """What the link is when it works, from the last measured rate: what the policy decides by, so
+        that one cut on a thin satellite link does not open it to bulk classes."""
         if self.rate_bytes is None:
             return LinkState.UNKNOWN
         return LinkState.THIN if self.rate_bytes * 8 < self.thin_below_bps else LinkState.GOOD

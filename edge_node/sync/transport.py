@@ -30,6 +30,7 @@ from sync_protocol.tus import (
     UPLOAD_OFFSET,
     UPLOADS_PATH,
     Checksum,
+    TailClaim,
 )
 
 STALL_SECONDS = 20.0
@@ -70,7 +71,7 @@ class HubTransport(Protocol):
     async def create(self, metadata: str, length: int) -> HubAnswer: ...
     async def probe(self, upload_key: str) -> HubAnswer: ...
     async def patch(self, upload_key: str, offset: int, chunk: bytes, checksum: Checksum,
-                    tail_sha256: str | None = None) -> HubAnswer: ...
+                    tail: TailClaim | None = None) -> HubAnswer: ...
     async def report(self, site: str, document: dict[str, Any]) -> HubAnswer: ...
     async def close(self) -> None: ...
 
@@ -115,13 +116,13 @@ class AiohttpHubTransport:
         return await self._request("HEAD", self._url(upload_key), dict(self._headers))
 
     async def patch(self, upload_key: str, offset: int, chunk: bytes, checksum: Checksum,
-                    tail_sha256: str | None = None) -> HubAnswer:
+                    tail: TailClaim | None = None) -> HubAnswer:
         headers = {
             **self._headers, "Content-Type": PATCH_CONTENT_TYPE, UPLOAD_OFFSET: str(offset),
             UPLOAD_CHECKSUM: checksum.header(), "Content-Length": str(len(chunk)),
         }
-        if tail_sha256 is not None:
-            headers[HARBOUR_TAIL_SHA256] = tail_sha256
+        if tail is not None:
+            headers[HARBOUR_TAIL_SHA256] = tail.header()
         return await self._request("PATCH", self._url(upload_key), headers, chunk)
 
     async def report(self, site: str, document: dict[str, Any]) -> HubAnswer:

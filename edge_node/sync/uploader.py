@@ -20,8 +20,8 @@ from pathlib import Path
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_never, wait_exponential_jitter
 
 from sync_protocol import Manifest
-from sync_protocol.sender import CreateUpload, ProbeOffset, SendChunk, TxEvent, TxState, UploadSender
-from sync_protocol.tus import checksum_of
+from sync_protocol.sender import PROGRESS_EVENTS, CreateUpload, ProbeOffset, SendChunk, TxEvent, TxState, UploadSender
+from sync_protocol.tus import TailClaim, checksum_of
 from sync_protocol.units import format_rate, format_size
 
 from .link import LinkMonitor
@@ -101,6 +101,7 @@ class SegmentUploader:
         self.sleep = sleep
         self.sharing = sharing  # how many uploads share the link right now (for the link's rate)
         self.bytes_sent = 0
+        self._failures = 0  # failed steps since the upload last moved forward (drives the back-off)
         self._last_progress_log = clock()
         self._started = clock()
 
@@ -131,12 +132,16 @@ class SegmentUploader:
         except LinkDown as error:
             self.monitor.record_failure(str(error))
             self.sender.on_connection_lost()
+            self._failures += 1
             raise Transient(str(error)) from None
         self.sender.on_answer(answer.status, answer.headers, answer.body, answer.seconds)
         self._observe(request, answer)
+        if self.sender.last_event in PROGRESS_EVENTS:
+            self._failures = 0
         # 460 too: a link that damages every chunk is resent with back-off, not in a tight loop. And a
         # permanent-looking answer the sender does not trust yet (see PERMANENT_ANSWERS_BEFORE_PARKING).
         if answer.status in (429, 460, 507) or answer.status >= 500 or self.sender.last_event is TxEvent.TRANSIENT:
+            self._failures += 1
             raise Transient(self.sender.last_error, _retry_after(answer))
 
     async def _perform(self, request: CreateUpload | ProbeOffset | SendChunk) -> HubAnswer:
@@ -148,7 +153,7 @@ class SegmentUploader:
         chunk = await self.read_chunk(request.offset, request.length)
         tail = None
         if request.tail_from is not None:  # bytes the hub kept after a cut: vouch for them
-            tail = await self._sha256_of(request.tail_from, request.offset)
+            tail = TailClaim(request.tail_from, await self._sha256_of(request.tail_from, request.offset))
         self.bytes_sent += len(chunk)
         return await self.transport.patch(key, request.offset, chunk, checksum_of(chunk, CHECKSUM_ALGORITHM), tail)
 
@@ -176,11 +181,12 @@ class SegmentUploader:
         log.info("uploading %s: %s of %s (%.0f%%), %s, ETA %s", self.manifest.segment, format_size(done),
                  format_size(size), 100 * done / size, format_rate(rate * 8), eta)
 
-    @staticmethod
-    def _wait(state: RetryCallState) -> float:
-        # The first retry after a failure goes at once: a single cut on a flapping link is best answered
-        # by reconnecting now. Back-off starts with the second failure in a row.
-        backoff = 0.0 if state.attempt_number <= 1 else _BACKOFF(state)
+    def _wait(self, state: RetryCallState) -> float:
+        # Counted in failures since the upload last moved forward, not in tenacity's attempts (a new
+        # retry loop starts after every successful request, and a HEAD that succeeds between two failing
+        # PATCHes is no progress). The first failure is retried at once: a single cut on a flapping link
+        # is best answered by reconnecting now.
+        backoff = 0.0 if self._failures <= 1 else _BACKOFF(_Attempt(self._failures - 1))
         error = state.outcome.exception() if state.outcome else None
         retry_after = error.retry_after if isinstance(error, Transient) else 0.0
         return max(backoff, min(retry_after, MAX_RETRY_AFTER_SECONDS))
@@ -191,6 +197,13 @@ class SegmentUploader:
         level = logging.INFO if state.attempt_number <= 3 else logging.DEBUG
         log.log(level, "%s: %s; retrying in %.1f s (attempt %d)", self.manifest.segment, error, wait,
                 state.attempt_number)
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    """What tenacity's wait strategies read of a retry state: the attempt number."""
+
+    attempt_number: int
 
 
 def _retry_after(answer: HubAnswer) -> float:

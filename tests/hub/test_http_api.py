@@ -113,7 +113,7 @@ def test_cut_chunks_resume_at_the_durable_offset(shared_hub, site):
     shared_hub.cut_patch(token, segment.key, 1500, segment.data[1500:5500], send=3000, checksum=True)
     assert shared_hub.head(token, segment.key).offset == 4500
     tail = hashlib.sha256(segment.data[:4500]).hexdigest()
-    answer = shared_hub.patch(token, segment.key, 4500, segment.data[4500:], harbour_tail_sha256=tail)
+    answer = shared_hub.patch(token, segment.key, 4500, segment.data[4500:], harbour_tail_sha256=f"0 {tail}")
     assert answer.committed
 
 
@@ -128,7 +128,10 @@ def test_a_damaged_tail_is_dropped_and_the_upload_resumes_at_the_verified_offset
     shared_hub.cut_patch(token, segment.key, 1000, bytes(damaged), send=2000, checksum=True)
     assert shared_hub.head(token, segment.key).offset == 3000
     vouched = hashlib.sha256(segment.data[1000:3000]).hexdigest()  # what the sender really sent
-    refused = shared_hub.patch(token, segment.key, 3000, segment.data[3000:4000], harbour_tail_sha256=vouched)
+    stale = shared_hub.patch(token, segment.key, 3000, segment.data[3000:4000], harbour_tail_sha256=f"0 {vouched}")
+    assert stale.status == 409 and stale.offset == 3000  # a claim from another start drops nothing
+    refused = shared_hub.patch(token, segment.key, 3000, segment.data[3000:4000],
+                               harbour_tail_sha256=f"1000 {vouched}")
     assert refused.status == 409 and refused.offset == 1000
     assert shared_hub.head(token, segment.key).offset == 1000
     assert shared_hub.patch(token, segment.key, 1000, segment.data[1000:]).committed

@@ -19,7 +19,7 @@ from sync_protocol.receiver import (
     TailCheck,
     UploadReceiver,
 )
-from sync_protocol.tus import COMMITTED, HARBOUR_COMMIT, UPLOAD_OFFSET, checksum_of
+from sync_protocol.tus import COMMITTED, HARBOUR_COMMIT, UPLOAD_OFFSET, TailClaim, checksum_of
 
 DATA = b"0123456789" * 10
 SEGMENT = SegmentId.of("ship-1", "telemetry", 1)
@@ -92,7 +92,7 @@ def test_a_tail_the_sender_vouches_for_becomes_verified():
     receiver = created()
     send(receiver, 0, DATA[:30], cut=12)
     chunk = DATA[12:40]
-    plan = receiver.begin_chunk(12, len(chunk), checksum_of(chunk), now=1, tail_sha256=sha256_hex(DATA[:12]))
+    plan = receiver.begin_chunk(12, len(chunk), checksum_of(chunk), now=1, tail=TailClaim(0, sha256_hex(DATA[:12])))
     assert plan.tail_check == TailCheck(0, 12, sha256_hex(DATA[:12]))
     assert receiver.tail_checked(plan, matches=True) is None
     outcome = receiver.end_chunk(plan, len(chunk), True, now=1)
@@ -103,7 +103,7 @@ def test_a_damaged_tail_is_dropped_and_the_sender_resumes_at_the_verified_offset
     receiver = created()
     send(receiver, 0, DATA[:20])
     send(receiver, 20, DATA[20:50], cut=10)  # tail [20, 30)
-    plan = receiver.begin_chunk(30, 5, None, now=1, tail_sha256=sha256_hex(b"not what the hub has"))
+    plan = receiver.begin_chunk(30, 5, None, now=1, tail=TailClaim(20, sha256_hex(b"not what the hub has")))
     dropped = receiver.tail_checked(plan, matches=False)
     assert isinstance(dropped, DropChunk) and dropped.offset == 20 == receiver.offset
     assert dropped.error.status == 409 and dropped.error.headers[UPLOAD_OFFSET] == "20"
@@ -215,3 +215,12 @@ def test_a_refused_commit_discards_the_upload():
     outcome = receiver.commit_refused(conflict)
     assert isinstance(outcome, DiscardUpload) and outcome.error is conflict
     assert receiver.state is RxState.ABSENT
+
+
+def test_a_tail_claim_from_another_start_is_refused_without_dropping_anything():
+    # e.g. the hub restarted (verified is 0 again) while the sender still believes it was 20
+    receiver = UploadReceiver.restore(SEGMENT, staged=manifest(), durable_offset=30, expires_at=10)
+    with pytest.raises(RemoteProtocolError) as caught:
+        receiver.begin_chunk(30, 5, None, now=1, tail=TailClaim(20, sha256_hex(DATA[20:30])))
+    assert caught.value.status == 409 and receiver.offset == 30
+    assert caught.value.headers["Harbour-Verified-Offset"] == "0"

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from sync_protocol.chunking import ChunkSizer
-from sync_protocol.errors import ErrorBody, ErrorCode, LocalProtocolError
+from sync_protocol.errors import ErrorBody, ErrorCode, LocalProtocolError, RemoteProtocolError
 from sync_protocol.identifiers import SegmentId
 from sync_protocol.limits import GENESIS_DIGEST, MAX_SEGMENT_DIGEST_FAILURES, PERMANENT_ANSWERS_BEFORE_PARKING
 from sync_protocol.manifest import Manifest, sha256_hex
@@ -93,14 +93,41 @@ def test_each_error_code_leads_where_its_action_says(code, state):
     assert tx.state is state
 
 
-def test_one_permanent_looking_answer_is_retried_and_a_success_clears_it():
+def test_one_permanent_looking_answer_is_retried_and_only_progress_clears_it():
     tx = sender()
     tx.next_request()
     tx.on_error(error(ErrorCode.UNAUTHORIZED))  # e.g. a token damaged on a bit-flipping link
     assert tx.state is TxState.CREATING and tx.permanent_strikes == 1
     tx.next_request()
     tx.on_created(0, committed=False)
+    assert tx.permanent_strikes == 1  # a successful POST or HEAD is not progress
+    tx.next_request()
+    tx.on_chunk_accepted(100, committed=False, seconds=0.1)
     assert tx.permanent_strikes == 0
+
+
+def test_a_permanent_answer_to_every_patch_parks_even_with_successful_heads_between():
+    tx = sender()
+    tx.next_request()
+    tx.on_created(0, committed=False)
+    for _ in range(PERMANENT_ANSWERS_BEFORE_PARKING):
+        tx.next_request()
+        tx.on_error(error(ErrorCode.FORBIDDEN))
+        if tx.state is TxState.PROBING:
+            tx.next_request()
+            tx.on_offset(0, committed=False)
+    assert tx.state is TxState.PARKED
+
+
+def test_already_committed_without_the_commit_header_is_not_an_ack():
+    tx = sender()
+    tx.next_request()
+    body = RemoteProtocolError("done", code=ErrorCode.ALREADY_COMMITTED).to_body()
+    tx.on_answer(409, {}, body, 0.1)
+    assert tx.state is TxState.PROBING
+    tx.next_request()
+    tx.on_answer(200, {"Upload-Offset": str(len(DATA)), "Harbour-Commit": "committed"}, b"", 0.1)
+    assert tx.state is TxState.ACKED
 
 
 def test_unknown_4xx_parks_unknown_5xx_retries():

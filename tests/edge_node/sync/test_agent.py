@@ -51,10 +51,10 @@ class SimulatedTransport:
     async def probe(self, upload_key: str) -> HubAnswer:
         return self._answer(self.hub.handle(ProbeOffset(), self.manifests[upload_key], 0), 0.01)
 
-    async def patch(self, upload_key, offset, chunk, checksum, tail_sha256=None) -> HubAnswer:
+    async def patch(self, upload_key, offset, chunk, checksum, tail=None) -> HubAnswer:
         await asyncio.sleep(0.001)  # let other uploads interleave, as on a real link
         self.patches.append(upload_key)
-        wire = WirePatch(offset, len(chunk), chunk, checksum, tail_sha256)
+        wire = WirePatch(offset, len(chunk), chunk, checksum, tail)
         seconds = len(chunk) * self.seconds_per_byte
         return self._answer(self.hub.handle(wire, self.manifests[upload_key], 0), seconds)
 
@@ -194,3 +194,38 @@ async def test_segments_waiting_for_a_slot_are_created_at_the_hub_ahead(tmp_path
     assert max(prepared_seen) >= 1, "no upload was created ahead of its slot"
     assert all(n == 1 for n in hub.commit_count.values()) and len(hub.commit_count) == 4
     assert queue.acked_order == [m for m in sorted(queue.segments)]  # one slot: strictly in seq order
+
+
+async def test_a_segment_whose_file_is_gone_is_parked_not_retried_forever(tmp_path, monkeypatch):
+    import edge_node.sync.agent as agent_module
+
+    monkeypatch.setattr(agent_module, "ROUND_FAILURE_PAUSE_SECONDS", 0.01)
+    queue, hub = MemoryQueue(), SimulatedHub()
+    lost = add_segment(queue, tmp_path, "telemetry", 1, 5000, priority=2)
+    kept = add_segment(queue, tmp_path, "sales", 1, 5000, priority=3)
+    (tmp_path / "telemetry-1.parquet").unlink()  # the ship's disk lost it
+    agent = make_agent(tmp_path, queue, SimulatedTransport(hub))
+    agent.clock = lambda: asyncio.get_running_loop().time() + 1000 * len(agent._local_failures)  # skip pauses
+    await run_until(agent, lambda: queue.segments[lost.segment].state is SegmentState.PARKED)
+    assert "cannot be read on board" in queue.segments[lost.segment].park_reason
+    assert kept.segment in queue.acked_order
+
+
+async def test_a_metered_link_is_never_probed(tmp_path):
+    queue, hub = MemoryQueue(), SimulatedHub()
+    bulk = add_segment(queue, tmp_path, "sales", 1, 5000, priority=5)
+    transport = SimulatedTransport(hub)
+    agent = make_agent(tmp_path, queue, transport, policy=LinkPolicy(metered=True))
+    task = asyncio.create_task(agent.run())
+    await asyncio.sleep(0.5)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert transport.patches == [] and bulk.segment not in queue.acked_order
+
+
+def test_a_cut_on_a_thin_link_does_not_open_it_to_bulk():
+    monitor = LinkMonitor(clock=lambda: 0.0)
+    monitor.record_transfer(32_000, 1.0)  # 256 kbit/s: thin
+    monitor.record_failure("connection reset")
+    assert monitor.state.value == "down" and monitor.measured_state.value == "thin"
+    assert LinkPolicy().max_class(monitor.measured_state) == 1
