@@ -214,9 +214,9 @@ class BenchResult:
     def note(self, text: str) -> None:
         self.notes.append(text)
 
-    def write(self, command: str) -> Path:
-        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-        path = RESULTS_DIR / f"{self.name}.json"
+    def write(self, command: str, directory: Path = RESULTS_DIR) -> Path:
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / f"{self.name}.json"
         document = {
             "name": self.name, "title": self.title, "quick": self.quick, "command": command,
             "seconds": round(time.time() - self.started, 1), "figures": self.figures, "notes": self.notes,
@@ -225,7 +225,7 @@ class BenchResult:
             "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
         path.write_text(json.dumps(document, indent=1, default=_jsonable) + "\n")
-        print(f"  -> {path.relative_to(REPO)}", flush=True)
+        print(f"  -> {path}", flush=True)
         return path
 
 

@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", choices=sorted(BENCHMARKS), metavar="NAME",
                         help=f"run only these: {', '.join(BENCHMARKS)}")
     parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
+    parser.add_argument("--results", type=Path, default=None, help="where to write NAME.json (default bench/results)")
     args = parser.parse_args(argv)
     if args.list:
         for name, what in BENCHMARKS.items():
@@ -53,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         begun = time.perf_counter()
         try:
             result = importlib.import_module(name).run(args.quick)
-            result.write(command)
+            result.write(command, *([args.results] if args.results else []))
         except Exception:
             traceback.print_exc()
             failed.append(name)
