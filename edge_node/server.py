@@ -20,7 +20,7 @@ from sync_protocol import ErrorCode, RemoteProtocolError, TableName, encode_erro
 from . import codecs
 from .config import MAX_INFLIGHT_BODY_BYTES, format_size
 from .node import EdgeNode
-from .status import build_status
+from .status import backlog_by_class, build_status
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +124,7 @@ async def status(request: web.Request) -> web.Response:
                           {"writes": node.stats.appends, "rows": node.stats.rows, "fsync_groups": node.stats.groups})
     if node.sync is not None:
         report["sync"] = node.sync.describe(usage.pending_segment_bytes + usage.log_bytes)
+        report["sync"]["backlog_by_class"] = backlog_by_class(report["tables"])
     return web.json_response(report)
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from . import wal
-from .config import format_size
+from .config import DEFAULT_PRIORITY, format_size
 from .ledger import SegmentLedger, TableCounts
 from .quota import Usage
 
@@ -53,6 +53,19 @@ def build_status(
         # Segments the hub refused for good, with its reason: fix the cause, then `harbour edge release`.
         "parked": [{"segment": str(segment), "reason": reason} for segment, reason in ledger.parked()],
     }
+
+
+def backlog_by_class(tables: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Pending rows and bytes per priority class, most urgent first: what the link policy holds back."""
+    classes: dict[int, dict[str, Any]] = {}
+    for table in tables:
+        priority = table["priority"] if table["priority"] is not None else DEFAULT_PRIORITY
+        entry = classes.setdefault(priority, {"priority": priority, "tables": [], "pending_rows": 0,
+                                              "pending_bytes": 0})
+        entry["tables"].append(table["table"])
+        entry["pending_rows"] += table["pending_rows"]
+        entry["pending_bytes"] += table["pending_bytes"]
+    return [classes[p] for p in sorted(classes)]
 
 
 def offline_logs(data_dir: Path) -> dict[str, wal.PendingLog]:

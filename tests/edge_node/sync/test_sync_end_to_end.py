@@ -110,6 +110,8 @@ async def test_alarms_overtake_a_bulk_backlog_on_a_capped_link(supervisor):
         client.write("sales", table)
         bulk_rows += 20_000
     wait_until(lambda: edge.status().get("sync", {}).get("in_flight"), 20, "bulk upload to start")
+    by_class = edge.status()["sync"]["backlog_by_class"]
+    assert [c["priority"] for c in by_class] == [7] and by_class[0]["tables"] == ["sales"]
     client.write("alarms", rows(0, 10, "ship-2"))
     wait_until(lambda: merged(hub, "alarms")["n"] == 10, 30, "the alarms at the hub")
     assert merged(hub, "sales")["n"] < bulk_rows, "the bulk backlog drained before the alarms arrived"
