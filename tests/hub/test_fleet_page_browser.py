@@ -180,7 +180,9 @@ def test_only_an_operator_token_opens_the_page(fleet, browser):
     assert browser.execute_script("return document.cookie") == ""  # scripts cannot read the session
 
     browser.find_element(By.CSS_SELECTOR, "header form button").click()  # log out
-    assert browser.find_elements(By.ID, "fleet") == [] and browser.find_element(By.ID, "token")
+    # the click posts a form: wait for the login page to replace the fleet (a loaded CI machine is slow)
+    wait_until(lambda: browser.find_elements(By.ID, "fleet") == [] and browser.find_elements(By.ID, "token"),
+               20, "the login form after logging out")
 
 
 def test_the_page_shows_the_fleet_as_it_is(fleet, browser):
