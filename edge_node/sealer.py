@@ -45,6 +45,26 @@ def with_site(table: pa.Table, site: SiteId) -> pa.Table:
     return table.append_column(schemas.SITE_COLUMN, pa.array([str(site)] * table.num_rows, pa.string()))
 
 
+def column_encodings(schema: pa.Schema) -> tuple[list[str], dict[str, str]]:
+    """Parquet encodings chosen by column kind, because bytes on the link are what a ship pays for.
+
+    pyarrow's default dictionary-encodes every column, which only pays for low-cardinality ones (venues,
+    items, the site). Floats from sensors are near-random in their low bytes: BYTE_STREAM_SPLIT groups the
+    bytes that do repeat (sign, exponent) so zstd finds them. Integers and timestamps (ids, clocks,
+    counters) mostly rise steadily: DELTA_BINARY_PACKED stores the small steps. Measured on the bench's
+    telemetry: 33.1 B/row with the defaults, 15.5 B/row with these (bench/formats.py)."""
+    dictionary, encodings = [], {}
+    for field in schema:
+        kind = field.type
+        if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_binary(kind):
+            dictionary.append(field.name)
+        elif pa.types.is_floating(kind) and not pa.types.is_float16(kind):
+            encodings[field.name] = "BYTE_STREAM_SPLIT"
+        elif (pa.types.is_integer(kind) and kind.bit_width >= 32) or pa.types.is_timestamp(kind):
+            encodings[field.name] = "DELTA_BINARY_PACKED"
+    return dictionary, encodings
+
+
 def remove_stray_tmp_files(data_dir: Path) -> None:
     root = data_dir / SEGMENTS_DIR
     for tmp in root.glob(f"*/*{TMP_SUFFIX}") if root.is_dir() else []:
@@ -70,8 +90,10 @@ def _write_parquet(log_file: Path, target: Path, site: SiteId, quarantine: Path)
         nonlocal writer, buffered, buffered_rows, buffered_bytes
         group = pa.concat_tables(buffered)
         if writer is None:
+            dictionary, encodings = column_encodings(group.schema)
             writer = pq.ParquetWriter(target, group.schema, compression="zstd",
-                                      compression_level=PARQUET_COMPRESSION_LEVEL)
+                                      compression_level=PARQUET_COMPRESSION_LEVEL, use_dictionary=dictionary,
+                                      column_encoding=encodings)
         writer.write_table(group, row_group_size=max(group.num_rows, 1))
         buffered, buffered_rows, buffered_bytes = [], 0, 0
 

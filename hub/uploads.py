@@ -46,9 +46,13 @@ WRITE_BUFFER_BYTES = 1024 * 1024
 """Body bytes gathered before one write to disk: few enough thread hops per chunk, and a bounded
 amount of memory per upload however large the chunk (the body is never held whole)."""
 
-BODY_IDLE_TIMEOUT_SECONDS = 60.0
-"""A chunk whose body stalls this long is treated as cut. Satellite links go silent without closing;
-a minute is many round trips even at sea, and freeing the upload lets the resumed request in."""
+BODY_IDLE_TIMEOUT_SECONDS = 25.0
+"""A chunk whose body stalls this long is treated as cut, and the upload's lock is freed for the resumed
+request. Satellite links go silent without closing; the edge gives up on a silent request after 20 s
+(``edge_node.sync.transport.STALL_SECONDS``) and comes back with a HEAD, which waits for this lock: so
+this must be a little longer than the edge's watchdog (the old request's bytes still count) and short
+enough that the resume lands within 30 s of the stall. The edge feeds bodies in 16 KiB slices, so even a
+capped, shared 256 kbit/s uplink moves each upload's body well within it."""
 
 READ_PIECE_BYTES = 256 * 1024
 

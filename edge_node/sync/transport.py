@@ -41,9 +41,10 @@ hub hashes a full 64 MiB segment in well under a second, so 20 s never fires on 
 CONNECT_SECONDS = 15.0
 """TCP + TLS handshake budget: several satellite round trips, with room for a congested uplink."""
 
-BODY_SLICE_BYTES = 64 * 1024
+BODY_SLICE_BYTES = 16 * 1024
 """PATCH bodies are fed to the socket in slices of this size, so the upload cap and the stall watchdog
-act on every 64 KiB rather than once per chunk (a chunk may be 16 MiB)."""
+act on every 16 KiB rather than once per chunk (a chunk may be 16 MiB), and a capped link shared by
+several uploads still moves every upload's body often enough for the hub's idle timeout (25 s)."""
 
 SITE_REPORT_PATH = "/v1/sync/sites/{site}/report"
 """Where the edge reports its backlog so that the hub's fleet view can show it."""

@@ -77,3 +77,15 @@ def test_an_empty_log_makes_no_segment(tmp_path):
     empty.touch()
     assert seal(tmp_path, ledger, empty) is None
     assert not empty.exists() and ledger.pending_segments() == []
+
+
+def test_columns_get_the_encoding_that_suits_their_kind():
+    import pyarrow as pa
+
+    from edge_node.sealer import column_encodings
+
+    schema = pa.schema([("venue", pa.string()), ("temp", pa.float64()), ("row_id", pa.int64()),
+                        ("ts", pa.timestamp("ms")), ("ok", pa.bool_()), ("small", pa.int8())])
+    dictionary, encodings = column_encodings(schema)
+    assert dictionary == ["venue"]
+    assert encodings == {"temp": "BYTE_STREAM_SPLIT", "row_id": "DELTA_BINARY_PACKED", "ts": "DELTA_BINARY_PACKED"}
