@@ -31,14 +31,15 @@ test: setup lint browser
 soak: setup browser
 	$(BIN)/python -m pytest -m soak
 
-## bench: every benchmark against its baselines, results in bench/results/, table in docs/benchmarks.md
+## bench: every benchmark against rsync, Arrow Flight and JSON/HTTP (~27 min; needs Debian's rsync),
+## then docs/benchmarks.md from the JSON results
 bench: setup
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/render.py
 
+## bench-quick: one run each on small data (~4-5 min); results kept out of the committed ones
 bench-quick: setup
-	$(BIN)/python bench/run.py --quick
-	$(BIN)/python bench/render.py
+	$(BIN)/python bench/run.py --quick --results .bench-quick
 
 lint: setup
 	$(BIN)/ruff check .
