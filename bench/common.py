@@ -43,7 +43,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from edge_node.config import PARQUET_COMPRESSION_LEVEL, PARQUET_ROW_GROUP_ROWS  # noqa: E402
-from edge_node.sealer import with_site  # noqa: E402
+from edge_node.sealer import column_encodings, with_site  # noqa: E402
 from sync_protocol import SiteId  # noqa: E402
 
 RESULTS_DIR = Path(__file__).with_name("results")
@@ -106,10 +106,12 @@ def arrow_ipc_size(table: pa.Table) -> int:
 
 
 def harbour_segment(table: pa.Table, site: str) -> bytes:
-    """The rows as the edge's sealer writes them (see edge_node/sealer.py, same constants)."""
+    """The rows as the edge's sealer writes them (edge_node/sealer.py: same constants, same encodings)."""
+    rows = with_site(table, SiteId(site))
+    dictionary, encodings = column_encodings(rows.schema)
     sink = io.BytesIO()
-    pq.write_table(with_site(table, SiteId(site)), sink, compression="zstd",
-                   compression_level=PARQUET_COMPRESSION_LEVEL, row_group_size=PARQUET_ROW_GROUP_ROWS)
+    pq.write_table(rows, sink, compression="zstd", compression_level=PARQUET_COMPRESSION_LEVEL,
+                   row_group_size=PARQUET_ROW_GROUP_ROWS, use_dictionary=dictionary, column_encoding=encodings)
     return sink.getvalue()
 
 
