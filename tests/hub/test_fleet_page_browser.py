@@ -130,6 +130,21 @@ def log_in(browser, url: str, token: str) -> None:
     browser.find_element(By.CSS_SELECTOR, "#login-form button[type=submit]").click()
 
 
+def page_shows(browser, css: str, expected: str, timeout: float = 20) -> None:
+    """Wait until the element ``css`` holds ``expected``: after a form post the old page may still be up,
+    or its elements go stale under our hands, on a loaded machine."""
+    from selenium.common.exceptions import WebDriverException
+    from selenium.webdriver.common.by import By
+
+    def shown():
+        try:
+            return expected in browser.find_element(By.CSS_SELECTOR, css).text
+        except WebDriverException:
+            return False
+
+    wait_until(shown, timeout, f"{expected!r} in {css}")
+
+
 def cells(browser, site: str) -> dict[str, str]:
     """The fleet table row of ``site`` as {column heading: visible text}, read in one script call: the
     page's refresh replaces the rows every few seconds, so element by element would race it."""
@@ -167,14 +182,14 @@ def test_only_an_operator_token_opens_the_page(fleet, browser):
     assert label.text == "Operator token" and browser.find_element(By.ID, "token").get_attribute("type") == "password"
 
     log_in(browser, fleet.hub.url, fleet.tokens["ship-a"])
-    assert "site) token" in browser.find_element(By.ID, "login-error").text
+    page_shows(browser, "#login-error", "site) token")
     assert browser.find_elements(By.ID, "fleet") == [] and "ship-b" not in browser.page_source
 
     log_in(browser, fleet.hub.url, "hbo_not-a-real-token")
-    assert "not valid" in browser.find_element(By.ID, "login-error").text
+    page_shows(browser, "#login-error", "not valid")
 
     log_in(browser, fleet.hub.url, fleet.operator)
-    assert len(browser.find_elements(By.CSS_SELECTOR, "#fleet-rows tr")) == 3
+    wait_until(lambda: len(browser.find_elements(By.CSS_SELECTOR, "#fleet-rows tr")) == 3, 20, "three ships")
     cookie = browser.get_cookie("harbour_session")
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
     assert browser.execute_script("return document.cookie") == ""  # scripts cannot read the session
