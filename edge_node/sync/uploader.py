@@ -32,8 +32,10 @@ log = logging.getLogger("edge_node.sync")
 BACKOFF_INITIAL_SECONDS = 0.5
 """First wait after a failure: long enough not to hammer a hub that is restarting."""
 
-BACKOFF_CAP_SECONDS = 60.0
-"""Longest wait between attempts: a ship coming into coverage resumes within a minute."""
+BACKOFF_CAP_SECONDS = 20.0
+"""Longest wait between attempts: a ship coming into coverage, or out of a burst of corruption, resumes
+within ~20 s. (60 s was seen to leave a segment idle through a whole port call in the demo scenario after
+a burst of damaged requests.) A retry is one small request, so waiting less costs nothing on a down link."""
 
 MAX_RETRY_AFTER_SECONDS = 600.0
 """A hub's Retry-After is honoured up to ten minutes; a larger value is treated as a mistake."""
