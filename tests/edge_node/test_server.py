@@ -4,6 +4,7 @@ JSON error, nothing is stored, and the node stays up (G6); the quota answers 507
 import http.client
 import io
 import json
+import urllib.request
 from urllib.parse import urlsplit
 
 import pyarrow as pa
@@ -111,7 +112,11 @@ def test_oversized_chunked_body_is_413(edge):
                            encode_chunked=True)
         response = connection.getresponse()
     except (BrokenPipeError, ConnectionResetError):
-        pytest.skip("server closed the connection before the client read the answer")
+        # The server may refuse by closing before the client reads the 413; what matters then is that
+        # nothing was stored and the node still serves.
+        assert urllib.request.urlopen(f"{edge.url}/healthz", timeout=10).status == 200
+        assert stored_rows(edge) == 0
+        return
     assert response.status == 413
     assert "larger than" in json.loads(response.read())["error"]
 
