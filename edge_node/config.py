@@ -34,7 +34,18 @@ Parquet: large enough to compress well and keep per-segment overhead low, small 
 costs little (sync_protocol.limits.MAX_SEGMENT_BYTES is 512 MiB)."""
 
 DEFAULT_SEAL_AGE_SECONDS = 300.0
-"""...or once its oldest row is this old, so that a quiet table still reaches the hub within minutes."""
+"""...or once its oldest row is this old, when the link is down, thin, metered or busy with that class
+(otherwise logs are sealed within about a second: ``FRESH_SEAL_SECONDS``). At sea, five minutes of rows
+make one segment instead of three hundred."""
+
+FRESH_SEAL_SECONDS = 0.5
+"""While the link can take it (up, not thin, nothing of the class waiting), a table's open log is sealed
+once its first row is this old: rows written within half a second share a segment, and a row reaches the
+hub within seconds instead of after the seal age. Class 0 is sealed at once."""
+
+SEAL_POLL_SECONDS = 0.25
+"""How often the node looks at its open logs' ages (a cheap check; sealing itself runs only when a log
+closed, and collection every ``SEAL_CHECK_INTERVAL_SECONDS``)."""
 
 DEFAULT_MAX_DISK_BYTES = 20 * 1024**3
 """Disk quota for the data directory. 20 GiB holds weeks of typical telemetry at sea; operators size it to

@@ -170,6 +170,13 @@ class SegmentLedger:
                 "ORDER BY priority, seq, table_name LIMIT ?", [*PENDING_STATES, limit]).fetchall()
         return [self._stored(row) for row in rows]
 
+    def pending_priorities(self) -> set[int]:
+        """Priority classes that still have a segment to upload (the ``(state, priority, seq)`` index)."""
+        with self._lock:
+            rows = self.db.execute("SELECT DISTINCT priority FROM segments WHERE state IN (?, ?)",
+                                   list(PENDING_STATES)).fetchall()
+        return {row[0] for row in rows}
+
     def segment(self, segment: SegmentId) -> StoredSegment | None:
         with self._lock:
             row = self.db.execute(

@@ -15,6 +15,7 @@ deleted after its segment is committed in the ledger.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -27,7 +28,7 @@ import pyarrow.ipc as pa_ipc
 from sync_protocol import ErrorCode, RemoteProtocolError, TableName
 
 from . import schemas, sealer, wal
-from .config import QUOTA_PRESSURE_FRACTION, EdgeConfig
+from .config import FRESH_SEAL_SECONDS, QUOTA_PRESSURE_FRACTION, SEAL_POLL_SECONDS, EdgeConfig
 from .ledger import SegmentLedger
 from .quota import DiskQuota, Usage
 
@@ -164,26 +165,45 @@ class EdgeNode:
             for _, future in group:
                 if not future.done():
                     future.set_result(None)
-            if rolled:
-                self._wake_sealer.set()
+            if rolled or any(self.config.priority_of(item.table) == 0 for item in appends):
+                self._wake_sealer.set()  # alarms are sealed at once: no need to wait for the next poll
 
     # -- sealing and collection ----------------------------------------------------------------------
 
     async def _housekeeping(self) -> None:
         loop = asyncio.get_running_loop()
+        last_round = float("-inf")
         while True:
-            try:
-                await asyncio.wait_for(self._wake_sealer.wait(), self.config.housekeeping_interval)
-            except TimeoutError:
-                await loop.run_in_executor(self._wal_thread, self.wal.roll_older_than, self.config.seal_age_seconds)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake_sealer.wait(), SEAL_POLL_SECONDS)
             self._wake_sealer.clear()
             try:
+                pending = await asyncio.to_thread(self.ledger.pending_priorities) if self.sync else set()
+                seal_age_of = self._seal_age_of(pending)
+                await loop.run_in_executor(self._wal_thread, self.wal.roll_older_than, seal_age_of)
+                if not self.wal.has_closed_logs and loop.time() - last_round < self.config.housekeeping_interval:
+                    continue
+                last_round = loop.time()
                 await loop.run_in_executor(self._seal_thread, self.seal_and_collect)
                 if self.sync is not None:
                     self.sync.notify()  # a new segment may be waiting: no need to wait for the agent's poll
             except Exception:  # a sealing fault must not stop ingest; the logs keep every row meanwhile
                 log.exception("sealing or collection failed; retrying in %.0f s -- check disk space and "
                               "permissions of %s", self.config.housekeeping_interval, self.data_dir)
+                await asyncio.sleep(self.config.housekeeping_interval)
+
+    def _seal_age_of(self, pending: set[int]) -> Callable[[str], float]:
+        """How old each open log may grow before it is sealed: ``FRESH_SEAL_SECONDS`` (class 0: at once)
+        when the link can take it now (``LinkPolicy.seals_early``), else the configured seal age."""
+        open_tables = self.wal.open_tables()
+        if self.sync is None or not open_tables:
+            return lambda table: self.config.seal_age_seconds
+        ages = {}
+        for table in open_tables:
+            priority = self.config.priority_of(table)
+            early = self.sync.seals_early(priority, priority in pending)
+            ages[table] = (0.0 if priority == 0 else FRESH_SEAL_SECONDS) if early else self.config.seal_age_seconds
+        return lambda table: ages.get(table, self.config.seal_age_seconds)
 
     def seal_and_collect(self) -> None:
         """One round of background work (also called directly by tests and at shutdown)."""

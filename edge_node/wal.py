@@ -288,13 +288,15 @@ class WriteAheadLog:
         with self._lock:
             self._close(table)
 
-    def roll_older_than(self, max_age_seconds: float) -> list[str]:
-        """Close open logs whose oldest record is at least ``max_age_seconds`` old; returns their tables."""
+    def roll_older_than(self, max_age_seconds: float | Callable[[str], float]) -> list[str]:
+        """Close open logs whose oldest record is at least ``max_age_seconds`` old (one age for every
+        table, or a table's own); returns their tables."""
         now_ms = int(self._clock() * 1000)
         rolled = []
         for table, current in list(self._open.items()):
             first = self.pending[table][current.path].first_ms
-            if first is not None and now_ms - first >= max_age_seconds * 1000:
+            age = max_age_seconds(table) if callable(max_age_seconds) else max_age_seconds
+            if first is not None and now_ms - first >= age * 1000:
                 self.roll(table)
                 rolled.append(table)
         return rolled
@@ -304,6 +306,11 @@ class WriteAheadLog:
             current = self._open.get(table)
             logs = list_logs(self.root / table)
             return [p for p in logs if current is None or log_number(p) < current.number]
+
+    def open_tables(self) -> list[str]:
+        """Tables with an open log that holds rows: the ones a sealing decision is about."""
+        with self._lock:
+            return [table for table, current in self._open.items() if self.pending[table][current.path].rows]
 
     def tables(self) -> list[str]:
         return sorted(p.name for p in self.root.iterdir() if p.is_dir()) if self.root.is_dir() else []

@@ -125,7 +125,7 @@ class SyncAgent:
         self._preparing: dict[SegmentId, _Upload] = {}
         self._paused: dict[SegmentId, UploadSender] = {}
         self._waiting_class: int | None = None  # most urgent class that found no free slot
-        self._last_probe = float("-inf")
+        self._last_probe = clock()  # the first probe a full interval after start: the link was just measured
         self._local_failures: dict[SegmentId, int] = {}
         self._not_before: dict[SegmentId, float] = {}  # segments resting after a local failure
         self._wake = asyncio.Event()
@@ -169,15 +169,22 @@ class SyncAgent:
         pending = await asyncio.to_thread(self.queue.pending_segments, PENDING_WINDOW)
         allowed_up_to = self.policy.max_class(self.monitor.measured_state)
         self._waiting_class = None
+        probe_budget = self.monitor.probe_bytes() if self._probe_due() else 0
         for stored in pending:
             segment = stored.manifest.segment
             if segment in self._uploads or self._not_before.get(segment, 0.0) > self.clock():
                 continue
             priority = stored.manifest.priority
             probe = priority > allowed_up_to
-            if probe and not self._probe_due():
+            if probe and probe_budget <= 0:
                 continue
             if segment in self._preparing:
+                continue
+            if probe:
+                # A probe carries enough bytes to measure: small segments of held-back classes go together
+                # (in flight at once, they load the link as one big chunk would).
+                await self._start(stored, probe=True)
+                probe_budget -= stored.manifest.byte_size - self._offset_of(segment)
                 continue
             if len(self._uploads) >= self._target_in_flight(pending):
                 if self._waiting_class is None or priority < self._waiting_class:
@@ -232,7 +239,15 @@ class SyncAgent:
 
     def _probe_due(self) -> bool:
         # A metered link is held back by decision, not by measurement: probing it would only spend money.
-        return not self.policy.metered and not self._uploads and self.clock() - self._last_probe >= PROBE_SECONDS
+        # Urgent uploads in flight do not postpone a probe: on a ship with a steady trickle of telemetry
+        # there always is one, and the port call would pass unnoticed.
+        if self.policy.metered or any(u.probe for u in self._uploads.values()):
+            return False
+        return self.clock() - self._last_probe >= PROBE_SECONDS
+
+    def _offset_of(self, segment: SegmentId) -> int:
+        upload = self._uploads.get(segment)
+        return upload.uploader.sender.offset if upload else 0
 
     async def _start(self, stored: StoredSegmentLike, probe: bool) -> None:
         manifest = stored.manifest
@@ -246,9 +261,10 @@ class SyncAgent:
             self._last_probe = self.clock()
             log.info("probing the link with %s (class %d is held back on a %s link)", segment, manifest.priority,
                      self.monitor.state.value)
+        if probe:  # enough bytes in the first chunk to tell a thin link from a good one
+            sender.sizer.size = max(sender.sizer.size, min(MAX_CHUNK_BYTES, self.monitor.probe_bytes()))
         uploader = SegmentUploader(
             self.transport, sender, file_chunk_reader(self.data_dir / stored.path), self.monitor, self.clock,
-            sharing=lambda: max(1, len(self._uploads)),
         )
         uploader.should_pause = lambda: self._should_pause(uploader)
         self._uploads[segment] = _Upload(uploader, asyncio.create_task(uploader.run()), probe)

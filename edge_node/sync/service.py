@@ -76,6 +76,10 @@ class SyncService:
         if self.agent is not None:
             self.agent.notify()
 
+    def seals_early(self, priority: int, class_pending: bool) -> bool:
+        """Whether the node should seal a table of this class now rather than at the seal age/size."""
+        return self.policy.seals_early(priority, self.monitor.state, class_pending)
+
     def describe(self, pending_bytes: int) -> dict[str, Any]:
         """The sync part of /v1/status: link, policy, what is in flight, and how long the backlog will take."""
         report = self.agent.describe() if self.agent else {"link": self.monitor.describe()}

@@ -60,12 +60,36 @@ class HubAnswer:
     headers: Mapping[str, str]
     body: bytes
     seconds: float  # from sending the first byte to the end of the answer
+    paced_seconds: float = 0.0  # of which waiting for our own upload cap (not the link's time)
+
+    @property
+    def server_seconds(self) -> float:
+        """What the hub says it spent on the request itself (``Server-Timing: hub;dur=MS``): its fsyncs
+        and commit are not the link's time."""
+        return server_timing_seconds(self.headers.get("Server-Timing", ""))
+
+
+def server_timing_seconds(header: str) -> float:
+    """The ``dur`` of the ``hub`` metric of a Server-Timing header, in seconds; 0 if absent or malformed."""
+    for metric in header.split(","):
+        name, _, params = metric.strip().partition(";")
+        if name.strip() != "hub":
+            continue
+        for param in params.split(";"):
+            key, _, value = param.strip().partition("=")
+            if key == "dur":
+                try:
+                    seconds = float(value) / 1000
+                except ValueError:
+                    return 0.0
+                return seconds if 0 <= seconds < 3600 else 0.0
+    return 0.0
 
 
 class UploadPacer(Protocol):
     """Meters upload bytes (the bandwidth cap); ``take`` returns once ``n`` bytes may go."""
 
-    async def take(self, n: int) -> None: ...
+    async def take(self, n: int) -> float: ...
 
 
 class HubTransport(Protocol):
@@ -133,19 +157,20 @@ class AiohttpHubTransport:
     async def _request(self, method: str, url: str, headers: dict[str, str], body: bytes | None = None,
                        json: Any = None) -> HubAnswer:
         started = self._clock()
+        paced = [0.0]
         try:
             async with asyncio.timeout(self._stall) as deadline:
-                data = self._paced(body, deadline) if body is not None else None
+                data = self._paced(body, deadline, paced) if body is not None else None
                 async with self._session.request(method, url, headers=headers, data=data, json=json) as response:
                     deadline.reschedule(self._clock() + self._stall)
                     content = await response.content.read(MAX_ERROR_BODY_BYTES)
-                    return HubAnswer(response.status, response.headers, content, self._clock() - started)
+                    return HubAnswer(response.status, response.headers, content, self._clock() - started, paced[0])
         except TimeoutError:
             raise LinkDown(f"{method} {url}: no progress for {self._stall:.0f} s (stalled link)") from None
         except (aiohttp.ClientError, OSError) as error:
             raise LinkDown(f"{method} {url}: {type(error).__name__}: {error}") from None
 
-    async def _paced(self, body: bytes, deadline: asyncio.Timeout) -> AsyncIterator[bytes]:
+    async def _paced(self, body: bytes, deadline: asyncio.Timeout, paced: list[float]) -> AsyncIterator[bytes]:
         """Feed the body in slices through the upload cap; each slice the socket takes moves the stall
         deadline, so only a link on which nothing moves for ``STALL_SECONDS`` is declared dead."""
         view = memoryview(body)
@@ -153,6 +178,6 @@ class AiohttpHubTransport:
             piece = view[start:start + BODY_SLICE_BYTES]
             if self._pacer is not None:
                 deadline.reschedule(None)  # waiting for our own cap is not a stalled link
-                await self._pacer.take(len(piece))
+                paced[0] += await self._pacer.take(len(piece))
             deadline.reschedule(self._clock() + self._stall)
             yield bytes(piece)

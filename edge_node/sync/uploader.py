@@ -92,7 +92,7 @@ class SegmentUploader:
     def __init__(
         self, transport: HubTransport, sender: UploadSender, read_chunk: ChunkReader, monitor: LinkMonitor,
         clock: Callable[[], float], *, should_pause: Callable[[], bool] = lambda: False,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep, sharing: Callable[[], int] = lambda: 1,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.transport = transport
         self.sender = sender
@@ -101,7 +101,7 @@ class SegmentUploader:
         self.clock = clock
         self.should_pause = should_pause
         self.sleep = sleep
-        self.sharing = sharing  # how many uploads share the link right now (for the link's rate)
+        self._concurrency = 1.0  # chunks on the link, on average, while the last chunk was sent
         self.bytes_sent = 0
         self._failures = 0  # failed steps since the upload last moved forward (drives the back-off)
         self._last_progress_log = clock()
@@ -157,7 +157,11 @@ class SegmentUploader:
         if request.tail_from is not None:  # bytes the hub kept after a cut: vouch for them
             tail = TailClaim(request.tail_from, await self._sha256_of(request.tail_from, request.offset))
         self.bytes_sent += len(chunk)
-        return await self.transport.patch(key, request.offset, chunk, checksum_of(chunk, CHECKSUM_ALGORITHM), tail)
+        mark = self.monitor.transfer_started()
+        try:
+            return await self.transport.patch(key, request.offset, chunk, checksum_of(chunk, CHECKSUM_ALGORITHM), tail)
+        finally:
+            self._concurrency = self.monitor.transfer_ended(mark)
 
     async def _sha256_of(self, start: int, end: int) -> str:
         digest = hashlib.sha256()
@@ -167,10 +171,11 @@ class SegmentUploader:
 
     def _observe(self, request: object, answer: HubAnswer) -> None:
         if isinstance(request, SendChunk) and answer.status == 204:
-            self.monitor.record_transfer(request.length, answer.seconds, self.sharing())
+            self.monitor.record_transfer(request.length, answer.seconds - answer.paced_seconds,
+                                         concurrency=self._concurrency, server_seconds=answer.server_seconds)
             self._maybe_log_progress()
         elif isinstance(request, ProbeOffset | CreateUpload) and answer.status < 500:
-            self.monitor.record_round_trip(answer.seconds)
+            self.monitor.record_round_trip(answer.seconds, server_seconds=answer.server_seconds)
 
     def _maybe_log_progress(self) -> None:
         now = self.clock()

@@ -152,7 +152,8 @@ async def test_a_thin_link_holds_bulk_back_and_sends_urgent_classes(tmp_path):
     alarm = add_segment(queue, tmp_path, "alarms", 1, 1000, priority=0)
     bulk = add_segment(queue, tmp_path, "sales", 1, 50_000, priority=5)
     monitor = LinkMonitor(clock=asyncio.get_running_loop().time)
-    monitor.record_transfer(32_000, 1.0)  # measured 256 kbit/s: thin
+    monitor.record_round_trip(0.01)
+    monitor.record_transfer(64_000, 2.01)  # measured 256 kbit/s: thin
     agent = make_agent(tmp_path, queue, SimulatedTransport(hub, seconds_per_byte=1 / 32_000), monitor=monitor)
     await run_until(agent, lambda: alarm.segment in queue.acked_order)
     await asyncio.sleep(0.3)
@@ -225,7 +226,8 @@ async def test_a_metered_link_is_never_probed(tmp_path):
 
 def test_a_cut_on_a_thin_link_does_not_open_it_to_bulk():
     monitor = LinkMonitor(clock=lambda: 0.0)
-    monitor.record_transfer(32_000, 1.0)  # 256 kbit/s: thin
+    monitor.record_round_trip(0.01)
+    monitor.record_transfer(64_000, 2.01)  # 256 kbit/s: thin
     monitor.record_failure("connection reset")
     assert monitor.state.value == "down" and monitor.measured_state.value == "thin"
     assert LinkPolicy().max_class(monitor.measured_state) == 1
