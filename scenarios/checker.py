@@ -42,13 +42,18 @@ class WriteLog:
     ranges: dict[tuple[str, str], dict[str, list[tuple[int, int]]]] = field(
         default_factory=lambda: defaultdict(lambda: {o: [] for o in OUTCOMES}))
     raw_bytes: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # acked Arrow bytes per ship
+    # (first row id, wall time of the edge's 200) of every acked write, for the freshness figures
+    ack_times: dict[tuple[str, str], list[tuple[int, float]]] = field(default_factory=lambda: defaultdict(list))
 
-    def record(self, ship: str, table: str, first_id: int, n: int, outcome: str, nbytes: int = 0) -> None:
+    def record(self, ship: str, table: str, first_id: int, n: int, outcome: str, nbytes: int = 0,
+               acked_at: float | None = None) -> None:
         if outcome not in OUTCOMES:
             raise ValueError(f"outcome must be one of {OUTCOMES}, not {outcome!r}")
         self.ranges[(ship, table)][outcome].append((first_id, n))
         if outcome == "acked":
             self.raw_bytes[ship] += nbytes
+            if acked_at is not None:
+                self.ack_times[(ship, table)].append((first_id, acked_at))
 
     def ids(self, ship: str, table: str, outcome: str) -> np.ndarray:
         spans = self.ranges.get((ship, table), {}).get(outcome, [])

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .charts import backlog_chart, throughput_chart
+from .freshness import FLEET
 
 if TYPE_CHECKING:
     from .runner import RunResult, Ship
@@ -83,6 +84,8 @@ def summarise(result: RunResult) -> dict[str, Any]:
         "check": result.check.to_json(),
         "ships": ships,
         "least_sold_items": result.sales_by_venue,
+        "freshness": {"priorities": {t.name: t.priority for t in result.scenario.tables},
+                      "by_ship_table": result.freshness},
         "series": {ship.name: {"samples": ship.samples,
                                "link": [vars(r) for r in ship.link.history]} for ship in result.ships},
         "hub_rows_merged": result.hub_samples,
@@ -104,6 +107,7 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
         f"  faults injected {len(summary['faults'])}/{summary['faults_planned']}: " + ", ".join(
             sorted({f["kind"] for f in summary["faults"]})),
     ]
+    lines += freshness_lines(summary.get("freshness"))
     for intervention in summary["operator_interventions"]:
         lines.append(f"  WARNING: {intervention['ship']} parked {len(intervention['parked'])} segment(s), released "
                      f"by the operator at {intervention['at']} s: "
@@ -117,6 +121,20 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
     lines += [f"  {gap}" for gap in summary["check"]["gap_details"][:10]]
     if not summary["passed"]:
         lines.append(f"  replay with --seed {summary['seed']}")
+    return lines
+
+
+def freshness_lines(freshness: dict[str, Any] | None) -> list[str]:
+    """The headline's freshness: class 0 (alarms) first, then the slowest table."""
+    if not freshness:
+        return []
+    fleet = freshness["by_ship_table"].get(FLEET, {})
+    priorities = freshness["priorities"]
+    lines = []
+    for table, figures in sorted(fleet.items(), key=lambda item: (priorities.get(item[0], 9), item[0])):
+        if figures:
+            lines.append(f"  freshness {table} (class {priorities.get(table, '?')}): p50 {figures['p50']} s, "
+                         f"p99 {figures['p99']} s, max {figures['max']} s over {figures['writes']:,} writes")
     return lines
 
 
@@ -149,6 +167,15 @@ def markdown(summary: dict[str, Any]) -> str:
         out.append(f"| {r['ship']} | {r['table']} | {r['acked']:,} | {r['refused']:,} | {r['unknown']:,} "
                    f"({r['unknown_stored']:,}) | {r['at_hub']:,} | {r['lost']} | {r['duplicated']} | "
                    f"{r['unexpected']} | {r['gaps']} |")
+    fresh = summary.get("freshness")
+    if fresh:
+        out += ["", "## Freshness: edge's 200 to queryable at the hub (real seconds)", "",
+                "| ship | table | class | writes | p50 | p99 | max |", "|---|---|--:|--:|--:|--:|--:|"]
+        for ship, tables in sorted(fresh["by_ship_table"].items()):
+            for table, f in sorted(tables.items()):
+                if f:
+                    out.append(f"| {ship} | {table} | {fresh['priorities'].get(table, '?')} | {f['writes']:,} | "
+                               f"{f['p50']} | {f['p99']} | {f['max']} |")
     out += ["", "## Faults injected", "", "| at (s) | kind | target | outcome |", "|--:|---|---|---|"]
     out += [f"| {f['started_at']:.1f} | {f['kind']} | {f['target']} | {f['outcome']} |" for f in summary["faults"]]
     out += ["", "## Link and drain", "", "![backlog](backlog.png)", "", "![throughput](throughput.png)", "",

@@ -31,6 +31,7 @@ import pyarrow.csv as pacsv
 
 from edge_node.client import AsyncEdgeClient, EdgeUnavailable, EdgeWriteError
 
+from . import freshness
 from .checker import CheckResult, WriteLog, check
 from .faults import InjectedFault, run_faults
 from .link_driver import ShipLink, follow_voyage
@@ -95,6 +96,7 @@ class RunResult:
     hub_samples: list[dict[str, Any]]
     interventions: list[dict[str, Any]] = field(default_factory=list)
     sales_by_venue: list[dict[str, Any]] = field(default_factory=list)
+    freshness: dict[str, dict[str, dict[str, float | int] | None]] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -234,7 +236,7 @@ class Fleet:
             if isinstance(error, asyncio.CancelledError):
                 raise
             return "unknown", data.nbytes
-        self.log.record(ship.name, table, first, n, outcome, data.nbytes)
+        self.log.record(ship.name, table, first, n, outcome, data.nbytes, acked_at=time.time())
         return outcome, data.nbytes
 
     async def flood_until_full(self, ship: Ship, max_seconds: float) -> int:
@@ -398,6 +400,32 @@ class Fleet:
         status = json.loads(harbour("hub", "status", "--data", str(self.hub.data), "--format", "json"))
         return check(self.log, list(self.ships), tables, rows, status)
 
+    def freshness_figures(self) -> dict[str, dict[str, dict[str, float | int] | None]]:
+        """Per ship and table, and for the whole fleet (``FLEET``): seconds from the edge's 200 to the row
+        being queryable at the hub (see freshness.py)."""
+        figures: dict[str, dict[str, dict[str, float | int] | None]] = {}
+        for table in self.scenario.tables:
+            try:
+                text = harbour("hub", "query", "--data", str(self.hub.data), "--format", "csv",
+                               f"SELECT _site, _seq, min(row_id) AS first, max(row_id) AS last FROM {table.name} "
+                               "GROUP BY 1, 2")
+            except RuntimeError:
+                continue
+            data = pacsv.read_csv(io.BytesIO(text.encode()), convert_options=pacsv.ConvertOptions(
+                column_types={"_site": pa.string(), "_seq": pa.int64(), "first": pa.int64(), "last": pa.int64()}))
+            ranges = freshness.segment_ranges(zip(*(data.column(c).to_pylist() for c in data.column_names),
+                                                  strict=True))
+            merged = freshness.merge_times(self.hub.data / "tables" / table.name)
+            pooled: list[float] = []
+            for ship in self.ships:
+                by_seq = {seq: at for (site, seq), at in merged.items() if site == ship}
+                delays = freshness.write_delays(self.log.ack_times.get((ship, table.name), []),
+                                                ranges.get(ship, []), by_seq)
+                figures.setdefault(ship, {})[table.name] = freshness.percentiles(delays)
+                pooled += delays
+            figures.setdefault(freshness.FLEET, {})[table.name] = freshness.percentiles(pooled)
+        return figures
+
     def sales_by_venue(self) -> list[dict[str, Any]]:
         """The analyst's first question, asked of the fleet's merged data: what sold, where."""
         table = next((t.name for t in self.scenario.tables if t.workload == "point_of_sale"), None)
@@ -456,10 +484,11 @@ async def run_scenario(scenario: Scenario, seed: int, workdir: Path, *, echo: Ca
             mark = time.monotonic()
             result = await asyncio.to_thread(fleet.check)
             sales = await asyncio.to_thread(fleet.sales_by_venue)
+            fresh = await asyncio.to_thread(fleet.freshness_figures)
             timings["check_seconds"] = time.monotonic() - mark
         finally:
             await fleet.close()
     timings["total_seconds"] = time.monotonic() - began
     return RunResult(scenario, plan, result, sorted(fleet.faults, key=lambda f: f.started_at),
                      list(fleet.ships.values()), fleet.log, timings, drained, problems, fleet.hub_samples,
-                     fleet.interventions, sales)
+                     fleet.interventions, sales, fresh)
