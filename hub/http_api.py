@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 
@@ -96,6 +98,7 @@ def _error_response(error: RemoteProtocolError) -> web.Response:
 async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
     context = request.app[CONTEXT]
     route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
+    started = time.monotonic()
     try:
         response = await handler(request)
     except RemoteProtocolError as error:
@@ -120,7 +123,19 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
                                     code=ErrorCode.INTERNAL, hint="the hub's log has the details")
         response = _error_response(error)
     context.observe(request.method, route, response.status)
+    if not response.prepared:
+        response.headers["Server-Timing"] = f"hub;dur={_hub_milliseconds(request, started):.1f}"
     return response
+
+
+def _hub_milliseconds(request: web.Request, started: float) -> float:
+    """The request's time in the hub itself: all of it without a body; with a PATCH body, the time before
+    its first byte was read and after its last (waiting for a lock, fsync, commit), not the bytes' travel."""
+    now = time.monotonic()
+    body: TimedBody | None = request.get("body")
+    if body is None or body.first_read_at is None or body.last_read_at is None:
+        return (now - started) * 1000
+    return ((body.first_read_at - started) + (now - body.last_read_at)) * 1000
 
 
 # -- helpers ---------------------------------------------------------------------------------------------
@@ -195,8 +210,28 @@ async def patch(request: web.Request) -> web.Response:
     length = parse_content_length(request.headers.get("Content-Length"))
     checksum = parse_checksum(request.headers.get(UPLOAD_CHECKSUM))
     tail = parse_tail_claim(request.headers.get(HARBOUR_TAIL_SHA256))
-    answer = await request.app[CONTEXT].uploads.patch(segment, offset, length, checksum, request.content, tail)
+    body = TimedBody(request.content)
+    request["body"] = body
+    answer = await request.app[CONTEXT].uploads.patch(segment, offset, length, checksum, body, tail)
     return _answer(answer)
+
+
+class TimedBody:
+    """A PATCH body that remembers when its first and last bytes were read, so that the hub can tell the
+    edge how much of the request was its own time (``Server-Timing``) and not the link's."""
+
+    def __init__(self, stream: web.StreamReader | Any) -> None:
+        self._stream = stream
+        self.first_read_at: float | None = None
+        self.last_read_at: float | None = None
+
+    async def read(self, n: int = -1) -> bytes:
+        now = time.monotonic()
+        if self.first_read_at is None:
+            self.first_read_at = now
+        data = await self._stream.read(n)
+        self.last_read_at = time.monotonic()
+        return data
 
 
 async def delete(request: web.Request) -> web.Response:
