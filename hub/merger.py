@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -61,6 +62,12 @@ the hub's memory, and large enough that Parquet files come out near their ideal 
 IDLE_POLL_SECONDS = 2.0
 """How often an idle merger looks for work it was not woken for (e.g. after reconcile)."""
 
+MIN_COMMIT_INTERVAL_SECONDS = 1.0
+"""A table gets at most one merge commit this often. An idle merger merges a new segment at once; a busy
+one gathers what arrives from the whole fleet meanwhile into the next commit, so twenty ships sending a
+segment a second make one commit a second per table, not twenty (each commit costs ~50-200 ms and one
+more entry in the Delta log that every reader replays)."""
+
 COMPACT_EVERY_COMMITS = 100
 """Compact a table after this many merge commits (Delta checkpoints every 100 commits as well)."""
 
@@ -79,6 +86,7 @@ class Merger:
     def __init__(
         self, layout: HubLayout, ledger: SegmentLedger, staging: StagingArea, clock: Callable[[], float],
         *, crash: CrashHook = no_crash, max_batch_segments: int = MAX_BATCH_SEGMENTS,
+        min_commit_interval: float = MIN_COMMIT_INTERVAL_SECONDS,
     ) -> None:
         self._layout = layout
         self._ledger = ledger
@@ -90,6 +98,9 @@ class Merger:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._commits_since_compact: dict[str, int] = {}
+        self._min_interval = min_commit_interval
+        self._last_commit_at: dict[str, float] = {}  # monotonic time of each table's last merge commit
+        self._deferred_until: float | None = None  # when a table left for its commit interval may merge
         self.stats = MergeStats()
         self.last_error: str | None = None
 
@@ -114,7 +125,7 @@ class Merger:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            self._wake.wait(IDLE_POLL_SECONDS)
+            self._wake.wait(self._next_wait())
             self._wake.clear()
             try:
                 while not self._stop.is_set() and self.run_once():
@@ -128,11 +139,24 @@ class Merger:
     # -- one round -----------------------------------------------------------------------------------
 
     def run_once(self) -> int:
-        """Merge one batch of every table with waiting segments; returns segments handled."""
+        """Merge one batch of every table with waiting segments whose last commit is at least
+        ``MIN_COMMIT_INTERVAL_SECONDS`` old; returns segments handled."""
         handled = 0
+        self._deferred_until = None
         for table in self._ledger.tables_pending():
+            last = self._last_commit_at.get(str(table))
+            if last is not None and time.monotonic() - last < self._min_interval:
+                due = last + self._min_interval
+                self._deferred_until = due if self._deferred_until is None else min(self._deferred_until, due)
+                continue
             handled += self.merge_table(table)
         return handled
+
+    def _next_wait(self) -> float:
+        """Until a deferred table may commit again, else the idle poll."""
+        if self._deferred_until is None:
+            return IDLE_POLL_SECONDS
+        return max(0.01, min(IDLE_POLL_SECONDS, self._deferred_until - time.monotonic()))
 
     def _table(self, table: TableName) -> DeltaTable | None:
         try:
@@ -227,6 +251,7 @@ class Merger:
         self._crash("after-delta-commit")
         version = self._table(table).version()
         self._ledger.finish_batch(planned.batch_id, version, self._clock())
+        self._last_commit_at[str(table)] = time.monotonic()
         for segment, _ in accepted:
             self._staging.delete(segment.segment)
         self.stats.rows += batch_rows.num_rows

@@ -12,7 +12,7 @@ from hub.query import run_query
 from hub.staging import StagingArea
 from sync_protocol.identifiers import TableName
 
-from .conftest import Segment, make_segment, rows_table
+from .conftest import Segment, chain, make_segment, rows_table
 
 
 @pytest.fixture
@@ -22,7 +22,7 @@ def staging(layout):
 
 @pytest.fixture
 def merger(layout, ledger, staging, clock):
-    return Merger(layout, ledger, staging, clock)
+    return Merger(layout, ledger, staging, clock, min_commit_interval=0.0)
 
 
 def commit(ledger, staging, segment: Segment, now: float = 1.0) -> None:
@@ -121,7 +121,7 @@ def test_failed_write_puts_the_segments_back(layout, ledger, staging, merger, mo
 
 
 def test_batches_are_bounded_and_maintenance_compacts(layout, ledger, staging, clock):
-    merger = Merger(layout, ledger, staging, clock, max_batch_segments=4)
+    merger = Merger(layout, ledger, staging, clock, max_batch_segments=4, min_commit_interval=0.0)
     previous = None
     for seq in range(1, 11):
         previous = make_segment("ship-a", "telemetry", seq, rows_table(seq * 10, 10), prev=previous)
@@ -135,3 +135,18 @@ def test_batches_are_bounded_and_maintenance_compacts(layout, ledger, staging, c
     merger.maintain(TableName("telemetry"))
     assert len(DeltaTable(str(layout.table_dir(TableName("telemetry")))).file_uris()) < before
     assert query(layout, "SELECT count(*), count(DISTINCT row_id) FROM telemetry") == [(100, 100)]
+
+
+def test_a_busy_table_gathers_what_arrives_into_the_next_commit(layout, ledger, staging, clock):
+    """One commit per table per MIN_COMMIT_INTERVAL_SECONDS at most: what arrives meanwhile waits for
+    the next one, so a fleet of small segments makes few commits; an idle table merges at once."""
+    merger = Merger(layout, ledger, staging, clock, min_commit_interval=30.0)
+    segments = chain("aurora", "telemetry", 3)
+    commit(ledger, staging, segments[0])
+    assert merger.run_once() == 1  # idle: at once
+    for segment in segments[1:]:
+        commit(ledger, staging, segment)
+    assert merger.run_once() == 0 and 0 < merger._next_wait() <= 2.0
+    merger._last_commit_at.clear()  # the interval passed
+    assert merger.run_once() == 2
+    assert DeltaTable(str(layout.table_dir(TableName("telemetry")))).version() == 1  # two commits for three

@@ -31,6 +31,20 @@ async def test_the_demo_passes_and_the_same_seed_injects_the_same_faults(tmp_pat
     assert sequence[0] == sequence[1] and first.plan.digest == second.plan.digest
 
 
+async def test_a_fleet_voyage_drains_at_every_port_call_and_loses_nothing(tmp_path):
+    """Ten ships and a tender through every kind of fault: caught the tiny-segment "thin port link" bug,
+    where the bulk table stayed on board through every port call and a third of the rows never left."""
+    result, log = await run(load("fleet-soak"), 1, tmp_path)
+    assert result.passed, log
+    assert {f.kind for f in result.faults} == set(FAULT_KINDS), log
+    summary = summarise(result)
+    stuck = [(s["ship"], c) for s in summary["ships"] for c in s["drain_after_port_calls"]
+             if c["drained_after_seconds"] is None]
+    assert not stuck, stuck
+    alarms = summary["freshness"]["by_ship_table"]["(fleet)"]["alarms"]
+    assert alarms and alarms["writes"] > 0, summary["freshness"]
+
+
 async def test_stormy_loses_nothing(tmp_path):
     result, log = await run(load("stormy"), 3, tmp_path)
     assert result.passed, log
@@ -69,6 +83,6 @@ async def test_a_corrupting_link_needs_no_operator(tmp_path):
 
 
 def test_the_plan_of_every_shipped_scenario_is_reproducible():
-    for name in ("demo", "cruise-fleet", "stormy", "long-haul"):
+    for name in ("demo", "cruise-fleet", "fleet-soak", "stormy", "long-haul"):
         scenario = load(name)
         assert make_plan(scenario, 11).digest == make_plan(scenario, 11).digest
