@@ -78,7 +78,7 @@ class SyncService:
 
     def seals_early(self, priority: int, class_pending: bool) -> bool:
         """Whether the node should seal a table of this class now rather than at the seal age/size."""
-        return self.policy.seals_early(priority, self.monitor.state, class_pending)
+        return self.policy.seals_early(priority, self.monitor.state, class_pending, self.monitor.rtt_seconds)
 
     def describe(self, pending_bytes: int) -> dict[str, Any]:
         """The sync part of /v1/status: link, policy, what is in flight, and how long the backlog will take."""

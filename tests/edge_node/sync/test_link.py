@@ -162,3 +162,11 @@ def test_describe_says_when_the_rate_is_only_a_lower_bound(clock):
 ])
 def test_sealing_follows_the_link(priority, state, pending, metered, early):
     assert LinkPolicy(metered=metered).seals_early(priority, state, pending) is early
+
+
+def test_a_long_link_not_proven_good_lets_logs_grow():
+    policy = LinkPolicy()
+    assert not policy.seals_early(1, LinkState.UNKNOWN, False, rtt_seconds=0.6)  # satellite, a trickle
+    assert policy.seals_early(1, LinkState.GOOD, False, rtt_seconds=0.6)  # satellite proven fast
+    assert policy.seals_early(1, LinkState.UNKNOWN, False, rtt_seconds=0.04)  # port
+    assert policy.seals_early(0, LinkState.UNKNOWN, False, rtt_seconds=0.6)  # alarms: always
