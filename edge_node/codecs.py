@@ -13,7 +13,7 @@ import pyarrow.ipc as pa_ipc
 import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
-from sync_protocol import ErrorCode, RemoteProtocolError
+from sync_protocol import ErrorCode, RemoteProtocolError, text_types
 
 from .config import MAX_REQUEST_BODY_BYTES
 
@@ -56,9 +56,16 @@ def _arrow_stream(body: bytes) -> pa.Table:
 
 
 def _json_lines(body: bytes) -> pa.Table:
+    """Read once to learn the columns; if pyarrow guessed a date or timestamp anywhere, read again with
+    those as text, so that ``sync_protocol.text_types`` decides for JSON Lines and CSV alike."""
     _require_objects_per_line(body)
     options = pa_json.ReadOptions(block_size=max(len(body) + 1, MIN_JSON_BLOCK_BYTES))
-    return pa_json.read_json(pa.BufferReader(body), read_options=options)
+    table = pa_json.read_json(pa.BufferReader(body), read_options=options)
+    if text_types.guessed_temporal(table.schema):
+        as_text = pa.schema([pa.field(f.name, text_types.as_text_type(f.type)) for f in table.schema])
+        table = pa_json.read_json(pa.BufferReader(body), read_options=options,
+                                  parse_options=pa_json.ParseOptions(explicit_schema=as_text))
+    return text_types.infer_columns(table)
 
 
 def _require_objects_per_line(body: bytes) -> None:
@@ -72,7 +79,17 @@ def _require_objects_per_line(body: bytes) -> None:
 
 
 def _csv(body: bytes) -> pa.Table:
-    return pa_csv.read_csv(pa.BufferReader(body))
+    """As JSON Lines: dates, times and timestamps pyarrow guessed are read again as text and typed by
+    ``sync_protocol.text_types``. CSV has no binary values: a column pyarrow could only read as binary
+    is text that is not UTF-8, refused here rather than stored as bytes."""
+    table = pa_csv.read_csv(pa.BufferReader(body))
+    guessed = {f.name: pa.string() for f in table.schema if text_types.guessed_temporal(pa.schema([f]))}
+    if guessed:
+        table = pa_csv.read_csv(pa.BufferReader(body), convert_options=pa_csv.ConvertOptions(column_types=guessed))
+    for field in table.schema:
+        if pa.types.is_binary(field.type):
+            raise ValueError(f"column {field.name!r} is not valid UTF-8 text (CSV bodies must be UTF-8)")
+    return text_types.infer_columns(table)
 
 
 def _fixed_row_bytes(schema: pa.Schema) -> int:

@@ -92,7 +92,7 @@ class EdgeNode:
             first = next(wal.iter_records(scan.path))
             table = scan.path.parent.name
             written = wal.read_record(first).schema
-            self._schemas[table] = schemas.merge(table, self._schemas.get(table), written)
+            self._schemas[table] = schemas.merge_recovered(table, self._schemas.get(table), written)
         self._segment_usage = self.ledger.stored_bytes()
         log.info("recovered %s: %d tables, %d unsealed logs", self.data_dir, len(self._schemas), len(scans))
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -39,6 +40,7 @@ import pyarrow.parquet as pq
 from deltalake import CommitProperties, DeltaTable, Transaction, WriterProperties, write_deltalake
 from deltalake.exceptions import TableNotFoundError
 
+from sync_protocol import LocalProtocolError, RemoteProtocolError, table_values
 from sync_protocol.identifiers import SegmentId, TableName
 
 from . import schema as schemas
@@ -67,6 +69,10 @@ MIN_COMMIT_INTERVAL_SECONDS = 1.0
 one gathers what arrives from the whole fleet meanwhile into the next commit, so twenty ships sending a
 segment a second make one commit a second per table, not twenty (each commit costs ~50-200 ms and one
 more entry in the Delta log that every reader replays)."""
+
+MAX_REASON_CHARS = 300
+"""How much of Delta's error a quarantine reason quotes: its first line says what was refused; the rest is a
+Rust backtrace."""
 
 COMPACT_EVERY_COMMITS = 100
 """Compact a table after this many merge commits (Delta checkpoints every 100 commits as well)."""
@@ -140,8 +146,11 @@ class Merger:
 
     def run_once(self) -> int:
         """Merge one batch of every table with waiting segments whose last commit is at least
-        ``MIN_COMMIT_INTERVAL_SECONDS`` old; returns segments handled."""
+        ``MIN_COMMIT_INTERVAL_SECONDS`` old; returns segments handled. A table whose merge fails (its
+        storage, not its segments: those are quarantined) does not hold back the tables after it; the
+        first failure is raised once every table had its turn."""
         handled = 0
+        failure: Exception | None = None
         self._deferred_until = None
         for table in self._ledger.tables_pending():
             last = self._last_commit_at.get(str(table))
@@ -149,7 +158,14 @@ class Merger:
                 due = last + self._min_interval
                 self._deferred_until = due if self._deferred_until is None else min(self._deferred_until, due)
                 continue
-            handled += self.merge_table(table)
+            try:
+                handled += self.merge_table(table)
+            except Exception as error:
+                if failure is not None:
+                    log.exception("merging %s failed as well; will retry", table)
+                failure = failure or error
+        if failure is not None:
+            raise failure
         return handled
 
     def _next_wait(self) -> float:
@@ -164,48 +180,56 @@ class Merger:
         except TableNotFoundError:
             return None
 
+    @staticmethod
+    def _stored_schema(delta: DeltaTable | None) -> pa.Schema | None:
+        return pa.schema(delta.schema().to_arrow()) if delta is not None else None
+
     def merge_table(self, table: TableName) -> int:
         waiting = self._ledger.pending(table, self._max_segments)
         if not waiting:
             return 0
-        delta = self._table(table)
-        canonical = schemas.data_columns(pa.schema(delta.schema().to_arrow())) if delta is not None else None
+        current = schemas.canonical(self._stored_schema(self._table(table)))
         accepted: list[tuple[CommittedSegment, pa.Table]] = []
         rows = 0
         for segment in waiting:
             if accepted and rows + segment.manifest.row_count > MAX_BATCH_ROWS:
                 break
             data, problem = self._read(segment)
-            plan = schemas.plan(canonical, data.schema) if data is not None else None
-            if problem is None and plan is not None and plan.conflicts:
-                problem = "schema conflict: " + "; ".join(plan.conflicts)
-            if problem is None:
-                try:  # values must fit too, e.g. a uint64 above int64's range
-                    data = schemas.conform(data, plan.schema)
-                except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
-                    problem = f"values do not fit the table's types: {error}"
+            if data is not None:
+                fitted = schemas.plan(str(table), current, data.schema)
+                if fitted.schema is None:
+                    problem = "schema conflict: " + "; ".join(fitted.conflicts)
             if problem is not None:
                 self._quarantine(segment, problem)
                 continue
-            canonical = plan.schema
+            current = fitted.schema
             accepted.append((segment, data))
             rows += data.num_rows
         if accepted:
-            self._append(table, canonical, accepted)
+            self._append_isolating(table, accepted)
         return len(waiting)
 
     def _read(self, segment: CommittedSegment) -> tuple[pa.Table | None, str | None]:
+        """The segment's rows in storage types (``sync_protocol.table_values``), or why it cannot be merged."""
         path = self._staging.path(segment.segment)
         try:
             data = pq.read_table(path)
         except FileNotFoundError:
             return None, f"segment file {path.name} is missing from {path.parent}"
-        except (pa.ArrowException, OSError) as error:
-            return None, f"not a readable Parquet file: {error}"
+        except Exception as error:  # whatever a damaged or hostile file makes the reader raise
+            return None, f"not a readable Parquet file: {type(error).__name__}: {str(error)[:300]}"
         if data.num_rows != segment.manifest.row_count:
             return None, f"file has {data.num_rows} rows, its manifest says {segment.manifest.row_count}"
         data, conflict = schemas.strip_edge_site(data, str(segment.segment.site))
-        return (None, conflict) if conflict else (data, None)
+        if conflict:
+            return None, conflict
+        try:
+            return schemas.to_storage(data), None
+        except RemoteProtocolError as error:
+            return None, f"the type rules refuse it: {error.message}"
+        except Exception as error:  # a value no rule foresaw must cost one segment, not the table
+            log.exception("checking the values of %s failed", segment.segment)
+            return None, f"its values could not be checked: {type(error).__name__}: {str(error)[:300]}"
 
     def _quarantine(self, segment: CommittedSegment, reason: str) -> None:
         log.warning("quarantined %s: %s (file kept in %s)", segment.segment, reason, self._layout.quarantine)
@@ -213,36 +237,86 @@ class Merger:
         self._ledger.quarantine(segment.segment, reason, self._clock())
         self.stats.quarantined += 1
 
-    def _append(self, table: TableName, canonical: pa.Schema,
-                accepted: list[tuple[CommittedSegment, pa.Table]]) -> None:
+    # -- appending, and narrowing a refused batch down to its culprits ------------------------------
+
+    def _append_isolating(self, table: TableName, accepted: list[tuple[CommittedSegment, pa.Table]]) -> None:
+        """Append ``accepted``. When Delta refuses the batch for a reason the type rules did not foresee,
+        halve it until the refused segments stand alone: those are quarantined with Delta's reason, the
+        rest merge (G7: one segment never stalls a table, nor the tables after it). An ``OSError`` is the
+        disk or the object store, not the segments: it is raised, and the batch retried next round."""
+        try:
+            self._append(table, accepted)
+            return
+        except OSError:
+            raise
+        except Exception as error:
+            if len(accepted) == 1:
+                self._blame(table, accepted[0], error)
+                return
+            log.warning("Delta refused a batch of %d segments of %s (%s); narrowing it down", len(accepted), table,
+                        _first_line(error))
+        middle = len(accepted) // 2
+        self._append_isolating(table, accepted[:middle])
+        self._append_isolating(table, accepted[middle:])
+
+    def _blame(self, table: TableName, item: tuple[CommittedSegment, pa.Table], error: Exception) -> None:
+        """Quarantine a segment Delta refused alone -- but only once the same rows are refused by a scratch
+        table of the same schema too: otherwise the table (or its storage) is at fault, and it is retried."""
+        if not self._refused_alone(table, item):
+            raise error
+        self._quarantine(item[0], f"Delta Lake refused its rows: {_first_line(error)}")
+
+    def _refused_alone(self, table: TableName, item: tuple[CommittedSegment, pa.Table]) -> bool:
+        stored = self._stored_schema(self._table(table))
+        with tempfile.TemporaryDirectory(prefix=".merge-probe-", dir=self._layout.root) as scratch:
+            if stored is not None:
+                DeltaTable.create(scratch, schema=stored, partition_by=[schemas.SITE_COLUMN])
+            current = schemas.canonical(stored)
+            fitted = schemas.plan(str(table), current, item[1].schema)
+            try:
+                _write(scratch, self._rows(fitted.schema, [item]))
+            except OSError:
+                raise
+            except Exception:
+                return True
+        return False
+
+    def _rows(self, schema: pa.Schema, accepted: list[tuple[CommittedSegment, pa.Table]]) -> pa.Table:
+        """The batch's rows: each segment conformed to ``schema``, plus the lineage columns."""
         parts = []
         for segment, data in accepted:
-            conformed = schemas.conform(data, canonical)
+            conformed = schemas.conform(data, schema)
             n = conformed.num_rows
-            ingested = pa.scalar(int(segment.committed_at * 1_000_000), pa.timestamp("us", tz="UTC"))
+            ingested = int(segment.committed_at * 1_000_000)
             lineage = [
                 pa.array([str(segment.segment.site)] * n, pa.string()),
                 pa.array([segment.segment.seq] * n, pa.int64()),
-                pa.array([ingested.value] * n, pa.timestamp("us", tz="UTC")),
+                pa.array([ingested] * n, pa.timestamp("us", tz="UTC")),
             ]
             parts.append(pa.Table.from_arrays(
-                [*conformed.columns, *lineage],
-                schema=pa.schema([*canonical, *schemas.LINEAGE_FIELDS]),
-            ))
-        batch_rows = pa.concat_tables(parts)
+                [*conformed.columns, *lineage], schema=pa.schema([*schema, *schemas.LINEAGE_FIELDS])))
+        return pa.concat_tables(parts)
+
+    def _append(self, table: TableName, accepted: list[tuple[CommittedSegment, pa.Table]]) -> None:
+        delta = self._table(table)
+        stored = self._stored_schema(delta)
+        schema = schemas.canonical(stored)
+        for segment, data in accepted:  # planned together before; a subset of them fits as well
+            fitted = schemas.plan(str(table), schema, data.schema)
+            if fitted.schema is None:
+                raise LocalProtocolError(f"{segment.segment} no longer fits {table}: {fitted.conflicts}",
+                                         op="planning a merge batch", subject=str(table))
+            schema = fitted.schema
+        if delta is not None:
+            self._widen(table, delta, stored, schema)
+        batch_rows = self._rows(schema, accepted)
         planned = self._ledger.plan_batch(table, [segment.segment for segment, _ in accepted])
         self._crash("before-delta-commit")
         metadata = {"harbour.batch": str(planned.batch_id),
                     "harbour.segments": json.dumps([s.segment.upload_key for s in planned.segments])}
         try:
-            write_deltalake(
-                str(self._layout.table_dir(table)), batch_rows, mode="append", schema_mode="merge",
-                partition_by=["_site"],
-                writer_properties=WriterProperties(compression="ZSTD"),
-                commit_properties=CommitProperties(
-                    custom_metadata=metadata, app_transactions=[Transaction(MERGER_APP_ID, planned.batch_id)],
-                ),
-            )
+            _write(str(self._layout.table_dir(table)), batch_rows, commit_properties=CommitProperties(
+                custom_metadata=metadata, app_transactions=[Transaction(MERGER_APP_ID, planned.batch_id)]))
         except Exception:
             # Nothing was committed (a Delta commit is one atomic rename): put the segments back so
             # the next round retries them instead of leaving them in an open batch until a restart.
@@ -259,6 +333,32 @@ class Merger:
         log.info("merged %d segments (%d rows) into %s at version %s", len(accepted), batch_rows.num_rows,
                  table, version)
         self._maybe_compact(table)
+
+    def _widen(self, table: TableName, delta: DeltaTable, stored: pa.Schema, planned: pa.Schema) -> None:
+        """Give existing columns the wider types ``planned`` has for them, where Delta cannot do so in place
+        (``hub.schema.in_place``): one streamed rewrite of the table, its own commit. Bounded memory (a
+        record batch at a time); the old files stay until vacuum, so readers of older snapshots are fine,
+        and a crash half-way leaves the table as it was (its new files are never committed)."""
+        changes = {field.name: field.type for field in planned
+                   if field.name in stored.names and not schemas.in_place(stored.field(field.name).type, field.type)}
+        if not changes:
+            return
+        target = pa.schema([pa.field(field.name, changes.get(field.name, field.type)) for field in stored])
+        described = ", ".join(f"{name}: {stored.field(name).type} -> {kind}" for name, kind in changes.items())
+        log.warning("widening %s (%s): rewriting the table once", table, described)
+
+        dataset = delta.to_pyarrow_dataset()  # opened here: delta-rs cannot start it inside its own writer
+
+        def batches():
+            for batch in dataset.to_batches():
+                columns = [table_values.convert_column(batch.column(field.name), field.type, field.name)
+                           if field.name in changes else batch.column(field.name).cast(field.type)
+                           for field in target]
+                yield from pa.Table.from_arrays(columns, schema=target).to_batches()
+
+        _write(str(self._layout.table_dir(table)), pa.RecordBatchReader.from_batches(target, batches()),
+               mode="overwrite", schema_mode="overwrite",
+               commit_properties=CommitProperties(custom_metadata={"harbour.widened": described}))
 
     # -- recovery and maintenance --------------------------------------------------------------------
 
@@ -306,3 +406,15 @@ class Merger:
         delta.vacuum(retention_hours=VACUUM_RETENTION_HOURS, dry_run=False)
         delta.cleanup_metadata()
         log.info("compacted and vacuumed %s (retention %s)", table, timedelta(hours=VACUUM_RETENTION_HOURS))
+
+
+def _write(path: str, data: pa.Table | pa.RecordBatchReader, *, mode: str = "append", schema_mode: str = "merge",
+           commit_properties: CommitProperties | None = None) -> None:
+    """Every Delta write of the merger, so that the scratch probe writes exactly as the real append does."""
+    write_deltalake(path, data, mode=mode, schema_mode=schema_mode, partition_by=[schemas.SITE_COLUMN],
+                    writer_properties=WriterProperties(compression="ZSTD"), commit_properties=commit_properties)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return (text.splitlines()[0] if text else type(error).__name__)[:MAX_REASON_CHARS]

@@ -1,136 +1,115 @@
-"""The canonical schema of a merged table, and whether a segment fits it.
+"""The schema of a merged table, and whether a segment fits it: the shared type rules, at the hub.
 
-Delta cannot widen a column's type after the fact (an int32 column stays int32 and silently narrows
-int64 values written into it), so the hub never lets a narrow type in: every integer is stored as
-int64 and every float as float64, strings as ``string``, timestamps in microseconds (UTC when the
-segment's timestamps carry a zone). With that, the only schema changes left are:
+What a column may hold and how it widens is decided once, in ``sync_protocol.table_types`` (types) and
+``sync_protocol.table_values`` (values); the edge applied the same rules before it acknowledged the rows,
+so a segment an unmodified edge sealed always fits. What is left here is the hub's own part:
 
-* a new column -> merged in; rows of sites without it read as NULL;
-* a column missing from a segment -> NULL in that segment's rows;
-* the same column with another canonical type (string vs int, int vs float) -> a conflict: the segment
-  is quarantined, never cast and never dropped silently.
+* **Lineage columns** (``_site``, ``_seq``, ``_ingested_at``): a segment may carry only ``_site``, the
+  edge's own, which must be text naming the uploader; any other ``_`` column is a conflict, so a ship
+  cannot claim rows for another site.
+* **In place or rewritten.** Delta's schema merge adds columns and struct fields and gives a null column
+  its first type in place; it cannot change a column's type (delta-rs would cast 2.5 into an int64
+  column as 2, silently). So a widening of an existing column (int64 -> float64, date -> timestamp, a
+  decimal with more digits, and a zone-less timestamp column written before these rules -> UTC) is
+  applied by rewriting the table once, streamed (``Merger._widen``). Each column widens a few times
+  at most in its life (float64, timestamp and 38 digits are the tops).
+* A new column that is null in every row of its segment adds nothing and is not added (it reads as
+  NULL anyway); it is added with its type once a segment brings values.
 
-Column names starting with ``_`` are the hub's lineage columns (``_site``, ``_seq``, ``_ingested_at``);
-a segment that brings its own is a conflict too, so a ship cannot claim rows for another site.
+A segment that does not fit (a change of kind, a type or value the rules refuse) is quarantined, never
+cast and never dropped silently.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.types as pat
 
-LINEAGE_PREFIX = "_"
+from sync_protocol import table_types, table_values
+from sync_protocol.table_types import LINEAGE_PREFIX, SchemaPlan, TypeRefused
+
+SITE_COLUMN = "_site"
 LINEAGE_FIELDS = (
-    pa.field("_site", pa.string()),
+    pa.field(SITE_COLUMN, pa.string()),
     pa.field("_seq", pa.int64()),
-    pa.field("_ingested_at", pa.timestamp("us", tz="UTC")),
+    pa.field("_ingested_at", table_types.TIMESTAMP),
 )
+SEGMENT = "this segment"
 
-
-class UnsupportedType(Exception):
-    pass
-
-
-def canonical_type(data_type: pa.DataType) -> pa.DataType:
-    """The type the hub stores for ``data_type``; UnsupportedType if Delta cannot hold it."""
-    t = data_type
-    if pa.types.is_dictionary(t):
-        return canonical_type(t.value_type)
-    if pa.types.is_integer(t):
-        return pa.int64()
-    if pa.types.is_floating(t):
-        return pa.float64()
-    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
-        return pa.string()
-    if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_binary_view(t):
-        return pa.binary()
-    if pa.types.is_timestamp(t):
-        return pa.timestamp("us", tz="UTC" if t.tz is not None else None)
-    if pa.types.is_date(t):
-        return pa.date32()
-    if pa.types.is_boolean(t) or pa.types.is_decimal128(t) or pa.types.is_null(t):
-        return t
-    if pa.types.is_list(t) or pa.types.is_large_list(t):
-        return pa.list_(canonical_type(t.value_type))
-    if pa.types.is_struct(t):
-        return pa.struct([pa.field(f.name, canonical_type(f.type)) for f in t])
-    raise UnsupportedType(f"type {t} cannot be stored in a Delta table")
-
-
-@dataclass(frozen=True)
-class SchemaPlan:
-    """The outcome of fitting one segment's schema to a table's canonical schema."""
-
-    schema: pa.Schema | None  # the canonical schema after this segment (None when it conflicts)
-    conflicts: tuple[str, ...]
-    new_columns: tuple[str, ...] = ()
-
-
-def plan(canonical: pa.Schema | None, incoming: pa.Schema) -> SchemaPlan:
-    """Fit ``incoming`` (a segment's data columns) to ``canonical`` (data columns of the table)."""
-    conflicts: list[str] = []
-    fields = {f.name: f for f in canonical} if canonical is not None else {}
-    order = list(fields)
-    new: list[str] = []
-    seen: set[str] = set()
-    for field in incoming:
-        if field.name in seen:
-            conflicts.append(f"column {field.name!r} appears twice")
-            continue
-        seen.add(field.name)
-        if field.name.startswith(LINEAGE_PREFIX):
-            conflicts.append(f"column {field.name!r} uses the reserved prefix '_' of the hub's lineage columns")
-            continue
-        try:
-            target = canonical_type(field.type)
-        except UnsupportedType as error:
-            conflicts.append(f"column {field.name!r}: {error}")
-            continue
-        existing = fields.get(field.name)
-        if existing is None:
-            if pa.types.is_null(target):
-                continue  # an all-null column of unknown type adds nothing; it reads as NULL anyway
-            fields[field.name] = pa.field(field.name, target)
-            order.append(field.name)
-            new.append(field.name)
-        elif not pa.types.is_null(target) and existing.type != target:
-            conflicts.append(
-                f"column {field.name!r} is {field.type} (stored as {target}) here but {existing.type} in the table"
-            )
-    if conflicts:
-        return SchemaPlan(None, tuple(conflicts))
-    return SchemaPlan(pa.schema([fields[name] for name in order]), (), tuple(new))
-
-
-def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
-    """``table`` cast to ``schema``: canonical types, missing columns as NULL, columns in schema order.
-    Raises pyarrow.ArrowInvalid when a value does not fit (e.g. a uint64 above int64's range)."""
-    columns = []
-    for field in schema:
-        if field.name in table.column_names:
-            column = table.column(field.name)
-            if pa.types.is_dictionary(column.type):
-                column = column.cast(column.type.value_type)
-            columns.append(column.cast(field.type, safe=not pa.types.is_timestamp(field.type)))
-        else:
-            columns.append(pa.nulls(table.num_rows, field.type))
-    return pa.Table.from_arrays(columns, schema=schema)
-
-
-def strip_edge_site(table: pa.Table, site: str) -> tuple[pa.Table, str | None]:
-    """Edges write the lineage column ``_site`` into their segments (so a ship's own files say where they
-    come from). The hub trusts only the authenticated upload: a ``_site`` naming any other site is a
-    conflict (G5); a matching one is dropped here, and the merger adds its own."""
-    if "_site" not in table.column_names:
-        return table, None
-    column = table.column("_site")
-    if column.null_count or not pc.all(pc.equal(column.cast(pa.string()), site)).as_py() and table.num_rows:
-        return table, f"column '_site' names another site than the uploader {site!r}"
-    return table.drop_columns(["_site"]), None
+__all__ = ["LINEAGE_FIELDS", "LINEAGE_PREFIX", "SchemaPlan", "canonical", "conform", "data_columns", "in_place",
+           "plan", "strip_edge_site", "to_storage"]
 
 
 def data_columns(schema: pa.Schema) -> pa.Schema:
     """A merged table's schema without its lineage columns."""
     return pa.schema([f for f in schema if not f.name.startswith(LINEAGE_PREFIX)])
+
+
+def canonical(stored: pa.Schema | None) -> pa.Schema | None:
+    """The data columns of a Delta table's schema, in storage types (what segments are planned against)."""
+    if stored is None:
+        return None
+    return table_types.storage_schema(data_columns(stored))[0]
+
+
+def plan(table: str, current: pa.Schema | None, incoming: pa.Schema) -> SchemaPlan:
+    """Fit ``incoming`` (a segment's data columns) to ``current`` (storage types, None for a new table)."""
+    fitted = table_types.plan(table, current, incoming, subject=SEGMENT)
+    if fitted.schema is None:
+        return fitted
+    empty = {name for name in fitted.new_columns if pat.is_null(fitted.schema.field(name).type)}
+    if not empty:
+        return fitted
+    kept = pa.schema([field for field in fitted.schema if field.name not in empty])
+    return SchemaPlan(kept, (), tuple(n for n in fitted.new_columns if n not in empty), fitted.widened)
+
+
+def to_storage(table: pa.Table) -> pa.Table:
+    """A segment's columns in storage types, values checked (RemoteProtocolError names the column)."""
+    return table_values.to_storage(table)
+
+
+def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table`` (in storage types) with exactly ``schema``'s columns: widened, folded, NULL where missing."""
+    return table_values.conform(table, schema)
+
+
+def in_place(stored: pa.DataType, planned: pa.DataType) -> bool:
+    """Whether Delta's schema merge turns the ``stored`` column type into ``planned`` without a rewrite:
+    the same type, null -> any, or a struct gaining fields (at any depth)."""
+    if pat.is_timestamp(stored) and stored.tz is None:
+        return False  # written before the rules: stored zone-less, becomes UTC
+    if pat.is_null(stored):
+        return True
+    if pat.is_struct(stored) and pat.is_struct(planned):
+        names = {planned.field(i).name: planned.field(i).type for i in range(planned.num_fields)}
+        return all(stored.field(i).name in names and in_place(stored.field(i).type, names[stored.field(i).name])
+                   for i in range(stored.num_fields))
+    if table_types.is_list_like(stored) and pat.is_list(planned):
+        return in_place(stored.value_type, planned.value_type)
+    try:
+        return table_types.storage_type(stored, "column").equals(planned)
+    except TypeRefused:
+        return False
+
+
+def strip_edge_site(table: pa.Table, site: str) -> tuple[pa.Table, str | None]:
+    """Edges write the lineage column ``_site`` into their segments (so a ship's own files say where they
+    come from). The hub trusts only the authenticated upload: a ``_site`` that is not text, or names any
+    other site, is a conflict (G5); a matching one is dropped here, and the merger adds its own."""
+    if SITE_COLUMN not in table.column_names:
+        return table, None
+    if table.column_names.count(SITE_COLUMN) > 1:
+        return table, "column '_site' appears more than once"
+    column = table.column(SITE_COLUMN)
+    value_type = column.type.value_type if pat.is_dictionary(column.type) else column.type
+    if not (pat.is_string(value_type) or pat.is_large_string(value_type) or pat.is_string_view(value_type)):
+        return table, f"column '_site' is {column.type}; it must be a string naming the uploader {site!r}"
+    try:
+        column.validate(full=True)
+    except pa.ArrowInvalid as error:
+        return table, f"column '_site' is not valid UTF-8 text: {str(error)[:200]}"
+    if table.num_rows and (column.null_count or not pc.all(pc.equal(column.cast(pa.string()), site)).as_py()):
+        return table, f"column '_site' names another site than the uploader {site!r}"
+    return table.drop_columns([SITE_COLUMN]), None

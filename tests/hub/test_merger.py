@@ -80,7 +80,7 @@ def test_unreadable_and_miscounted_segments_are_quarantined(ledger, staging, mer
     reasons = {str(q.segment.site): q.reason for q in ledger.quarantined()}
     assert "Parquet" in reasons["ship-a"]
     assert "manifest says 3" in reasons["ship-b"]
-    assert "do not fit" in reasons["ship-c"]
+    assert "does not fit int64" in reasons["ship-c"]
 
 
 def test_reconcile_finishes_batches_that_reached_the_table_and_reopens_the_rest(
@@ -150,3 +150,78 @@ def test_a_busy_table_gathers_what_arrives_into_the_next_commit(layout, ledger, 
     merger._last_commit_at.clear()  # the interval passed
     assert merger.run_once() == 2
     assert DeltaTable(str(layout.table_dir(TableName("telemetry")))).version() == 1  # two commits for three
+
+
+def test_an_int_column_widens_to_float_by_one_rewrite_and_keeps_exactly_once(layout, ledger, staging, merger):
+    commit(ledger, staging, make_segment("ship-a", "telemetry", 1, pa.table({"row_id": [1], "v": pa.array([1])})))
+    merger.run_once()
+    version = DeltaTable(str(layout.table_dir(TableName("telemetry")))).transaction_version(MERGER_APP_ID)
+    commit(ledger, staging, make_segment("ship-b", "telemetry", 1, pa.table({"row_id": [2], "V": pa.array([2.5])})))
+    merger._last_commit_at.clear()
+    merger.run_once()
+    assert query(layout, "SELECT _site, row_id, v FROM telemetry ORDER BY row_id") == [
+        ("ship-a", 1, 1.0), ("ship-b", 2, 2.5)]
+    types = dict(query(layout, "SELECT column_name, column_type FROM (DESCRIBE telemetry)"))
+    assert types["v"] == "DOUBLE" and "V" not in types
+    table = DeltaTable(str(layout.table_dir(TableName("telemetry"))))
+    assert table.transaction_version(MERGER_APP_ID) == version + 1  # the rewrite kept the merger's marks
+    assert ledger.quarantined() == [] and merger.reconcile() == (0, 0)
+
+
+def test_legacy_zone_less_timestamps_become_utc(layout, ledger, staging, merger):
+    from deltalake import write_deltalake
+
+    path = str(layout.table_dir(TableName("events")))
+    write_deltalake(path, pa.table({"ts": pa.array([0], pa.timestamp("us")), "_site": ["ship-a"]}),
+                    partition_by=["_site"])  # as the hub stored zone-less timestamps before the type rules
+    commit(ledger, staging, make_segment("ship-b", "events", 1,
+                                         pa.table({"ts": pa.array([1], pa.timestamp("s", tz="UTC"))})))
+    merger.run_once()
+    assert str(pa.schema(DeltaTable(path).schema().to_arrow()).field("ts").type) == "timestamp[us, tz=UTC]"
+    assert sorted(DeltaTable(path).to_pyarrow_table().column("ts").cast(pa.int64()).to_pylist()) == [0, 1_000_000]
+
+
+def poison(monkeypatch, *, row_id: int, in_scratch: bool = True) -> None:
+    """write_deltalake refuses any batch holding ``row_id`` -- a refusal the type rules did not foresee."""
+    from hub import merger as module
+
+    real = module.write_deltalake
+
+    def refusing(path, data, **kwargs):
+        holds = isinstance(data, pa.Table) and row_id in data.column("row_id").to_pylist()
+        if holds and (in_scratch or ".merge-probe-" not in str(path)):
+            raise Exception(f"Generic error: poisoned row {row_id}\n   0: <backtrace>")
+        return real(path, data, **kwargs)
+
+    monkeypatch.setattr(module, "write_deltalake", refusing)
+
+
+def test_a_segment_delta_refuses_is_narrowed_down_and_quarantined(layout, ledger, staging, merger, monkeypatch):
+    poison(monkeypatch, row_id=666)
+    segments = []
+    for seq in range(1, 7):
+        first = 666 if seq == 4 else seq * 10
+        segments.append(make_segment("ship-a", "telemetry", seq, rows_table(first, 1),
+                                     prev=segments[-1] if segments else None))
+        commit(ledger, staging, segments[-1], now=float(seq))
+    commit(ledger, staging, make_segment("ship-b", "zulu", 1, rows_table(0, 2)))
+    assert merger.run_once() == 7
+    assert query(layout, "SELECT count(*) FROM telemetry") == [(5,)]
+    assert query(layout, "SELECT count(*) FROM zulu") == [(2,)]  # the table after it merged in the same round
+    (entry,) = ledger.quarantined()
+    assert entry.segment.seq == 4 and entry.reason == "Delta Lake refused its rows: Generic error: poisoned row 666"
+    assert (layout.quarantine / f"{segments[3].key}.seg").exists()
+    assert ledger.open_batches() == [] and not list(layout.root.glob(".merge-probe-*"))
+
+
+def test_a_refusal_of_the_table_not_the_rows_is_retried_never_quarantined(layout, ledger, staging, merger,
+                                                                          monkeypatch):
+    poison(monkeypatch, row_id=7, in_scratch=False)  # the same rows go into a fresh table: the table is at fault
+    segment = make_segment("ship-a", "telemetry", 1, rows_table(7, 1))
+    commit(ledger, staging, segment)
+    commit(ledger, staging, make_segment("ship-b", "zulu", 1, rows_table(0, 2)))
+    with pytest.raises(Exception, match="poisoned"):
+        merger.run_once()
+    assert ledger.quarantined() == [] and ledger.open_batches() == []
+    assert [p.segment for p in ledger.pending(TableName("telemetry"), 10)] == [segment.manifest.segment]
+    assert query(layout, "SELECT count(*) FROM zulu") == [(2,)]
