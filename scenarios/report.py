@@ -35,7 +35,9 @@ def drain_after_port_calls(ship: Ship) -> list[dict[str, Any]]:
         done = next((s["t"] for s in during if s["backlog_bytes"] <= threshold), None)
         calls.append({"port_call_at": round(leg.start, 1), "backlog_at_arrival_bytes": arrived,
                       "drained_after_seconds": None if done is None else round(done - leg.start, 1),
-                      "stay_seconds": round(leg.end - leg.start, 1)})
+                      "stay_seconds": round(leg.end - leg.start, 1),
+                      # a fault on the link (stalled, down, corrupting) during the call: not a fair test
+                      "link_faulted": any(s.get("label", leg.profile) != leg.profile for s in during)})
     return calls
 
 

@@ -24,7 +24,7 @@ def test_drain_time_is_measured_from_the_port_call_until_the_backlog_is_gone():
         sample(13, 0, label="port")]
     [call] = drain_after_port_calls(ship(samples, legs))
     assert call == {"port_call_at": 10, "backlog_at_arrival_bytes": 1_000_000, "drained_after_seconds": 2,
-                    "stay_seconds": 20}
+                    "stay_seconds": 20, "link_faulted": False}
 
 
 def test_a_port_call_that_never_drains_says_so_and_the_first_leg_is_no_port_call():
@@ -32,7 +32,7 @@ def test_a_port_call_that_never_drains_says_so_and_the_first_leg_is_no_port_call
     samples = [sample(t, 5_000_000, label="port") for t in (10, 11)]
     assert drain_after_port_calls(ship(samples, legs)) == [
         {"port_call_at": 10, "backlog_at_arrival_bytes": 5_000_000, "drained_after_seconds": None,
-         "stay_seconds": 2}]
+         "stay_seconds": 2, "link_faulted": False}]
 
 
 def test_utilisation_counts_only_backlogged_capped_intervals_outside_port():
@@ -63,3 +63,10 @@ def test_a_failed_run_names_the_counts_the_rows_and_the_seed():
 def test_a_clean_run_passes():
     lines = summary_lines(summary())
     assert lines[0].startswith("PASS") and not any("replay" in line for line in lines)
+
+
+def test_a_port_call_spent_in_a_link_fault_is_marked_as_such():
+    legs = (Leg(0, 5, "at-sea", False), Leg(5, 10, "port", True))
+    samples = [sample(t, 90_000, label="stalled") for t in (5, 7, 9)]
+    [call] = drain_after_port_calls(ship(samples, legs))
+    assert call["drained_after_seconds"] is None and call["link_faulted"] is True
