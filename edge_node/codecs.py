@@ -8,6 +8,7 @@ can never crash the node or be half-stored, because nothing is stored before it 
 from __future__ import annotations
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.ipc as pa_ipc
 import pyarrow.json as pa_json
@@ -56,16 +57,47 @@ def _arrow_stream(body: bytes) -> pa.Table:
 
 
 def _json_lines(body: bytes) -> pa.Table:
-    """Read once to learn the columns; if pyarrow guessed a date or timestamp anywhere, read again with
-    those as text, so that ``sync_protocol.text_types`` decides for JSON Lines and CSV alike."""
+    """Read once to learn the columns, then again with those columns given (pyarrow's reader drops the
+    nulls it meets in a list before it knows the list's type: ``[null, 0]`` became ``[0]``) and with every
+    date or timestamp it guessed read as text, so that ``sync_protocol.text_types`` decides for JSON Lines
+    and CSV alike. The second read only happens for bodies with lists, dates or timestamps."""
     _require_objects_per_line(body)
     options = pa_json.ReadOptions(block_size=max(len(body) + 1, MIN_JSON_BLOCK_BYTES))
     table = pa_json.read_json(pa.BufferReader(body), read_options=options)
-    if text_types.guessed_temporal(table.schema):
+    if text_types.guessed_temporal(table.schema) or any(_has_list(field.type) for field in table.schema):
         as_text = pa.schema([pa.field(f.name, text_types.as_text_type(f.type)) for f in table.schema])
         table = pa_json.read_json(pa.BufferReader(body), read_options=options,
                                   parse_options=pa_json.ParseOptions(explicit_schema=as_text))
+        table = pa.Table.from_arrays([pa.chunked_array([_repair_null_lists(chunk) for chunk in column.chunks],
+                                                       type=column.type) for column in table.columns],
+                                     names=table.column_names)
     return text_types.infer_columns(table)
+
+
+def _repair_null_lists(array: pa.Array) -> pa.Array:
+    """Even with its type given, pyarrow's JSON reader (26.0) builds a list of only nulls
+    (``[null, null]``) with too short a child array, which fails validation; rebuilt here with a null
+    per item. An array without such a list is returned as it is."""
+    if not _has_list(array.type, of_nulls=True):
+        return array
+    if pa.types.is_struct(array.type):
+        children = [_repair_null_lists(child) for child in array.flatten()]
+        return pa.StructArray.from_arrays(children, fields=list(array.type), mask=array.is_null())
+    offsets = array.offsets
+    start, end = offsets[0].as_py(), offsets[-1].as_py()
+    if pa.types.is_null(array.type.value_type):
+        values = pa.nulls(end - start)
+    else:
+        values = _repair_null_lists(array.values.slice(start, end - start))
+    return pa.ListArray.from_arrays(pc.subtract(offsets, start), values, mask=array.is_null())
+
+
+def _has_list(kind: pa.DataType, *, of_nulls: bool = False) -> bool:
+    if pa.types.is_struct(kind):
+        return any(_has_list(field.type, of_nulls=of_nulls) for field in kind)
+    if pa.types.is_list(kind):
+        return pa.types.is_null(kind.value_type) or not of_nulls or _has_list(kind.value_type, of_nulls=True)
+    return False
 
 
 def _require_objects_per_line(body: bytes) -> None:
@@ -85,7 +117,12 @@ def _csv(body: bytes) -> pa.Table:
     table = pa_csv.read_csv(pa.BufferReader(body))
     guessed = {f.name: pa.string() for f in table.schema if text_types.guessed_temporal(pa.schema([f]))}
     if guessed:
-        table = pa_csv.read_csv(pa.BufferReader(body), convert_options=pa_csv.ConvertOptions(column_types=guessed))
+        # Read again as text, with the null markers ("", NA, ...) still null as they were for a date; the
+        # other columns stay as first read (in a text column an empty field is the empty string).
+        again = pa_csv.read_csv(pa.BufferReader(body), convert_options=pa_csv.ConvertOptions(
+            column_types=guessed, strings_can_be_null=True))
+        table = pa.Table.from_arrays([again.column(i) if name in guessed else table.column(i)
+                                      for i, name in enumerate(table.column_names)], names=table.column_names)
     for field in table.schema:
         if pa.types.is_binary(field.type):
             raise ValueError(f"column {field.name!r} is not valid UTF-8 text (CSV bodies must be UTF-8)")

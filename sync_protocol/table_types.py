@@ -136,7 +136,9 @@ def nesting_depth(dtype: pa.DataType, limit: int = MAX_NESTING_DEPTH + 1) -> int
         return 0
     if pat.is_dictionary(dtype):
         return nesting_depth(dtype.value_type, limit)
-    if is_list_like(dtype) or pat.is_map(dtype):
+    if pat.is_map(dtype):
+        return 1 + max(nesting_depth(dtype.key_type, limit - 1), nesting_depth(dtype.item_type, limit - 1))
+    if is_list_like(dtype):
         return 1 + nesting_depth(dtype.value_type, limit - 1)
     if pat.is_struct(dtype) or pat.is_union(dtype):
         return 1 + max((nesting_depth(dtype.field(i).type, limit - 1) for i in range(dtype.num_fields)), default=0)

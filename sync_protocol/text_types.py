@@ -15,6 +15,9 @@ hand it here, and one rule decides for both formats:
   fraction beyond microseconds is truncated, a date alone is midnight UTC;
 * anything else stays a string (a time of day such as ``10:00:00`` too: Delta has no such type).
 
+An empty string in a column that becomes a date or timestamp is null (an empty CSV field is null in every
+typed column; in a text column it stays the empty string, as pyarrow reads CSV).
+
 Numbers, booleans and nulls are as pyarrow reads them in both formats: an integer is int64, any other
 number float64 (a column first written as ``1`` takes ``2.5`` later: int64 widens to float64, see
 ``table_types``), ``true``/``false`` bool, an empty CSV field or JSON ``null`` null.
@@ -59,22 +62,27 @@ def _all_match(text: pa.Array, pattern: str) -> bool:
 
 
 def infer_text(text: pa.Array) -> pa.Array:
-    """A string array as a date or timestamp array when every value is one (see the module's rule)."""
+    """A string array as a date or timestamp array when every value is one (see the module's rule); an
+    empty string there is null, as an empty CSV field of a date column always was."""
     if len(text) == text.null_count:
         return text
+    original = text
+    text = pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
+    if len(text) == text.null_count:
+        return original
     try:
         if _all_match(text, DATE_TEXT):
             return text.cast(DATE)
         if not _all_match(pc.if_else(pc.match_substring_regex(text, DATE_TEXT), "2000-01-01T00:00", text),
                           TIMESTAMP_TEXT):
-            return text
+            return original
         dated = pc.if_else(pc.match_substring_regex(text, DATE_TEXT), pc.binary_join_element_wise(text, "T00:00", ""),
                            text)
         cut = pc.replace_substring_regex(dated, BEYOND_MICROSECONDS, r"\1")
         zoned = pc.if_else(pc.match_substring_regex(cut, ZONE_TEXT), cut, pc.binary_join_element_wise(cut, "Z", ""))
         return zoned.cast(TIMESTAMP)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return text  # e.g. 2026-02-30: looks like a date, is none; the column stays text
+        return original  # e.g. 2026-02-30: looks like a date, is none; the column stays text
 
 
 def _infer(array: pa.Array) -> pa.Array:

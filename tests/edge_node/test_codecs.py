@@ -111,3 +111,48 @@ def test_json_lines_that_are_not_objects_are_refused_without_crashing(body):
     with pytest.raises(RemoteProtocolError) as caught:
         decode_body(JSON_LINES, body)
     assert caught.value.status == 400 and "not a JSON object" in str(caught.value)
+
+
+TEXT_TIMES = ["2026-12-01T10:00:00Z", "2026-12-01T10:00:00.250Z", "2026-12-01T12:00:00+02:00", "2026-12-01T10:00:00",
+              "2026-12-01 10:00"]
+
+
+@pytest.mark.parametrize("text", TEXT_TIMES)
+def test_json_lines_and_csv_read_the_same_timestamp_text_as_the_same_utc_value(text):
+    import datetime as dt
+
+    from edge_node.schemas import normalize
+
+    expected = dt.datetime(2026, 12, 1, 10, 0, 0, 250000 if ".250" in text else 0, tzinfo=dt.UTC)
+    json_body = f'{{"ts": "{text}", "day": "2026-12-01", "clock": "10:00:00"}}\n'.encode()
+    csv_body = f"ts,day,clock\n{text},2026-12-01,10:00:00\n".encode()
+    tables = [normalize(decode_body(JSON_LINES, json_body)), normalize(decode_body(CSV, csv_body))]
+    for table in tables:
+        assert str(table.schema.field("ts").type) == "timestamp[us, tz=UTC]"
+        assert table.column("ts").to_pylist() == [expected]
+        assert table.schema.field("day").type == pa.date32()
+        assert table.schema.field("clock").type == pa.string()  # a time of day: Delta has no such type
+    assert tables[0].schema == tables[1].schema
+
+
+def test_nested_json_timestamps_follow_the_same_rule():
+    table = decode_body(JSON_LINES, b'{"s": {"at": "2026-12-01T10:00:00.5Z", "n": 1}}\n')
+    assert str(table.schema.field("s").type) == "struct<at: timestamp[us, tz=UTC], n: int64>"
+
+
+def test_csv_text_that_is_not_utf8_is_refused():
+    with pytest.raises(RemoteProtocolError, match="'name' is not valid UTF-8") as caught:
+        decode_body(CSV, b"id,name\n1,caf\xe9\n")
+    assert caught.value.status == 400
+
+
+@pytest.mark.parametrize(("line", "values"), [
+    (b'{"l": [null, 0]}', [None, 0]),  # pyarrow's reader alone made this [0]
+    (b'{"l": [null, null, "x"]}', [None, None, "x"]),
+    (b'{"l": [null, null]}', [None, None]),
+    (b'{"l": [[null], [null, 1]]}', [[None], [None, 1]]),
+])
+def test_json_lists_keep_their_nulls(line, values):
+    table = decode_body(JSON_LINES, line + b"\n")
+    table.validate(full=True)
+    assert table.column("l").to_pylist() == [values]

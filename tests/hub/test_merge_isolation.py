@@ -1,0 +1,72 @@
+"""One segment cannot stall the merger (G7, issue 12 item 5), against a real ``harbour hub run``: hand-made
+segments that an unmodified edge would never seal -- a ``_site`` that is not text, duplicate struct
+fields, an out-of-range date64, invalid UTF-8, a timestamp[s] of 10^13, a 60-deep struct -- are each
+quarantined with the reason, while the good segments of other sites, in the same table and in the table
+after it, merge in the same rounds; afterwards ``SELECT *`` works for every site and /healthz is ok."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pyarrow as pa
+import pytest
+
+from .conftest import harbour, make_segment, rows_table
+
+pytestmark = pytest.mark.integration
+
+INVALID_UTF8 = pa.Array.from_buffers(pa.string(), 1, [None, pa.py_buffer(b"\0\0\0\0\2\0\0\0"),
+                                                      pa.py_buffer(b"\xff\xfe")])
+
+
+def deep_struct(depth: int) -> pa.Array:
+    dtype, value = pa.int64(), 1
+    for _ in range(depth):
+        dtype, value = pa.struct([("f", dtype)]), {"f": value}
+    return pa.array([value], dtype)
+
+
+BAD_SEGMENTS = {
+    "site-struct": ({"row_id": [1], "_site": pa.array([{"name": "site-struct"}])}, "'_site' is struct"),
+    "site-list": ({"row_id": [1], "_site": pa.array([["site-list"]])}, "'_site' is list"),
+    "site-binary": ({"row_id": [1], "_site": pa.array([b"\xffsite"], pa.binary())}, "'_site' is binary"),
+    "dup-fields": ({"row_id": [1], "s": pa.StructArray.from_arrays([pa.array([1]), pa.array([2])], names=["a", "a"])},
+                   "struct field 's.a' appears twice"),
+    "far-date": ({"row_id": [1], "d": pa.array([4_000_000 * 86_400_000], pa.date64())}, "outside what Harbour stores"),
+    "bad-text": ({"row_id": [1], "note": INVALID_UTF8}, "not valid UTF-8"),
+    "far-time": ({"row_id": [1], "t": pa.array([10**13], pa.timestamp("s"))},  # Parquet has no seconds: ms
+                 "column 't' holds the timestamp[ms] value 10000000000000000, outside"),
+    "deep": ({"row_id": [1], "deep": deep_struct(60)}, "nested more than 32 levels"),
+}
+
+
+def quarantine_reasons(hub) -> dict[str, str]:
+    report = json.loads(harbour("hub", "status", "--data", str(hub.data), "--format", "json").stdout)
+    return {site["site"]: q["reason"] for site in report["sites"] for q in site["quarantined"]}
+
+
+def test_bad_segments_are_quarantined_and_every_other_site_keeps_merging(hub):
+    sites = [*BAD_SEGMENTS, "good-a", "good-b"]
+    tokens = {site: hub.add_site(site) for site in sites}
+    uploaded = {}
+    for site, (columns, _) in BAD_SEGMENTS.items():
+        uploaded[site] = make_segment(site, "telemetry", 1, pa.table(columns))
+        assert hub.upload(tokens[site], uploaded[site]).committed, site
+    hub.upload(tokens["good-a"], make_segment("good-a", "telemetry", 1, rows_table(0, 5)))
+    hub.upload(tokens["good-b"], make_segment("good-b", "zulu", 1, rows_table(0, 3)))
+    hub.wait_merged(5, "telemetry")
+    hub.wait_merged(3, "zulu")
+    deadline = time.monotonic() + 30
+    while len(reasons := quarantine_reasons(hub)) < len(BAD_SEGMENTS) and time.monotonic() < deadline:
+        time.sleep(0.3)
+    for site, (_, fragment) in BAD_SEGMENTS.items():
+        assert fragment in reasons.get(site, ""), (site, reasons.get(site), hub.log()[-2000:])
+    assert "good-a" not in reasons and "good-b" not in reasons
+    rows = hub.query("SELECT * FROM telemetry")  # one invalid string merged would make this fail for all
+    assert {row["_site"] for row in rows} == {"good-a"} and len(rows) == 5
+    assert hub.request("GET", "/healthz").status == 200
+    # later segments of the same sites still merge: nothing is stuck behind the quarantined ones
+    later = make_segment("far-time", "telemetry", 2, rows_table(100, 2), prev=uploaded["far-time"])
+    hub.upload(tokens["far-time"], later)
+    hub.wait_merged(7, "telemetry")
