@@ -12,6 +12,8 @@ passed in by the callers (``tests/sync_protocol/test_purity.py`` holds us to it)
 * ``chain``       -- hash-chain watermark and gaps per (site, table)
 * ``chunking``    -- chunk size adapted to the measured link
 * ``errors``      -- the shared error vocabulary; ``limits`` -- every limit with its reason
+* ``table_types`` -- what a table may hold and how a column widens; ``table_values`` -- values into those
+  types, checked; ``text_types`` -- dates and timestamps in CSV and JSON Lines text (pyarrow, no I/O)
 """
 
 from .errors import (

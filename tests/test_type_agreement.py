@@ -361,7 +361,7 @@ SETTINGS = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow, He
             "derandomize": False}
 
 
-@settings(max_examples=12, **SETTINGS)
+@settings(max_examples=20, **SETTINGS)
 @given(scenarios())
 def test_what_an_edge_acknowledges_the_hub_merges_with_the_values_written(scenario):
     check(*scenario)
