@@ -16,28 +16,17 @@ from .conftest import harbour, make_segment, rows_table
 
 pytestmark = pytest.mark.integration
 
-INVALID_UTF8 = pa.Array.from_buffers(pa.string(), 1, [None, pa.py_buffer(b"\0\0\0\0\2\0\0\0"),
-                                                      pa.py_buffer(b"\xff\xfe")])
-
-
-def deep_struct(depth: int) -> pa.Array:
-    dtype, value = pa.int64(), 1
-    for _ in range(depth):
-        dtype, value = pa.struct([("f", dtype)]), {"f": value}
-    return pa.array([value], dtype)
-
-
-BAD_SEGMENTS = {
-    "site-struct": ({"row_id": [1], "_site": pa.array([{"name": "site-struct"}])}, "'_site' is struct"),
-    "site-list": ({"row_id": [1], "_site": pa.array([["site-list"]])}, "'_site' is list"),
-    "site-binary": ({"row_id": [1], "_site": pa.array([b"\xffsite"], pa.binary())}, "'_site' is binary"),
-    "dup-fields": ({"row_id": [1], "s": pa.StructArray.from_arrays([pa.array([1]), pa.array([2])], names=["a", "a"])},
-                   "struct field 's.a' appears twice"),
-    "far-date": ({"row_id": [1], "d": pa.array([4_000_000 * 86_400_000], pa.date64())}, "outside what Harbour stores"),
-    "bad-text": ({"row_id": [1], "note": INVALID_UTF8}, "not valid UTF-8"),
-    "far-time": ({"row_id": [1], "t": pa.array([10**13], pa.timestamp("s"))},  # Parquet has no seconds: ms
+TWICE = pa.StructArray.from_arrays([pa.array([1]), pa.array([2])], names=["a", "a"])
+BAD_SEGMENTS = {  # site: (its segment's columns from the hostile values, what the quarantine reason says)
+    "site-struct": (lambda h: {"_site": pa.array([{"name": "site-struct"}])}, "'_site' is struct"),
+    "site-list": (lambda h: {"_site": pa.array([["site-list"]])}, "'_site' is list"),
+    "site-binary": (lambda h: {"_site": pa.array([b"\xffsite"], pa.binary())}, "'_site' is binary"),
+    "dup-fields": (lambda h: {"s": TWICE}, "struct field 's.a' appears twice"),
+    "far-date": (lambda h: {"d": pa.array([4_000_000 * 86_400_000], pa.date64())}, "outside what Harbour stores"),
+    "bad-text": (lambda h: {"note": h.invalid_utf8}, "not valid UTF-8"),
+    "far-time": (lambda h: {"t": pa.array([10**13], pa.timestamp("s"))},  # Parquet has no seconds: ms
                  "column 't' holds the timestamp[ms] value 10000000000000000, outside"),
-    "deep": ({"row_id": [1], "deep": deep_struct(60)}, "nested more than 32 levels"),
+    "deep": (lambda h: {"deep": h.deep_struct(60)}, "nested more than 32 levels"),
 }
 
 
@@ -46,12 +35,12 @@ def quarantine_reasons(hub) -> dict[str, str]:
     return {site["site"]: q["reason"] for site in report["sites"] for q in site["quarantined"]}
 
 
-def test_bad_segments_are_quarantined_and_every_other_site_keeps_merging(hub):
+def test_bad_segments_are_quarantined_and_every_other_site_keeps_merging(hub, hostile):
     sites = [*BAD_SEGMENTS, "good-a", "good-b"]
     tokens = {site: hub.add_site(site) for site in sites}
     uploaded = {}
     for site, (columns, _) in BAD_SEGMENTS.items():
-        uploaded[site] = make_segment(site, "telemetry", 1, pa.table(columns))
+        uploaded[site] = make_segment(site, "telemetry", 1, pa.table({"row_id": [1], **columns(hostile)}))
         assert hub.upload(tokens[site], uploaded[site]).committed, site
     hub.upload(tokens["good-a"], make_segment("good-a", "telemetry", 1, rows_table(0, 5)))
     hub.upload(tokens["good-b"], make_segment("good-b", "zulu", 1, rows_table(0, 3)))
