@@ -113,8 +113,9 @@ def run(site: str, data_dir: Path, listen: str, hub_url: str | None, token: str 
     With --hub and a token, the sync agent sends sealed segments to the hub whenever a link exists, most
     urgent class first, and deletes a segment only after the hub's durable acknowledgement (plus
     --retention)."""
-    from .runner import RunOptions, run_node
-    from .sync.service import SyncOptions
+    import secrets
+
+    from .startup import StartupError, claim
 
     host, port = _listen(listen)
     if token_file is not None:
@@ -125,17 +126,25 @@ def run(site: str, data_dir: Path, listen: str, hub_url: str | None, token: str 
         if not level.isdigit() or not 0 <= int(level) <= 9:
             raise click.BadParameter(f"{item!r} is not TABLE=N with N from 0 to 9", param_hint="--priority")
         parsed[table] = int(level)
-    sync = None
     if hub_url:
         if not hub_url.startswith(("http://", "https://")):
             raise click.BadParameter(f"{hub_url!r} is not an http:// or https:// URL", param_hint="--hub")
         if not token:
             raise click.UsageError("--hub needs the site's token: --token-file FILE (or --token, or "
                                    "HARBOUR_EDGE_TOKEN); `harbour hub add-site SITE` prints it")
+    try:  # before the heavy imports below: a node already on DATA, or a taken port, is refused at once
+        claimed = claim(data_dir, host, port, time.time, token=secrets.token_urlsafe(16))
+    except StartupError as error:
+        sys.exit(f"harbour edge run: {error}")
+    from .runner import RunOptions, run_node
+    from .sync.service import SyncOptions
+
+    sync = None
+    if hub_url and token:
         sync = SyncOptions(hub_url, token, hub_ca, max_upload_rate, metered, thin_link_below, thin_link_max_class,
                            max_in_flight)
     run_node(RunOptions(site, data_dir, host, port, hub_url, token, max_disk, seal_size, seal_age, retention,
-                        parsed, max_body, housekeeping_interval, log_level.upper(), sync))
+                        parsed, max_body, housekeeping_interval, log_level.upper(), sync), claimed)
 
 
 @edge.command()
@@ -153,41 +162,40 @@ def status(data_dir: Path, fmt: str) -> None:
 
 @edge.command()
 @click.option("--data", "data_dir", required=True, type=click.Path(file_okay=False, exists=True, path_type=Path),
-              help="The edge node's data directory (works while the node runs).")
+              help="The edge node's data directory (works while the node runs: the node makes the change).")
 @click.option("--all", "release_all", is_flag=True, help="Release every parked segment.")
 @click.argument("segments", nargs=-1, metavar="[SITE/TABLE/SEQ]...")
 def release(data_dir: Path, release_all: bool, segments: tuple[str, ...]) -> None:
     """Send parked segments again, after fixing why the hub refused them (see `harbour edge status`):
-    e.g. a rotated token, or a conflict an operator resolved at the hub. A running node picks them up
-    within a second; nothing is deleted."""
-    from sync_protocol import RemoteProtocolError, SegmentId
+    e.g. a rotated token, or a conflict an operator resolved at the hub. With a node running on DIR, the
+    node itself releases them and sends them at once; otherwise the ledger is changed here, under DIR's
+    lock. Nothing is deleted."""
+    import os
 
+    from sync_protocol import RemoteProtocolError
+
+    from .dir_lock import RELEASE_COMMAND, LockHolder, this_host
     from .ledger import SegmentLedger
+    from .release import NotParked, ReleaseError, segment_from_text
+    from .release import release as release_segments
 
-    ledger = SegmentLedger(data_dir, None, time.time)
+    if not release_all and not segments:
+        raise click.UsageError("name the segments to release (as shown by `harbour edge status`), or --all")
     try:
-        parked = dict(ledger.parked())
-        if release_all:
-            chosen = list(parked)
-        else:
-            if not segments:
-                raise click.UsageError("name the segments to release (as shown by `harbour edge status`), or --all")
-            chosen = []
-            for text in segments:
-                try:
-                    segment = SegmentId.of(*text.split("/"))
-                except (RemoteProtocolError, TypeError):
-                    raise click.BadParameter(f"{text!r} is not SITE/TABLE/SEQ", param_hint="SEGMENTS") from None
-                if segment not in parked:
-                    raise click.ClickException(f"{text} is not parked (see `harbour edge status --data {data_dir}`)")
-                chosen.append(segment)
-        for segment in chosen:
-            ledger.release(segment)
-            click.echo(f"released {segment} (was parked: {parked[segment] or 'no reason recorded'})")
-        if not chosen:
-            click.echo("no parked segments")
-    finally:
-        ledger.close()
+        requested = None if release_all else [segment_from_text(text) for text in segments]
+    except RemoteProtocolError as error:
+        raise click.BadParameter(str(error), param_hint="SEGMENTS") from None
+    holder = LockHolder(os.getpid(), this_host(), time.time(), RELEASE_COMMAND)
+    try:
+        released = release_segments(data_dir, requested, holder, lambda d: SegmentLedger(d, None, time.time))
+    except NotParked as error:
+        raise click.ClickException(f"{error} (see `harbour edge status --data {data_dir}`)") from None
+    except ReleaseError as error:
+        raise click.ClickException(str(error)) from None
+    for segment, reason in released:
+        click.echo(f"released {segment} (was parked: {reason or 'no reason recorded'})")
+    if not released:
+        click.echo("no parked segments")
 
 
 @edge.command()

@@ -2,6 +2,9 @@
 
 Kept apart from ``cli.py`` so that ``harbour --help`` imports nothing heavy, and so that the serving
 loop (signals, the "listening on" line tests and supervisors wait for) is in one place.
+
+``edge run`` comes here holding DATA's lock and its bound socket (``startup.claim``, taken by the CLI
+before this module's heavy imports); only then is the ledger opened and the crash recovery run.
 """
 
 from __future__ import annotations
@@ -28,13 +31,14 @@ from .ledger import SegmentLedger
 from .node import EdgeNode
 from .quota import Usage
 from .server import make_app
+from .startup import Claim
 from .status import build_status, offline_logs
 from .sync.service import SyncOptions, SyncService
 
 log = logging.getLogger("edge_node")
 
 LISTENING_LINE = "harbour edge listening on http://{host}:{port}"
-"""Printed on stdout once the socket is bound: supervisors and tests wait for it (port 0 is resolved)."""
+"""Printed on stdout once the node serves: supervisors and tests wait for it (port 0 is resolved)."""
 
 
 @dataclass(frozen=True)
@@ -56,7 +60,15 @@ class RunOptions:
     sync: SyncOptions | None = None  # None: no hub, data stays on board
 
 
-def run_node(options: RunOptions, clock: Callable[[], float] | None = None) -> None:
+def run_node(options: RunOptions, claim: Claim, clock: Callable[[], float] | None = None) -> None:
+    """Run the node on DATA and the socket ``claim`` holds (it is released when the node stops)."""
+    try:
+        _run_claimed(options, claim, clock)
+    finally:
+        claim.release()
+
+
+def _run_claimed(options: RunOptions, claim: Claim, clock: Callable[[], float] | None) -> None:
     import time
 
     logging.basicConfig(level=options.log_level, stream=sys.stderr,
@@ -75,16 +87,16 @@ def run_node(options: RunOptions, clock: Callable[[], float] | None = None) -> N
         node.sync = SyncService(node, options.sync)
     else:
         log.info("no --hub given: data is kept locally only")
-    asyncio.run(_serve(node, options.host, options.port))
+    asyncio.run(_serve(node, claim))
 
 
-async def _serve(node: EdgeNode, host: str, port: int) -> None:
-    runner = web.AppRunner(make_app(node), access_log=None)
+async def _serve(node: EdgeNode, claim: Claim) -> None:
+    runner = web.AppRunner(make_app(node, release_token=claim.holder.token or ""), access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    await site.start()
-    bound = site._server.sockets[0].getsockname() if site._server else (host, port)  # resolve port 0
-    print(LISTENING_LINE.format(host=bound[0], port=bound[1]), flush=True)
+    await web.SockSite(runner, claim.sock).start()
+    host, port = claim.sock.getsockname()[:2]
+    print(LISTENING_LINE.format(host=host, port=port), flush=True)
+    claim.serving()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

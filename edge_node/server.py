@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -20,6 +21,7 @@ from sync_protocol import ErrorCode, RemoteProtocolError, TableName, encode_erro
 from . import codecs
 from .config import MAX_INFLIGHT_BODY_BYTES, format_size
 from .node import EdgeNode
+from .release import RELEASE_PATH, TOKEN_HEADER, NotParked, parse_request_body, release_parked
 from .status import backlog_by_class, build_status
 
 log = logging.getLogger(__name__)
@@ -30,6 +32,7 @@ INLINE_DECODE_BYTES = 64 * 1024
 and small writes are the ones whose rate group commit must keep up."""
 NODE_KEY = web.AppKey("node", EdgeNode)
 BUDGET_KEY = web.AppKey("budget", object)
+RELEASE_TOKEN_KEY = web.AppKey("release_token", str)
 
 
 class ByteBudget:
@@ -128,6 +131,31 @@ async def status(request: web.Request) -> web.Response:
     return web.json_response(report)
 
 
+async def release(request: web.Request) -> web.Response:
+    """``harbour edge release`` while the node runs: the node changes its own ledger (see release.py)."""
+    node = request.app[NODE_KEY]
+    expected = request.app.get(RELEASE_TOKEN_KEY, "")
+    if not expected or not secrets.compare_digest(request.headers.get(TOKEN_HEADER, "").encode(), expected.encode()):
+        raise RemoteProtocolError(
+            "releasing parked segments needs the token of the data directory's lock", code=ErrorCode.UNAUTHORIZED,
+            op="releasing parked segments", subject=RELEASE_PATH,
+            hint="run `harbour edge release --data DIR` on the ship, as a user who can read DIR")
+    try:
+        doc = await request.json()
+    except ValueError:
+        doc = None
+    requested = parse_request_body(doc)
+    try:
+        released = await asyncio.get_running_loop().run_in_executor(None, release_parked, node.ledger, requested)
+    except NotParked as error:
+        raise RemoteProtocolError(str(error), op="releasing parked segments", subject=", ".join(error.segments),
+                                  hint="see `harbour edge status` for the parked ones") from None
+    if node.sync is not None:
+        node.sync.notify()
+    log.info("released %d parked segments on request: %s", len(released), ", ".join(str(s) for s, _ in released))
+    return web.json_response({"released": [{"segment": str(s), "reason": reason} for s, reason in released]})
+
+
 async def healthz(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
     if node.quota.would_exceed(node.usage(), 0):
@@ -136,14 +164,17 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"ok": True, "site": str(node.config.site)})
 
 
-def make_app(node: EdgeNode) -> web.Application:
+def make_app(node: EdgeNode, release_token: str = "") -> web.Application:
+    """``release_token``: the token in the data directory's lock file; empty turns POST /v1/parked/release off."""
     # client_max_size only bounds request.read(); ingest streams and enforces the limit itself.
     app = web.Application(middlewares=[error_middleware], client_max_size=node.config.max_body_bytes)
     app[NODE_KEY] = node
+    app[RELEASE_TOKEN_KEY] = release_token
     app[BUDGET_KEY] = ByteBudget(max(MAX_INFLIGHT_BODY_BYTES, node.config.max_body_bytes))
     app.router.add_post("/v1/tables/{table}", ingest)
     app.router.add_get("/v1/status", status)
     app.router.add_get("/healthz", healthz)
+    app.router.add_post(RELEASE_PATH, release)
 
     async def on_startup(_: web.Application) -> None:
         await node.start()
