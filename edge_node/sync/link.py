@@ -252,6 +252,12 @@ class LinkMonitor:
             return LinkState.GOOD
         if capacity is not None:
             return LinkState.THIN
+        rtt = self.rtt_floor
+        if lower is not None and rtt is not None and rtt <= FRESH_MAX_RTT_SECONDS:
+            # Up, with a short round trip, and nothing long enough has shown it thin: a terrestrial link
+            # (port Wi-Fi, 4G, a LAN). A trickle of small writes can never prove more, and "unknown" on a
+            # healthy port link only worries the crew. The first backlog measures it for real.
+            return LinkState.GOOD
         return LinkState.UNKNOWN
 
     def probe_bytes(self) -> int:

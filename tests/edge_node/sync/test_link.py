@@ -55,8 +55,15 @@ def test_one_tiny_transfer_at_a_time_never_reads_thin(clock):
     """The bug seen in the fleet voyage: 4.6 KiB in 45 ms "measures" 0.8 Mbit/s, but proves nothing."""
     monitor = LinkMonitor(clock)
     link(50e6, 0.040, clock, monitor, chunk=4700, in_flight=1)
-    assert monitor.measured_state is not LinkState.THIN
+    assert monitor.measured_state is LinkState.GOOD  # a short link that nothing showed thin
     assert LinkPolicy().allows(7, monitor.measured_state)
+
+
+def test_a_trickle_on_a_satellite_link_proves_nothing(clock):
+    monitor = LinkMonitor(clock)
+    link(512e3, 0.6, clock, monitor, chunk=3000, in_flight=1)
+    assert monitor.measured_state is LinkState.UNKNOWN
+    assert not LinkPolicy().seals_early(1, monitor.measured_state, False, monitor.rtt_seconds)
 
 
 def test_a_real_256_kbit_link_reads_thin(clock):
