@@ -109,6 +109,7 @@ class LinkMonitor:
     _capacity: deque[_Sample] = field(default_factory=deque)
     _last_capacity: _Sample | None = None
     _lower: deque[_Sample] = field(default_factory=deque)
+    _last_lower: _Sample | None = None  # stands when the window is empty (an idle link keeps its state)
     _in_flight: int = 0
     _integral: float = 0.0  # time-integral of chunks in flight, for the average concurrency of a transfer
     _integral_at: float = 0.0
@@ -146,7 +147,8 @@ class LinkMonitor:
         now = self.clock()
         self._note_rtt(now, busy, upper_bound_only=True)
         carried = n_bytes * max(1.0, concurrency)
-        self._lower.append(_Sample(now, carried / busy, self.rtt_floor or busy))
+        self._last_lower = _Sample(now, carried / busy, self.rtt_floor or busy)
+        self._lower.append(self._last_lower)
         rtt = self.rtt_floor or 0.0
         serialisation = busy - rtt
         if serialisation > 0 and carried / self.threshold_bytes >= PROOF_SECONDS:
@@ -175,7 +177,7 @@ class LinkMonitor:
         """A round trip took ``rtt``. A PATCH's time only bounds the RTT from above (it can show that the
         link got shorter, never longer); a HEAD or POST measures it."""
         reference = self._last_capacity.rtt_seconds if self._last_capacity else (
-            self._lower[-1].rtt_seconds if self._lower else None)
+            self._last_lower.rtt_seconds if self._last_lower else None)
         if reference is not None and abs(rtt - reference) > RTT_CHANGE_MIN_SECONDS and (
                 rtt * RTT_CHANGE_FACTOR < reference or (not upper_bound_only and rtt > RTT_CHANGE_FACTOR * reference)):
             self._link_changed()
@@ -190,6 +192,7 @@ class LinkMonitor:
         self._rtts.clear()
         self._measured_rtt = None
         self._last_capacity = None
+        self._last_lower = None
         self.changes += 1
 
     def _prune(self, now: float) -> None:
@@ -228,7 +231,9 @@ class LinkMonitor:
     @property
     def lower_bound_bytes(self) -> float | None:
         self._prune(self.clock())
-        return max(sample.rate_bytes for sample in self._lower) if self._lower else None
+        if self._lower:
+            return max(sample.rate_bytes for sample in self._lower)
+        return self._last_lower.rate_bytes if self._last_lower else None
 
     @property
     def rate_bytes(self) -> float | None:

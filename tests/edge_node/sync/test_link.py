@@ -177,3 +177,10 @@ def test_a_long_link_not_proven_good_lets_logs_grow():
     assert policy.seals_early(1, LinkState.GOOD, False, rtt_seconds=0.6)  # satellite proven fast
     assert policy.seals_early(1, LinkState.UNKNOWN, False, rtt_seconds=0.04)  # port
     assert policy.seals_early(0, LinkState.UNKNOWN, False, rtt_seconds=0.6)  # alarms: always
+
+
+def test_an_idle_link_keeps_its_state(clock):
+    monitor = LinkMonitor(clock)
+    link(50e6, 0.040, clock, monitor, chunk=4700, in_flight=3, seconds=2)
+    clock.advance(600)  # ten quiet minutes in port
+    assert monitor.measured_state is LinkState.GOOD and monitor.rate_bytes
