@@ -223,17 +223,18 @@ class LinkMonitor:
     @property
     def capacity_bytes(self) -> float | None:
         """The confident estimate (bytes/s), or None when no transfer has been long enough to tell."""
-        self._prune(self.clock())
-        if self._capacity:
-            return max(sample.rate_bytes for sample in self._capacity)
-        return self._last_capacity.rate_bytes if self._last_capacity else None
+        return self._largest_recent(self._capacity, self._last_capacity)
 
     @property
     def lower_bound_bytes(self) -> float | None:
+        return self._largest_recent(self._lower, self._last_lower)
+
+    def _largest_recent(self, window: deque[_Sample], last: _Sample | None) -> float | None:
+        """The largest sample of the window; with the window empty, the last one stands."""
         self._prune(self.clock())
-        if self._lower:
-            return max(sample.rate_bytes for sample in self._lower)
-        return self._last_lower.rate_bytes if self._last_lower else None
+        if window:
+            return max(sample.rate_bytes for sample in window)
+        return last.rate_bytes if last else None
 
     @property
     def rate_bytes(self) -> float | None:
