@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.harbour-installed
 
-.PHONY: setup demo test soak lint docs bench bench-quick browser clean
+.PHONY: setup demo test soak lint docs bench bench-quick browser npm clean
 
 setup: $(STAMP)
 
@@ -23,12 +23,17 @@ demo: setup
 browser:
 	sh tests/browser_setup.sh
 
+## npm: tus-js-client (pinned in tests/tus_js/package-lock.json) into tests/tus_js/node_modules, for the tus
+## conformance test; needs the machine's node and npm
+npm:
+	sh tests/npm_setup.sh
+
 ## test: lint + the default test run (quick: no soak tests); fails if no test was collected
-test: setup lint browser
+test: setup lint browser npm
 	$(BIN)/python -m pytest
 
 ## soak: the long fault and soak runs (CI runs them after the default run)
-soak: setup browser
+soak: setup browser npm
 	$(BIN)/python -m pytest -m soak
 
 ## bench: every benchmark against rsync, Arrow Flight and JSON/HTTP (~27 min; needs Debian's rsync),

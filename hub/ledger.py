@@ -5,6 +5,9 @@ Two kinds of record live here:
 * **upload records** (``uploads``): the manifest and the *durable* offset of every upload not yet
   committed. The offset is written after the staging file's fsync and before the answer, so after a
   crash the record is the truth and anything past it in the staging file is garbage.
+* **refused manifests** (``refused_manifests``): the last manifest per ``(site, table, seq)`` whose file
+  turned out not to be what it said (``sync_protocol.segment_contents``), so that the same manifest is
+  refused again at creation, before its bytes are sent again.
 * **segments** (``segments``): one row per committed ``(site, table, seq)``, the primary key that
   makes a commit happen exactly once. A row moves ``committed -> merging -> merged`` as the merger
   puts it into the Delta table, or to ``quarantined`` when it cannot be merged.
@@ -19,13 +22,14 @@ implementation, and a PostgreSQL one can follow without touching them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from sync_protocol.chain import ChainLink, check_link
+from sync_protocol.chain import ChainLink, ChainStatus, chain_from_runs, check_link
 from sync_protocol.errors import ErrorCode, RemoteProtocolError
 from sync_protocol.identifiers import SegmentId, SiteId, TableName
+from sync_protocol.limits import FIRST_SEQ, GENESIS_DIGEST
 from sync_protocol.manifest import Manifest
 
 from .db import Database
@@ -69,7 +73,7 @@ class TableProgress:
     rows_merged: int
     segments_pending: int
     quarantined: int
-    links: Mapping[int, ChainLink]
+    chain: ChainStatus
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,8 @@ class SegmentLedger(Protocol):
     def all_staged(self) -> list[StagedUpload]: ...
     def save_staged(self, manifest: Manifest, offset: int, expires_at: float) -> None: ...
     def drop_staged(self, segment: SegmentId) -> None: ...
+    def refuse(self, manifest: Manifest, reason: str, now: float) -> None: ...
+    def refusal(self, manifest: Manifest) -> str | None: ...
     def check_chain(self, manifest: Manifest) -> None: ...
     def committed(self, segment: SegmentId) -> Manifest | None: ...
     def commit(self, manifest: Manifest, now: float) -> bool: ...
@@ -134,6 +140,11 @@ class SqliteLedger:
         )
         db.execute("CREATE INDEX IF NOT EXISTS segments_state ON segments(state, tbl, committed_at)")
         db.execute(
+            "CREATE TABLE IF NOT EXISTS refused_manifests (site TEXT NOT NULL, tbl TEXT NOT NULL,"
+            " seq INTEGER NOT NULL, metadata TEXT NOT NULL, reason TEXT NOT NULL, refused_at REAL NOT NULL,"
+            " PRIMARY KEY (site, tbl, seq))"
+        )
+        db.execute(
             "CREATE TABLE IF NOT EXISTS merge_batches (batch_id INTEGER PRIMARY KEY AUTOINCREMENT,"
             " tbl TEXT NOT NULL, state TEXT NOT NULL)"
         )
@@ -162,6 +173,24 @@ class SqliteLedger:
     def drop_staged(self, segment: SegmentId) -> None:
         with self._database.write() as db:
             db.execute("DELETE FROM uploads WHERE site = ? AND tbl = ? AND seq = ?", _key(segment))
+
+    def refuse(self, manifest: Manifest, reason: str, now: float) -> None:
+        """Drop the upload and remember its manifest as refused, in one transaction. One row per seq: only the
+        latest refused manifest of a seq is refused again (any other is a new upload)."""
+        with self._database.write() as db:
+            db.execute("DELETE FROM uploads WHERE site = ? AND tbl = ? AND seq = ?", _key(manifest.segment))
+            db.execute(
+                "INSERT OR REPLACE INTO refused_manifests (site, tbl, seq, metadata, reason, refused_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)", [*_key(manifest.segment), manifest.to_upload_metadata(), reason, now],
+            )
+
+    def refusal(self, manifest: Manifest) -> str | None:
+        """Why exactly this manifest was refused before, or None."""
+        row = self._database.db.execute(
+            "SELECT reason FROM refused_manifests WHERE site = ? AND tbl = ? AND seq = ? AND metadata = ?",
+            [*_key(manifest.segment), manifest.to_upload_metadata()],
+        ).fetchone()
+        return None if row is None else row[0]
 
     # -- commit --------------------------------------------------------------------------------------
 
@@ -210,6 +239,7 @@ class SqliteLedger:
                  manifest.byte_size, manifest.to_upload_metadata(), now, COMMITTED],
             )
             db.execute("DELETE FROM uploads WHERE site = ? AND tbl = ? AND seq = ?", _key(manifest.segment))
+            db.execute("DELETE FROM refused_manifests WHERE site = ? AND tbl = ? AND seq = ?", _key(manifest.segment))
             return True
 
     # -- merger --------------------------------------------------------------------------------------
@@ -300,17 +330,39 @@ class SqliteLedger:
             " FROM segments GROUP BY site, tbl ORDER BY site, tbl",
             [MERGED, COMMITTED, MERGING, QUARANTINED],
         ).fetchall()
-        result = []
-        for site, table, count, rows, merged, pending, quarantined in summary:
-            links = {
-                r[0]: ChainLink(r[1], r[2])
-                for r in db.execute(
-                    "SELECT seq, sha256, prev_sha256 FROM segments WHERE site = ? AND tbl = ?", [site, table]
-                ).fetchall()
-            }
-            result.append(TableProgress(site, table, count, rows or 0, merged or 0, pending or 0, quarantined or 0,
-                                        links))
-        return result
+        runs, breaks = self._chain_runs(db), self._chain_breaks(db)
+        return [
+            TableProgress(site, table, count, rows or 0, merged or 0, pending or 0, quarantined or 0,
+                          chain_from_runs(runs.get((site, table), []), breaks.get((site, table), [])))
+            for site, table, count, rows, merged, pending, quarantined in summary
+        ]
+
+    @staticmethod
+    def _chain_runs(db) -> dict[tuple[str, str], list[tuple[int, int]]]:
+        """Runs of consecutive committed seqs per (site, table) ("gaps and islands": within a run, seq minus its
+        rank is constant). One pass over the primary key; the answer has one row per run, whatever the seqs."""
+        runs: dict[tuple[str, str], list[tuple[int, int]]] = {}
+        for site, table, first, last in db.execute(
+            "SELECT site, tbl, MIN(seq), MAX(seq) FROM (SELECT site, tbl, seq,"
+            " seq - ROW_NUMBER() OVER (PARTITION BY site, tbl ORDER BY seq) AS island FROM segments)"
+            " GROUP BY site, tbl, island ORDER BY site, tbl, MIN(seq)"
+        ).fetchall():
+            runs.setdefault((site, table), []).append((first, last))
+        return runs
+
+    @staticmethod
+    def _chain_breaks(db) -> dict[tuple[str, str], list[int]]:
+        """Seqs whose prev-sha256 is not the digest of the committed seq before them (or genesis, for seq 1)."""
+        breaks: dict[tuple[str, str], list[int]] = {}
+        for site, table, seq in db.execute(
+            "SELECT site, tbl, seq FROM (SELECT site, tbl, seq, prev_sha256,"
+            " LAG(seq) OVER w AS before_seq, LAG(sha256) OVER w AS before_sha256 FROM segments"
+            " WINDOW w AS (PARTITION BY site, tbl ORDER BY seq))"
+            " WHERE (seq = ? AND prev_sha256 != ?) OR (before_seq = seq - 1 AND prev_sha256 != before_sha256)"
+            " ORDER BY site, tbl, seq", [FIRST_SEQ, GENESIS_DIGEST],
+        ).fetchall():
+            breaks.setdefault((site, table), []).append(seq)
+        return breaks
 
     def quarantined(self) -> list[QuarantineEntry]:
         rows = self._database.db.execute(

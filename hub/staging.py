@@ -12,7 +12,11 @@ import hashlib
 import os
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+
 from sync_protocol.identifiers import SegmentId
+from sync_protocol.segment_contents import SegmentContents
 
 from .layout import HubLayout
 
@@ -62,6 +66,12 @@ class StagingArea:
             hasher.update(data)
 
     @staticmethod
+    def sync(handle) -> None:
+        """Make what was written to the chunk's handle so far durable (a slice of a long chunk)."""
+        handle.flush()
+        os.fsync(handle.fileno())
+
+    @staticmethod
     def finish_chunk(handle, keep_to: int | None) -> None:
         """Close the chunk's handle: fsync it when the chunk is kept (``keep_to`` is the new durable
         offset), or cut the file back to the old offset when it is dropped."""
@@ -97,6 +107,15 @@ class StagingArea:
                 digest.update(block)
                 left -= len(block)
         return digest.hexdigest()
+
+    def contents(self, segment: SegmentId) -> SegmentContents:
+        """Row count and schema from the staging file's Parquet footer: a few KiB read from the end of the file,
+        however large it is (what ``pyarrow.parquet.read_metadata`` / ``read_schema`` read)."""
+        try:
+            with pq.ParquetFile(self.path(segment)) as parquet:
+                return SegmentContents.of(parquet.metadata.num_rows, parquet.schema_arrow)
+        except (pa.ArrowException, ValueError, OSError) as error:
+            return SegmentContents.not_parquet(str(error))
 
     def exists(self, segment: SegmentId) -> bool:
         return self.path(segment).exists()

@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from sync_protocol.chain import chain_status
 from sync_protocol.units import format_size
 
 from .ledger import SqliteLedger
@@ -69,7 +68,7 @@ def fleet_report(ledger: SqliteLedger, registry: SiteRegistry, clock: Callable[[
         sites[row["site"]] = _new_site(row["site"], row["revoked_at"] is None, row["last_contact"], now)
     for progress in ledger.progress():
         site = sites.setdefault(progress.site, _new_site(progress.site, False, None, now))
-        chain = chain_status(progress.links)
+        chain = progress.chain
         site["tables"][progress.table] = {
             "segments_committed": progress.segments_committed,
             "rows_committed": progress.rows_committed,

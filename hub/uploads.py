@@ -3,9 +3,12 @@
 The receiver (``sync_protocol.receiver``) decides; this module only carries out its decisions, in the
 order the receiver's docstring requires: a kept chunk is fsync'd and its offset persisted in the ledger
 *before* the answer is returned, so a SIGKILL at any point leaves the upload at an offset that was never
-over-reported (G3). All blocking work (file writes, fsync, hashing, SQLite) runs in a thread pool, so
-uploads from many ships proceed side by side; requests for the *same* upload are serialised by a
-per-upload ``asyncio.Lock``.
+over-reported (G3). A PATCH may be as long as the upload's remaining bytes: its body is streamed to the
+staging file (never held whole), hashed on the way, and made durable slice by slice, so a cut or a crash
+mid-body keeps what arrived. A complete upload commits only after its sha256 and then its Parquet footer
+(row count, schema fingerprint) match the manifest. All blocking work (file writes, fsync, hashing,
+SQLite) runs in a thread pool, so uploads from many ships proceed side by side; requests for the *same*
+upload are serialised by a per-upload ``asyncio.Lock``.
 
 The durable records (ledger + staging file) are the truth; the in-memory receivers are a cache. When
 anything unexpected fails half-way, the receiver is evicted and rebuilt from the records on the next
@@ -25,6 +28,7 @@ from sync_protocol.errors import RemoteProtocolError
 from sync_protocol.identifiers import SegmentId
 from sync_protocol.manifest import Manifest
 from sync_protocol.receiver import (
+    CheckContents,
     CommitSegment,
     DiscardUpload,
     DropChunk,
@@ -34,6 +38,7 @@ from sync_protocol.receiver import (
     StoreChunk,
     UploadReceiver,
 )
+from sync_protocol.segment_contents import SegmentContents
 from sync_protocol.tus import Checksum, TailClaim
 
 from .faults import CrashHook, no_crash
@@ -71,6 +76,7 @@ class UploadStats:
     chunks_dropped: int = 0
     segments_committed: int = 0
     digest_failures: int = 0
+    manifests_refused: int = 0  # complete uploads whose file was not what the manifest said
 
 
 class UploadService:
@@ -151,11 +157,14 @@ class UploadService:
         segment = manifest.segment
 
         async def step(receiver: UploadReceiver) -> Respond:
+            refused = None
             if receiver.state is not RxState.COMMITTED:
-                # A manifest that would splice the committed chain is refused before any byte is sent.
+                # A manifest that would splice the committed chain, or that lied about its file before, is
+                # refused before any byte is sent.
                 await self._io(self._ledger.check_chain, manifest)
+                refused = await self._io(self._ledger.refusal, manifest)
             now = self._clock()
-            decision = receiver.create(manifest, upload_length, now)
+            decision = receiver.create(manifest, upload_length, now, refused)
             if isinstance(decision, Respond):
                 if receiver.state is RxState.RECEIVING:  # resumed creation moved the expiry
                     await self._io(self._ledger.save_staged, manifest, receiver.offset, receiver.expires_at)
@@ -204,17 +213,14 @@ class UploadService:
             actual = await self._io(self._staging.sha256_range, segment, check.start, check.end)
             dropped = receiver.tail_checked(plan, actual == check.sha256)
             if dropped is not None:
-                # Lower the durable offset first, then cut the file: a crash between the two leaves a file
-                # longer than its offset (cut back at start-up), never shorter (which would restart the upload).
-                await self._io(self._ledger.save_staged, receiver.manifest, dropped.offset, receiver.expires_at)
-                await self._io(self._staging.truncate, segment, dropped.offset)
+                await self._lower(receiver, dropped)
                 assert dropped.error is not None
                 raise dropped.error
         hasher = hashlib.new(plan.checksum.algorithm) if plan.checksum is not None else None
         handle = await self._io(self._staging.open_chunk, segment, plan.offset)
         received, kept_to = 0, None
         try:
-            received = await self._copy_body(body, plan.length, handle, hasher)
+            received = await self._copy_body(receiver, plan, body, handle, hasher)
             checksum_ok = None
             if plan.checksum is not None and received == plan.length:
                 checksum_ok = hasher.digest() == plan.checksum.digest
@@ -226,6 +232,8 @@ class UploadService:
         self.stats.bytes_received += received
         if isinstance(outcome, DropChunk):
             self.stats.chunks_dropped += 1
+            if outcome.lowered:
+                await self._lower(receiver, outcome)  # slices of a damaged chunk were counted: take them back
             if outcome.error is not None:
                 raise outcome.error
             return None
@@ -236,12 +244,20 @@ class UploadService:
             return outcome.answer  # after a cut nobody may be listening; answering is harmless
         return await self._verify_and_commit(receiver)
 
-    async def _copy_body(self, body: BodyReader, length: int, handle, hasher) -> int:
-        """Stream up to ``length`` body bytes into ``handle``; returns how many arrived before the end
-        or a cut. Never holds more than ``WRITE_BUFFER_BYTES`` of the body in memory."""
-        received, buffer = 0, bytearray()
-        while received + len(buffer) < length:
-            want = min(READ_PIECE_BYTES, length - received - len(buffer))
+    async def _lower(self, receiver: UploadReceiver, dropped: DropChunk) -> None:
+        """Lower the durable offset first, then cut the file: a crash between the two leaves a file longer
+        than its offset (cut back at start-up), never shorter (which would restart the upload)."""
+        assert receiver.manifest is not None
+        await self._io(self._ledger.save_staged, receiver.manifest, dropped.offset, receiver.expires_at)
+        await self._io(self._staging.truncate, receiver.segment, dropped.offset)
+
+    async def _copy_body(self, receiver: UploadReceiver, plan: StoreChunk, body: BodyReader, handle, hasher) -> int:
+        """Stream up to ``plan.length`` body bytes into ``handle``, hashing them on the way; returns how many
+        arrived before the end or a cut. Never holds more than ``WRITE_BUFFER_BYTES`` (plus one read) of the
+        body in memory, whatever its length; every ``plan.slice_bytes`` it makes what was written durable."""
+        received, buffer, next_slice = 0, bytearray(), plan.slice_bytes
+        while received + len(buffer) < plan.length:
+            want = min(READ_PIECE_BYTES, plan.length - received - len(buffer))
             piece = await self._read_piece(body, want, handle.name, received + len(buffer))
             if not piece:
                 break
@@ -251,10 +267,20 @@ class UploadService:
                 await self._io(self._staging.write, handle, bytes(buffer), hasher)
                 received += len(buffer)
                 buffer.clear()
+                if next_slice <= received < plan.length:
+                    await self._keep_slice(receiver, plan, handle, received)
+                    next_slice = received + plan.slice_bytes
         if buffer:
             await self._io(self._staging.write, handle, bytes(buffer), hasher)
             received += len(buffer)
         return received
+
+    async def _keep_slice(self, receiver: UploadReceiver, plan: StoreChunk, handle, received: int) -> None:
+        """fsync the chunk's first ``received`` bytes, then persist the offset they reach (G3: never ahead)."""
+        assert receiver.manifest is not None
+        await self._io(self._staging.sync, handle)
+        kept = receiver.slice_stored(plan, received)
+        await self._io(self._ledger.save_staged, receiver.manifest, kept.offset, receiver.expires_at)
 
     async def _read_piece(self, body: BodyReader, want: int, name: str, so_far: int) -> bytes:
         """The next piece of the body, or b"" when the link dropped or stalled: what arrived still counts
@@ -273,10 +299,18 @@ class UploadService:
         segment = receiver.segment
         digest = await self._io(self._staging.sha256, segment)
         decision = receiver.segment_digest(digest)
+        if isinstance(decision, CheckContents):
+            contents: SegmentContents = await self._io(self._staging.contents, segment)
+            decision = receiver.contents_read(contents)
         if isinstance(decision, DiscardUpload):
-            self.stats.digest_failures += 1
             await self._io(self._staging.delete, segment)
-            await self._io(self._ledger.drop_staged, segment)
+            if decision.refuse_again is not None:
+                self.stats.manifests_refused += 1
+                log.warning("upload %s refused: %s", segment, decision.error.message)
+                await self._io(self._ledger.refuse, decision.refuse_again, decision.error.message, self._clock())
+            else:
+                self.stats.digest_failures += 1
+                await self._io(self._ledger.drop_staged, segment)
             raise decision.error
         assert isinstance(decision, CommitSegment)
         self._crash("before-ledger-commit")

@@ -10,6 +10,7 @@ passed in by the callers (``tests/sync_protocol/test_purity.py`` holds us to it)
 * ``sender``      -- the edge's upload state machine (``SENDER_TRANSITIONS``)
 * ``segment_states`` -- a segment's life on the edge (``SEGMENT_TRANSITIONS``)
 * ``chain``       -- hash-chain watermark and gaps per (site, table)
+* ``segment_contents`` -- what a segment file must hold for its manifest to be true; the schema fingerprint
 * ``chunking``    -- chunk size adapted to the measured link
 * ``errors``      -- the shared error vocabulary; ``limits`` -- every limit with its reason
 * ``table_types`` -- what a table may hold and how a column widens; ``table_values`` -- values into those

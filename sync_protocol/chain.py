@@ -12,10 +12,10 @@ it committed and derives from it:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from .errors import ErrorCode, RemoteProtocolError
+from .errors import ErrorCode, LocalProtocolError, RemoteProtocolError
 from .limits import FIRST_SEQ, GENESIS_DIGEST
 from .manifest import Manifest
 
@@ -38,31 +38,44 @@ class ChainStatus:
         return not self.gaps and not self.breaks
 
 
-def chain_status(links: Mapping[int, ChainLink]) -> ChainStatus:
-    """Walk the committed links of one (site, table). Linear in the number of links given; the hub
-    passes only links above its last stored watermark, so the walk stays short."""
-    if not links:
-        return ChainStatus(0, 0, (), ())
-    highest = max(links)
+def chain_from_runs(runs: Sequence[tuple[int, int]], breaks: Iterable[int]) -> ChainStatus:
+    """The status from the *runs* of consecutive committed seqs -- inclusive ``(first, last)`` ranges, ascending,
+    each separated from the next by at least one missing seq -- and the seqs whose ``prev-sha256`` does not
+    match their committed predecessor (or the genesis digest, for seq 1). Linear in ``len(runs) + len(breaks)``,
+    whatever the seqs are: one segment at seq 10^12 is one run and one gap (the hub's ledger finds the runs
+    with SQL, ``hub.ledger``)."""
     gaps: list[tuple[int, int]] = []
+    end = FIRST_SEQ - 1
+    for index, (first, last) in enumerate(runs):
+        if not (end + 1 if index == 0 else end + 2) <= first <= last:
+            raise LocalProtocolError(f"run {first}-{last} after one ending at {end}: runs must ascend with gaps "
+                                     "between them", op="computing chain status")
+        if first > end + 1:
+            gaps.append((end + 1, first - 1))
+        end = last
+    broken = tuple(sorted(set(breaks)))
+    watermark = 0
+    if runs and runs[0][0] == FIRST_SEQ:
+        watermark = runs[0][1]
+        if broken and broken[0] <= watermark:
+            watermark = broken[0] - 1
+    return ChainStatus(watermark, end if runs else 0, tuple(gaps), broken)
+
+
+def chain_status(links: Mapping[int, ChainLink]) -> ChainStatus:
+    """The status of the committed links of one (site, table), by seq. Sorts the seqs once: the cost follows
+    the number of links, never the seq range."""
+    runs: list[tuple[int, int]] = []
     breaks: list[int] = []
-    gap_start = None
-    for seq in range(FIRST_SEQ, highest + 1):
-        if seq not in links:
-            gap_start = seq if gap_start is None else gap_start
-            continue
-        if gap_start is not None:
-            gaps.append((gap_start, seq - 1))
-            gap_start = None
+    for seq in sorted(links):
+        if runs and runs[-1][1] == seq - 1:
+            runs[-1] = (runs[-1][0], seq)
+        else:
+            runs.append((seq, seq))
         expected = GENESIS_DIGEST if seq == FIRST_SEQ else links[seq - 1].sha256 if seq - 1 in links else None
         if expected is not None and links[seq].prev_sha256 != expected:
             breaks.append(seq)
-    watermark = 0
-    for seq in range(FIRST_SEQ, highest + 1):
-        if seq not in links or seq in breaks:
-            break
-        watermark = seq
-    return ChainStatus(watermark, highest, tuple(gaps), tuple(breaks))
+    return chain_from_runs(runs, breaks)
 
 
 def check_link(manifest: Manifest, predecessor: ChainLink | None, successor: ChainLink | None) -> None:

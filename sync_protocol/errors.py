@@ -69,6 +69,9 @@ class ErrorCode(enum.Enum):
     SCHEMA_QUARANTINED = ErrorSpec(
         422, PeerAction.PARK, "the segment's schema conflicts with the table's; it is quarantined at the hub"
     )
+    MANIFEST_MISMATCH = ErrorSpec(
+        422, PeerAction.PARK, "the segment file's row count or schema differs from its manifest; nothing was committed"
+    )
     RATE_LIMITED = ErrorSpec(429, PeerAction.RETRY, "too many requests; honour Retry-After")
     CHECKSUM_MISMATCH = ErrorSpec(460, PeerAction.RESEND_CHUNK, "the chunk does not match its Upload-Checksum")
     SEGMENT_DIGEST_MISMATCH = ErrorSpec(

@@ -27,8 +27,17 @@ DEFAULT_CHUNK_BYTES = 256 * 1024
 """First chunk size before the link is measured: about 1 s at 2 Mbit/s, so a cut early on costs little."""
 
 MAX_CHUNK_BYTES = 16 * 1024 * 1024
-"""Largest PATCH body the hub accepts in one request. Large enough to fill a 100 Mbit/s port link with a
-few requests per second; small enough that a cut in port re-sends at most ~1.3 s of data."""
+"""Largest chunk Harbour's own sender puts in one PATCH (the ``ChunkSizer``'s ceiling). Large enough to fill a
+100 Mbit/s port link with a few requests per second; small enough that the sender's sizing reacts within
+~1.3 s. It binds only the sender: the hub takes a PATCH of any length up to the upload's remaining bytes, as
+tus 1.0.0 has it (tus-js-client and tuspy send a whole file in one PATCH by default)."""
+
+DURABLE_SLICE_BYTES = 4 * 1024 * 1024
+"""Within one PATCH the hub fsyncs the staging file and persists the new durable offset every this many bytes,
+so a long body that is cut, or a hub killed while reading it, keeps what was made durable: a hub crash costs
+at most one slice (0.3 s at 100 Mbit/s; a 64 MiB body has 16 of them). Smaller slices cost an fsync plus a
+ledger commit (a few ms) each; Harbour's sender sizes chunks to ~2 s of the link, so at sea a slice is more
+than a chunk and this only matters for the long PATCHes of plain tus clients."""
 
 CHUNK_TARGET_SECONDS = 2.0
 """The sender sizes chunks to take about this long on the measured link: long enough that request overhead

@@ -13,6 +13,9 @@ diagram in ``docs/protocol.md`` is generated from it. The rules that matter for 
 
 * The offset only moves forward, and only after the chunk's bytes are durable: the handler fsyncs
   and persists the offset *before* it sends the answer the receiver gave it (G3).
+* A PATCH may carry any number of bytes up to the upload's remaining ones (tus 1.0.0). The handler streams
+  it to the staging file and, every ``DURABLE_SLICE_BYTES``, fsyncs and persists the offset this receiver
+  gives it (``slice_stored``), so neither memory nor the work a crash loses grows with the body.
 * What arrives is kept, even when a chunk is cut short, so a cut costs only the bytes that never
   reached the hub (G3) and a link that drops every few kilobytes still advances. Kept bytes that no
   checksum has covered yet form the *unverified tail* ``[verified, offset)``: ``HEAD`` reports it as
@@ -21,7 +24,11 @@ diagram in ``docs/protocol.md`` is generated from it. The rules that matter for 
   at the verified offset). A whole chunk that fails its ``Upload-Checksum`` is dropped (460) (G4).
   Plain tus clients never send the tail digest; for them the whole-segment sha256 is the guard.
 * When the last byte arrives the whole staging file is hashed and compared with the manifest's
-  sha256; only a match is committed. A mismatch discards the upload (the sender starts over).
+  sha256. A mismatch discards the upload (the sender starts over). On a match the handler reads the
+  file's Parquet footer and the manifest's row count and schema fingerprint must match it
+  (``segment_contents``); only then is it committed. A lying manifest is discarded with
+  ``422 manifest-mismatch`` and refused again at creation, so a sender is never told ``committed`` for
+  a segment the merger would quarantine.
 * Commit is exactly once: the ledger's ``(site, table, seq)`` key is unique, and every later request
   for a committed segment gets an idempotent answer carrying ``Harbour-Commit: committed`` (G2).
 * A hub restart rebuilds receivers from what was persisted (``restore``); anything not durable was
@@ -35,8 +42,9 @@ from dataclasses import dataclass, field
 
 from .errors import ErrorCode, LocalProtocolError, RemoteProtocolError
 from .identifiers import SegmentId
-from .limits import TUS_VERSION, UPLOAD_EXPIRY_SECONDS
+from .limits import DURABLE_SLICE_BYTES, TUS_VERSION, UPLOAD_EXPIRY_SECONDS
 from .manifest import Manifest
+from .segment_contents import SegmentContents, contents_problem, refused_again
 from .tus import (
     COMMITTED,
     HARBOUR_COMMIT,
@@ -56,6 +64,7 @@ class RxState(enum.Enum):
     ABSENT = "absent"  # nothing at this URL: never created, terminated, expired or failed its digest
     RECEIVING = "receiving"  # created; chunks arrive; offset < length
     VERIFYING = "verifying"  # every byte is durable; the whole-segment sha256 is being checked
+    CHECKING = "checking"  # the digest matched; the file's footer is compared with the manifest
     COMMITTING = "committing"  # digest matched; the ledger commit is in progress
     COMMITTED = "committed"  # durably committed; every later answer is idempotent
 
@@ -69,6 +78,8 @@ class RxEvent(enum.Enum):
     TAIL_DROPPED = "tail dropped"  # the unverified tail failed the sender's digest
     DIGEST_MATCHED = "digest matched"
     DIGEST_MISMATCHED = "digest mismatched"
+    CONTENTS_MATCHED = "contents matched"  # the file's row count and schema are the manifest's
+    CONTENTS_MISMATCHED = "contents mismatched"  # the manifest lies about its file (or it is not Parquet)
     COMMIT_DURABLE = "commit durable"
     COMMIT_REFUSED = "commit refused"  # the ledger said no (a chain or segment conflict raced the upload)
     TERMINATED = "terminated"  # DELETE
@@ -88,8 +99,12 @@ RECEIVER_TRANSITIONS: dict[RxState, dict[RxEvent, RxState]] = {
         RxEvent.EXPIRED: RxState.ABSENT,
     },
     RxState.VERIFYING: {
-        RxEvent.DIGEST_MATCHED: RxState.COMMITTING,
+        RxEvent.DIGEST_MATCHED: RxState.CHECKING,
         RxEvent.DIGEST_MISMATCHED: RxState.ABSENT,
+    },
+    RxState.CHECKING: {
+        RxEvent.CONTENTS_MATCHED: RxState.COMMITTING,
+        RxEvent.CONTENTS_MISMATCHED: RxState.ABSENT,
     },
     RxState.COMMITTING: {RxEvent.COMMIT_DURABLE: RxState.COMMITTED, RxEvent.COMMIT_REFUSED: RxState.ABSENT},
     RxState.COMMITTED: {},
@@ -116,12 +131,22 @@ class ResetStaging:
 @dataclass(frozen=True)
 class StoreChunk:
     """PATCH accepted for reading: stream at most ``length`` bytes to the staging file at ``offset``,
-    hashing them with ``checksum.algorithm`` when a checksum was given; then call ``end_chunk``."""
+    hashing them with ``checksum.algorithm`` when a checksum was given; each time at least ``slice_bytes``
+    more have been written, fsync and call ``slice_stored``; at the end call ``end_chunk``."""
 
     offset: int
     length: int
     checksum: Checksum | None
     tail_check: TailCheck | None = None  # first: hash staging bytes [start, end) and call ``tail_checked``
+    slice_bytes: int = DURABLE_SLICE_BYTES
+
+
+@dataclass(frozen=True)
+class KeepSlice:
+    """The first part of a long chunk is fsync'd: persist ``offset`` as the durable offset, then read on.
+    Those bytes are kept after a cut or a crash, as an unverified tail until the chunk's checksum covers them."""
+
+    offset: int
 
 
 @dataclass(frozen=True)
@@ -146,10 +171,19 @@ class KeepChunk:
 @dataclass(frozen=True)
 class DropChunk:
     """The chunk is bad or incomplete: truncate the staging file back to ``offset``; answer ``error``
-    if the connection is still there to answer on."""
+    if the connection is still there to answer on. With ``lowered``, bytes past ``offset`` were counted as
+    durable (an unverified tail, or slices of this chunk): persist ``offset`` first, then truncate."""
 
     offset: int
     error: RemoteProtocolError | None
+    lowered: bool = False
+
+
+@dataclass(frozen=True)
+class CheckContents:
+    """The digest matched: read the staging file's Parquet footer, then call ``contents_read``."""
+
+    manifest: Manifest
 
 
 @dataclass(frozen=True)
@@ -161,31 +195,37 @@ class CommitSegment:
 
 @dataclass(frozen=True)
 class DiscardUpload:
-    """The whole segment did not match its sha256: delete the staging file and answer ``error``."""
+    """The upload cannot commit: delete the staging file and answer ``error``. With ``refuse_again``, also
+    record that manifest as refused (with ``error.message``), so that creating it again is refused at once."""
 
     error: RemoteProtocolError
+    refuse_again: Manifest | None = None
 
 
 class UploadReceiver:
     """The hub's view of one upload URL. See the module docstring for the rules."""
 
-    def __init__(self, segment: SegmentId) -> None:
+    def __init__(self, segment: SegmentId, slice_bytes: int = DURABLE_SLICE_BYTES) -> None:
+        if slice_bytes < 1:
+            raise LocalProtocolError(f"slice_bytes must be at least 1, got {slice_bytes}", subject=str(segment))
         self.segment = segment
+        self.slice_bytes = slice_bytes  # how much of a long chunk is made durable at a time
         self.state = RxState.ABSENT
         self.manifest: Manifest | None = None
         self.offset = 0
         self.verified = 0  # [0, verified) is covered by chunk checksums or a checked tail digest
         self.expires_at = 0.0
+        self._chunk: StoreChunk | None = None  # the PATCH being stored, from begin_chunk to end_chunk
 
     # -- rebuilding from persisted state -------------------------------------------------------------
 
     @classmethod
     def restore(
         cls, segment: SegmentId, *, committed: Manifest | None = None, staged: Manifest | None = None,
-        durable_offset: int = 0, expires_at: float = 0.0,
+        durable_offset: int = 0, expires_at: float = 0.0, slice_bytes: int = DURABLE_SLICE_BYTES,
     ) -> UploadReceiver:
         """Rebuild after a restart: from the ledger (``committed``) or the staging record."""
-        receiver = cls(segment)
+        receiver = cls(segment, slice_bytes)
         if committed is not None:
             receiver._check_segment(committed)
             receiver.state, receiver.manifest = RxState.COMMITTED, committed
@@ -254,7 +294,7 @@ class UploadReceiver:
             )
 
     def _require_not_verifying(self) -> None:
-        if self.state in (RxState.VERIFYING, RxState.COMMITTING):
+        if self.state in (RxState.VERIFYING, RxState.CHECKING, RxState.COMMITTING):
             raise LocalProtocolError(
                 f"upload {self.segment} is {self.state.value}; finish verify/commit before serving requests",
                 op="serving", subject=self.location,
@@ -262,7 +302,10 @@ class UploadReceiver:
 
     # -- creation (POST) -------------------------------------------------------------------------------
 
-    def create(self, manifest: Manifest, upload_length: int, now: float) -> ResetStaging | Respond:
+    def create(
+        self, manifest: Manifest, upload_length: int, now: float, refused: str | None = None,
+    ) -> ResetStaging | Respond:
+        """``refused``: the hub refused exactly this manifest before (``DiscardUpload.refuse_again``), why."""
         self._require_not_verifying()
         self._check_segment(manifest)
         if upload_length != manifest.byte_size:
@@ -280,6 +323,8 @@ class UploadReceiver:
                     hint="the ship's segment history diverged from the hub's (restored or wiped data dir?)",
                 )
             return Respond(201, {"Location": self.location, **self._headers()})
+        if refused is not None:
+            raise refused_again(manifest, refused)
         if self.expired(now):
             self.expire()
         if self.state is RxState.RECEIVING and self.manifest == manifest:
@@ -343,7 +388,8 @@ class UploadReceiver:
         check = None
         if tail is not None and self.verified < self.offset:
             check = TailCheck(self.verified, self.offset, tail.sha256)
-        return StoreChunk(offset, content_length, checksum, check)
+        self._chunk = StoreChunk(offset, content_length, checksum, check, self.slice_bytes)
+        return self._chunk
 
     def tail_checked(self, plan: StoreChunk, matches: bool) -> DropChunk | None:
         """The handler hashed ``plan.tail_check``'s range. ``None``: go on storing the chunk. ``DropChunk``:
@@ -355,24 +401,42 @@ class UploadReceiver:
             self.verified = self.offset
             return None
         self._move(RxEvent.TAIL_DROPPED)
-        self.offset = self.verified
+        self.offset, self._chunk = self.verified, None
         return DropChunk(self.offset, RemoteProtocolError(
             f"the {check.end - check.start} bytes kept after a cut at offset {check.start} do not match the sender's "
             "digest; they were dropped", code=ErrorCode.OFFSET_MISMATCH, op="patching", subject=self.location,
             hint="HEAD the upload and continue from its offset", headers=self._headers(),
-        ))
+        ), lowered=True)
+
+    def _chunk_kept(self, plan: StoreChunk, op: str) -> int:
+        """Bytes of the chunk in ``plan`` already counted as durable (by ``slice_stored``)."""
+        kept = self.offset - plan.offset
+        if self.state is not RxState.RECEIVING or plan is not self._chunk or not 0 <= kept <= plan.length:
+            raise LocalProtocolError(f"{op} without a matching begin_chunk", subject=self.location)
+        return kept
+
+    def slice_stored(self, plan: StoreChunk, received: int) -> KeepSlice:
+        """The handler fsync'd the chunk's first ``received`` bytes (fewer than planned): they count from now
+        on, so a cut or a crash keeps them. They stay unverified until the whole chunk matches its checksum."""
+        kept = self._chunk_kept(plan, "slice_stored")
+        if not kept < received < plan.length:
+            raise LocalProtocolError(f"slice of {received} bytes after {kept} kept of a {plan.length}-byte chunk",
+                                     subject=self.location)
+        self.offset = plan.offset + received
+        return KeepSlice(self.offset)
 
     def end_chunk(self, plan: StoreChunk, received: int, checksum_ok: bool | None, now: float) -> KeepChunk | DropChunk:
         """Report what arrived: ``received`` bytes (fewer than planned if the body was cut short) and,
         when the plan carried a checksum and the body arrived whole, whether it matched."""
-        if self.state is not RxState.RECEIVING or plan.offset != self.offset:
-            raise LocalProtocolError("end_chunk without a matching begin_chunk", subject=self.location)
-        if not 0 <= received <= plan.length:
-            raise LocalProtocolError(f"received {received} bytes for a plan of {plan.length}")
+        kept = self._chunk_kept(plan, "end_chunk")
+        if not kept <= received <= plan.length:
+            raise LocalProtocolError(f"received {received} bytes for a plan of {plan.length} ({kept} kept)")
+        self._chunk = None
         whole = received == plan.length
         damaged = whole and plan.checksum is not None and checksum_ok is not True
         if damaged or received == 0:
             self._move(RxEvent.CHUNK_DISCARDED)
+            self.offset = plan.offset  # slices of a damaged chunk go with it: the damage may be in them
             error = None
             if damaged:
                 assert plan.checksum is not None
@@ -381,9 +445,9 @@ class UploadReceiver:
                     code=ErrorCode.CHECKSUM_MISMATCH, op="patching", subject=self.location,
                     hint="the bytes were damaged on the way; send the chunk again", headers=self._headers(),
                 )
-            return DropChunk(plan.offset, error)
+            return DropChunk(plan.offset, error, lowered=kept > 0)
         assert self.manifest is not None
-        self.offset += received
+        self.offset = plan.offset + received
         if whole and plan.checksum is not None and self.verified == plan.offset:
             self.verified = self.offset  # checked, and nothing unverified before it
         self._touch(now)
@@ -395,14 +459,14 @@ class UploadReceiver:
 
     # -- completion --------------------------------------------------------------------------------------
 
-    def segment_digest(self, sha256_hex: str) -> CommitSegment | DiscardUpload:
+    def segment_digest(self, sha256_hex: str) -> CheckContents | DiscardUpload:
         """The sha256 of the complete staging file, as the handler computed it."""
         if self.state is not RxState.VERIFYING:
             raise LocalProtocolError(f"segment_digest in state {self.state.value}", subject=self.location)
         assert self.manifest is not None
         if sha256_hex == self.manifest.sha256:
             self._move(RxEvent.DIGEST_MATCHED)
-            return CommitSegment(self.manifest)
+            return CheckContents(self.manifest)
         self._move(RxEvent.DIGEST_MISMATCHED)
         expected = self.manifest.sha256
         self.manifest, self.offset = None, 0
@@ -411,6 +475,21 @@ class UploadReceiver:
             code=ErrorCode.SEGMENT_DIGEST_MISMATCH, op="completing upload", subject=self.location,
             hint="the upload was discarded; create it again and resend from offset 0",
         ))
+
+    def contents_read(self, contents: SegmentContents) -> CommitSegment | DiscardUpload:
+        """What the handler read from the staging file's Parquet footer. The segment commits only if its
+        manifest describes the file; otherwise the upload is discarded and the manifest refused (422)."""
+        if self.state is not RxState.CHECKING:
+            raise LocalProtocolError(f"contents_read in state {self.state.value}", subject=self.location)
+        assert self.manifest is not None
+        problem = contents_problem(self.manifest, contents)
+        if problem is None:
+            self._move(RxEvent.CONTENTS_MATCHED)
+            return CommitSegment(self.manifest)
+        self._move(RxEvent.CONTENTS_MISMATCHED)
+        manifest = self.manifest
+        self.manifest, self.offset = None, 0
+        return DiscardUpload(problem, refuse_again=manifest)
 
     def committed(self) -> Respond:
         """The ledger commit is durable (or the ledger already had this exact segment)."""

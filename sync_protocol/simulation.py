@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import enum
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -23,6 +24,7 @@ from .identifiers import SegmentId
 from .limits import GENESIS_DIGEST
 from .manifest import Manifest, sha256_hex
 from .receiver import (
+    CheckContents,
     CommitSegment,
     DiscardUpload,
     DropChunk,
@@ -32,6 +34,7 @@ from .receiver import (
     RxState,
     UploadReceiver,
 )
+from .segment_contents import SegmentContents
 from .sender import CreateUpload, ProbeOffset, SendChunk, TxState, UploadSender
 from .tus import Checksum, TailClaim, checksum_of
 
@@ -69,10 +72,27 @@ class Answer:
     body: bytes = b""
 
 
-class SimulatedHub:
-    """The reference handler: parse, ask the receiver, do what it says, answer."""
+SIMULATED_SLICE_BYTES = 48
+"""The simulated hub makes long chunks durable in slices this small, so that the simulated link's chunks
+(8 bytes to 1 KiB) span several of them and every fault meets a chunk half made durable."""
 
-    def __init__(self) -> None:
+ReadContents = Callable[[Manifest, bytes], SegmentContents]
+
+
+def contents_as_declared(manifest: Manifest, data: bytes) -> SegmentContents:
+    """Simulated files are opaque bytes: what the hub would read from the footer is what the manifest says."""
+    return SegmentContents(manifest.row_count, manifest.schema_fingerprint)
+
+
+class SimulatedHub:
+    """The reference handler: parse, ask the receiver, do what it says, answer. ``read_contents`` stands for
+    reading a complete file's Parquet footer; a test passes one that lies to exercise the refusal."""
+
+    def __init__(self, read_contents: ReadContents = contents_as_declared,
+                 slice_bytes: int = SIMULATED_SLICE_BYTES) -> None:
+        self.read_contents = read_contents
+        self.slice_bytes = slice_bytes
+        self.refused: dict[SegmentId, tuple[Manifest, str]] = {}  # durable: manifests refused for their contents
         self.staged: dict[SegmentId, StagedUpload] = {}  # durable
         self.ledger: dict[SegmentId, Manifest] = {}  # durable
         self.committed_bytes: dict[SegmentId, bytes] = {}  # durable: what the merger would read
@@ -97,7 +117,7 @@ class SimulatedHub:
                 segment, committed=self.ledger.get(segment),
                 staged=staged.manifest if staged else None,
                 durable_offset=len(staged.data) if staged else 0,
-                expires_at=staged.expires_at if staged else 0.0,
+                expires_at=staged.expires_at if staged else 0.0, slice_bytes=self.slice_bytes,
             )
             self._receivers[segment] = receiver
             if receiver.state is RxState.VERIFYING:
@@ -106,9 +126,14 @@ class SimulatedHub:
 
     def _verify_and_commit(self, receiver: UploadReceiver) -> Respond | None:
         segment = receiver.segment
-        outcome = receiver.segment_digest(sha256_hex(bytes(self.staged[segment].data)))
+        data = bytes(self.staged[segment].data)
+        outcome = receiver.segment_digest(sha256_hex(data))
+        if isinstance(outcome, CheckContents):
+            outcome = receiver.contents_read(self.read_contents(outcome.manifest, data))
         if isinstance(outcome, DiscardUpload):
             del self.staged[segment]
+            if outcome.refuse_again is not None:
+                self.refused[segment] = (outcome.refuse_again, outcome.error.message)
             raise outcome.error
         assert isinstance(outcome, CommitSegment)
         if self.crash_before_next_commit:
@@ -140,7 +165,9 @@ class SimulatedHub:
         segment = manifest.segment
         if isinstance(request, CreateUpload):
             sent = Manifest.from_upload_metadata(request.metadata)  # strict decoding, as the real hub does
-            decision = self._receiver(segment, now).create(sent, request.length, now)
+            refused = self.refused.get(segment)
+            reason = refused[1] if refused is not None and refused[0] == sent else None
+            decision = self._receiver(segment, now).create(sent, request.length, now, reason)
             if isinstance(decision, ResetStaging):
                 self.staged[segment] = StagedUpload(decision.manifest, bytearray(), now)
                 decision = decision.answer
@@ -162,14 +189,20 @@ class SimulatedHub:
                 raise dropped.error
         body = request.body[: plan.length]
         whole = len(body) == plan.length
+        kept = 0
+        for end in range(plan.slice_bytes, len(body), plan.slice_bytes):  # slices before the body's end
+            staged.data.extend(body[kept:end])  # "fsync + persist the slice's offset" happen together here
+            receiver.slice_stored(plan, end)
+            kept = end
         checksum_ok = plan.checksum.matches(body) if plan.checksum and whole else None
         outcome = receiver.end_chunk(plan, len(body), checksum_ok, now)
         if isinstance(outcome, DropChunk):
+            del staged.data[outcome.offset:]  # the durable offset goes back first, then the bytes
             if outcome.error is not None:
                 raise outcome.error
             return None
         assert isinstance(outcome, KeepChunk)
-        staged.data.extend(body)  # "fsync + persist offset" happen together here
+        staged.data.extend(body[kept:])  # "fsync + persist offset" happen together here
         staged.expires_at = receiver.expires_at
         if not whole:
             return None  # the body was cut: the connection is gone, nobody to answer

@@ -23,7 +23,6 @@ from datetime import UTC, datetime
 from .errors import ErrorCode, RemoteProtocolError
 from .limits import (
     CHECKSUM_ALGORITHMS,
-    MAX_CHUNK_BYTES,
     MAX_SEGMENT_BYTES,
     TUS_EXTENSIONS,
     TUS_VERSION,
@@ -42,7 +41,6 @@ UPLOAD_EXPIRES = "Upload-Expires"
 HARBOUR_COMMIT = "Harbour-Commit"
 HARBOUR_VERIFIED_OFFSET = "Harbour-Verified-Offset"
 HARBOUR_TAIL_SHA256 = "Harbour-Tail-Sha256"
-HARBOUR_MAX_CHUNK = "Harbour-Max-Chunk-Size"
 COMMITTED = "committed"
 PATCH_CONTENT_TYPE = "application/offset+octet-stream"
 
@@ -99,13 +97,9 @@ def parse_length(text: str | None) -> int:
 
 
 def parse_content_length(text: str | None) -> int:
-    length = _non_negative("Content-Length", text)
-    if length > MAX_CHUNK_BYTES:
-        raise _bad(
-            f"chunk of {length} bytes exceeds the hub's maximum of {MAX_CHUNK_BYTES}; send smaller chunks",
-            "Content-Length", ErrorCode.TOO_LARGE,
-        )
-    return length
+    """A PATCH body's length. No limit of its own: tus 1.0.0 lets a PATCH carry every remaining byte of the
+    upload, and the receiver checks it against those (``UploadReceiver.begin_chunk``); the hub streams it."""
+    return _non_negative("Content-Length", text)
 
 
 def parse_checksum(text: str | None) -> Checksum | None:
@@ -173,5 +167,4 @@ def options_headers() -> dict[str, str]:
         TUS_EXTENSION: ",".join(TUS_EXTENSIONS),
         TUS_MAX_SIZE: str(MAX_SEGMENT_BYTES),
         TUS_CHECKSUM_ALGORITHM: ",".join(CHECKSUM_ALGORITHMS),
-        HARBOUR_MAX_CHUNK: str(MAX_CHUNK_BYTES),
     }

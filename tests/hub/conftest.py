@@ -23,7 +23,8 @@ import pytest
 
 from sync_protocol.identifiers import SegmentId
 from sync_protocol.limits import GENESIS_DIGEST
-from sync_protocol.manifest import Manifest, schema_fingerprint
+from sync_protocol.manifest import Manifest
+from sync_protocol.segment_contents import arrow_schema_fingerprint
 from sync_protocol.tus import UPLOADS_PATH
 
 HARBOUR = [sys.executable, "-m", "harbour_cli"]
@@ -52,9 +53,10 @@ def make_segment(site: str, table: str, seq: int, rows: pa.Table, prev: Segment 
     data = parquet_bytes(rows)
     if prev_sha256 is None:
         prev_sha256 = GENESIS_DIGEST if seq == 1 else (prev.manifest.sha256 if prev else "1" * 64)
+    fingerprint = arrow_schema_fingerprint(pq.read_schema(pa.BufferReader(data)))  # as the edge's sealer does
     manifest = Manifest.create(
         SegmentId.of(site, table, seq), row_count=rows.num_rows, byte_size=len(data),
-        sha256=hashlib.sha256(data).hexdigest(), schema_fingerprint=schema_fingerprint(str(rows.schema)),
+        sha256=hashlib.sha256(data).hexdigest(), schema_fingerprint=fingerprint,
         prev_sha256=prev_sha256, priority=5, clock=lambda: FIXED_CLOCK,
     )
     return Segment(manifest, data)
@@ -237,12 +239,14 @@ class Hub:
         result = harbour("hub", "query", "--data", str(self.data), "--format", "json", sql)
         return json.loads(result.stdout)
 
-    def wait_merged(self, expected_rows: int, table: str, timeout: float = 60.0) -> list[dict]:
+    def wait_merged(self, expected_rows: int, table: str, timeout: float = 60.0, site: str | None = None) -> list[dict]:
+        """Wait until ``table`` holds ``expected_rows`` rows (of ``site`` only, on a hub shared by tests)."""
         deadline = time.monotonic() + timeout
         rows: list[dict] = []
+        where = f" WHERE _site = '{site}'" if site else ""
         while time.monotonic() < deadline:
             try:
-                rows = self.query(f"SELECT count(*) AS n FROM {table}")
+                rows = self.query(f"SELECT count(*) AS n FROM {table}{where}")
                 if rows[0]["n"] >= expected_rows:
                     return rows
             except AssertionError:

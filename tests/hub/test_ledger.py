@@ -7,6 +7,8 @@ import pytest
 from hub.ledger import COMMITTED, MERGED, MERGING, QUARANTINED, SqliteLedger
 from sync_protocol.errors import RemoteProtocolError
 from sync_protocol.identifiers import SegmentId, TableName
+from sync_protocol.limits import GENESIS_DIGEST
+from sync_protocol.manifest import Manifest
 
 from .conftest import chain, make_segment, rows_table
 
@@ -85,9 +87,56 @@ def test_quarantine_and_progress(ledger, clock):
     assert (progress.site, progress.table) == ("ship-a", "telemetry")
     assert (progress.segments_committed, progress.rows_committed, progress.rows_merged) == (3, 15, 5)
     assert (progress.segments_pending, progress.quarantined) == (1, 1)
-    assert sorted(progress.links) == [1, 2, 4]
+    assert (progress.chain.watermark, progress.chain.highest, progress.chain.gaps) == (2, 4, ((3, 3),))
     (entry,) = ledger.quarantined()
     assert entry.segment.seq == 2 and entry.reason == "schema conflict: x"
     assert ledger.segment_state(entry.segment) == QUARANTINED
     assert ledger.segment_state(segments[3].manifest.segment) == COMMITTED
     assert ledger.oldest_pending_commit() == clock()
+
+
+# -- chain status from runs of seqs (issue 12, item 6) -----------------------------------------------------
+
+
+def _insert(database, site: str, table: str, seq: int, sha256: str, prev_sha256: str) -> None:
+    """A committed row as it stands in the table, bypassing the chain check (to make breaks and far seqs)."""
+    with database.write() as db:
+        db.execute("INSERT INTO segments (site, tbl, seq, sha256, prev_sha256, row_count, byte_size, metadata,"
+                   " committed_at, state) VALUES (?, ?, ?, ?, ?, 1, 1, '', 0, 'committed')",
+                   [site, table, seq, sha256, prev_sha256])
+
+
+def test_progress_finds_runs_gaps_and_breaks_with_sql_like_the_pure_walk(ledger, database):
+    import random
+
+    from sync_protocol.chain import ChainLink, chain_status
+    from sync_protocol.manifest import sha256_hex
+
+    rng = random.Random(12)
+    expected = {}
+    for site, table in (("ship-a", "telemetry"), ("ship-a", "events"), ("ship-b", "telemetry")):
+        links = {}
+        for seq in sorted(rng.sample(range(1, 60), 35)) + [2**62]:
+            good = rng.random() < 0.85
+            prev = (GENESIS_DIGEST if seq == 1 else sha256_hex(f"{site}{table}{seq - 1}".encode())) if good \
+                else "9" * 64
+            links[seq] = ChainLink(sha256_hex(f"{site}{table}{seq}".encode()), prev)
+            _insert(database, site, table, seq, links[seq].sha256, prev)
+        expected[(site, table)] = chain_status(links)
+    got = {(p.site, p.table): p.chain for p in ledger.progress()}
+    assert got == expected
+    assert any(status.breaks for status in got.values()) and all(s.highest == 2**62 for s in got.values())
+
+
+def test_a_refused_manifest_is_remembered_until_its_seq_commits(ledger, clock):
+    honest = chain("ship-a", "telemetry", 1)[0].manifest
+    lie = Manifest.create(honest.segment, row_count=honest.row_count + 1, byte_size=honest.byte_size,
+                          sha256=honest.sha256, schema_fingerprint=honest.schema_fingerprint,
+                          prev_sha256=honest.prev_sha256, priority=honest.priority, clock=lambda: 0.0)
+    ledger.save_staged(lie, lie.byte_size, 10.0)
+    ledger.refuse(lie, "the manifest says 11 rows, the file holds 10", clock())
+    assert ledger.staged(lie.segment) is None
+    assert ledger.refusal(lie) == "the manifest says 11 rows, the file holds 10"
+    assert ledger.refusal(honest) is None
+    ledger.commit(honest, clock())
+    assert ledger.refusal(lie) is None

@@ -127,3 +127,77 @@ async def test_concurrent_requests_for_one_upload_are_serialised(service, ledger
     statuses = sorted(r.status if isinstance(r, RemoteProtocolError) else r.status for r in results)
     assert statuses == [204, 409]  # the second sees the first's offset
     assert ledger.staged(m.segment).offset == 100
+
+
+# -- a PATCH of any length (issue 12, item 3) -------------------------------------------------------------
+
+
+def long_upload(size: int):
+    import hashlib
+    import os
+
+    from sync_protocol.manifest import Manifest
+
+    data = os.urandom(size)
+    stub = chain("ship-a", "blob", 1)[0].manifest
+    manifest = Manifest.create(stub.segment, row_count=1, byte_size=size, sha256=hashlib.sha256(data).hexdigest(),
+                               schema_fingerprint=stub.schema_fingerprint, prev_sha256=stub.prev_sha256, priority=5,
+                               clock=lambda: 0.0)
+    return manifest, data
+
+
+class WatchedBody(Body):
+    """A body that notes the durable offset in the ledger each time the hub asks for more."""
+
+    def __init__(self, data: bytes, ledger, segment, **kwargs) -> None:
+        super().__init__(data, piece=256 * 1024, **kwargs)
+        self.ledger, self.segment, self.seen = ledger, segment, []
+
+    async def read(self, n: int) -> bytes:
+        self.seen.append(self.ledger.staged(self.segment).offset)
+        return await super().read(n)
+
+
+async def test_a_long_chunk_is_made_durable_slice_by_slice(service, ledger, layout):
+    from sync_protocol.limits import DURABLE_SLICE_BYTES
+
+    uploads = service()
+    manifest, data = long_upload(2 * DURABLE_SLICE_BYTES + 12345 + 1)
+    await uploads.create(manifest, manifest.byte_size)
+    length = len(data) - 1
+    body = WatchedBody(data[:length], ledger, manifest.segment)
+    answer = await uploads.patch(manifest.segment, 0, length, checksum_of(data[:length]), body)
+    assert answer.headers["Upload-Offset"] == str(length) and answer.headers["Harbour-Verified-Offset"] == str(length)
+    durable = sorted(set(body.seen))
+    assert durable[0] == 0 and len(durable) == 3  # two slices made durable while the body still arrived
+    assert DURABLE_SLICE_BYTES <= durable[1] < durable[2] < length
+    assert layout.segment_file(manifest.segment).stat().st_size == length
+
+
+async def test_a_cut_long_chunk_keeps_its_slices_and_the_rest(service, ledger):
+    from sync_protocol.limits import DURABLE_SLICE_BYTES
+
+    uploads = service()
+    manifest, data = long_upload(3 * DURABLE_SLICE_BYTES)
+    await uploads.create(manifest, manifest.byte_size)
+    arrived = DURABLE_SLICE_BYTES + 54321
+    await uploads.patch(manifest.segment, 0, len(data) - 1, checksum_of(data[:-1]), Body(data[:arrived], fail=True))
+    assert ledger.staged(manifest.segment).offset == arrived
+    assert (await uploads.probe(manifest.segment)).headers["Harbour-Verified-Offset"] == "0"  # no checksum covers it
+
+
+async def test_a_damaged_long_chunk_takes_its_slices_back(service, ledger, layout):
+    from sync_protocol.limits import DURABLE_SLICE_BYTES
+
+    uploads = service()
+    manifest, data = long_upload(2 * DURABLE_SLICE_BYTES + 1)
+    await uploads.create(manifest, manifest.byte_size)
+    damaged = bytearray(data[:-1])
+    damaged[-1] ^= 0xFF
+    body = WatchedBody(bytes(damaged), ledger, manifest.segment)
+    with pytest.raises(RemoteProtocolError) as caught:
+        await uploads.patch(manifest.segment, 0, len(damaged), checksum_of(data[:-1]), body)
+    assert caught.value.status == 460
+    assert max(body.seen) >= DURABLE_SLICE_BYTES  # a slice was counted ...
+    assert ledger.staged(manifest.segment).offset == 0  # ... and taken back with the chunk
+    assert layout.segment_file(manifest.segment).stat().st_size == 0

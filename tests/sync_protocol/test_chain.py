@@ -1,9 +1,13 @@
 from __future__ import annotations
 
-import pytest
+import time
 
-from sync_protocol.chain import ChainLink, chain_status, check_link
-from sync_protocol.errors import ErrorCode, RemoteProtocolError
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from sync_protocol.chain import ChainLink, ChainStatus, chain_from_runs, chain_status, check_link
+from sync_protocol.errors import ErrorCode, LocalProtocolError, RemoteProtocolError
 from sync_protocol.identifiers import SegmentId
 from sync_protocol.limits import GENESIS_DIGEST
 from sync_protocol.manifest import Manifest, sha256_hex
@@ -41,3 +45,50 @@ def test_check_link_refuses_a_splice_from_either_side():
     assert caught.value.code is ErrorCode.CHAIN_CONFLICT
     with pytest.raises(RemoteProtocolError):
         check_link(manifest, None, ChainLink(DIGESTS[4], DIGESTS[9]))
+
+
+# -- cost follows the number of runs, not the seq range (issue 12, item 6) -------------------------------
+
+
+def test_one_segment_at_seq_10_to_the_12_is_one_gap_at_once():
+    far = 10**12
+    started = time.monotonic()
+    status = chain_status({1: link(1), 2: link(2), far: ChainLink(DIGESTS[9], DIGESTS[8])})
+    assert time.monotonic() - started < 0.1
+    assert status == ChainStatus(2, far, ((3, far - 1),), ())
+    assert chain_from_runs([(far, far)], []) == ChainStatus(0, far, ((1, far - 1),), ())
+
+
+def test_runs_must_ascend_with_gaps_between_them():
+    for runs in ([(3, 2)], [(1, 3), (4, 5)], [(5, 6), (1, 2)], [(0, 2)]):
+        with pytest.raises(LocalProtocolError):
+            chain_from_runs(runs, [])
+
+
+def walked(links: dict[int, ChainLink]) -> ChainStatus:
+    """The old walk over every seq from 1 to the highest: the reference on small seqs."""
+    if not links:
+        return ChainStatus(0, 0, (), ())
+    highest, gaps, breaks, gap_start = max(links), [], [], None
+    for seq in range(1, highest + 1):
+        if seq not in links:
+            gap_start = seq if gap_start is None else gap_start
+            continue
+        if gap_start is not None:
+            gaps.append((gap_start, seq - 1))
+            gap_start = None
+        expected = GENESIS_DIGEST if seq == 1 else links[seq - 1].sha256 if seq - 1 in links else None
+        if expected is not None and links[seq].prev_sha256 != expected:
+            breaks.append(seq)
+    watermark = 0
+    for seq in range(1, highest + 1):
+        if seq not in links or seq in breaks:
+            break
+        watermark = seq
+    return ChainStatus(watermark, highest, tuple(gaps), tuple(breaks))
+
+
+@given(st.dictionaries(st.integers(1, 11), st.booleans(), max_size=11))
+def test_runs_give_what_walking_every_seq_gave(present):
+    links = {seq: link(seq) if good else ChainLink(DIGESTS[seq], DIGESTS[0]) for seq, good in present.items()}
+    assert chain_status(links) == walked(links)

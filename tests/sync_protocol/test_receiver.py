@@ -8,10 +8,12 @@ from sync_protocol.limits import GENESIS_DIGEST, UPLOAD_EXPIRY_SECONDS
 from sync_protocol.manifest import Manifest, sha256_hex
 from sync_protocol.receiver import (
     RECEIVER_TRANSITIONS,
+    CheckContents,
     CommitSegment,
     DiscardUpload,
     DropChunk,
     KeepChunk,
+    KeepSlice,
     ResetStaging,
     Respond,
     RxState,
@@ -19,6 +21,7 @@ from sync_protocol.receiver import (
     TailCheck,
     UploadReceiver,
 )
+from sync_protocol.segment_contents import SegmentContents
 from sync_protocol.tus import COMMITTED, HARBOUR_COMMIT, UPLOAD_OFFSET, TailClaim, checksum_of
 
 DATA = b"0123456789" * 10
@@ -29,8 +32,12 @@ def manifest(data: bytes = DATA) -> Manifest:
     return Manifest(SEGMENT, 10, len(data), sha256_hex(data), sha256_hex(b"s"), GENESIS_DIGEST, 1, 0)
 
 
-def created() -> UploadReceiver:
-    receiver = UploadReceiver(SEGMENT)
+TRUE_CONTENTS = SegmentContents(10, sha256_hex(b"s"))
+"""What the hub reads from the footer of a file that ``manifest()`` describes truly."""
+
+
+def created(slice_bytes: int | None = None) -> UploadReceiver:
+    receiver = UploadReceiver(SEGMENT) if slice_bytes is None else UploadReceiver(SEGMENT, slice_bytes)
     decision = receiver.create(manifest(), len(DATA), now=0)
     assert isinstance(decision, ResetStaging) and decision.answer.status == 201
     assert decision.answer.headers["Location"] == "/v1/sync/uploads/ship-1.telemetry.1"
@@ -55,7 +62,11 @@ def test_happy_path_ends_committed_and_says_so():
     assert isinstance(first, KeepChunk) and not first.verify and first.answer.headers[UPLOAD_OFFSET] == "60"
     last = send(receiver, 60, DATA[60:])
     assert isinstance(last, KeepChunk) and last.verify
-    assert isinstance(receiver.segment_digest(sha256_hex(DATA)), CommitSegment)
+    assert isinstance(receiver.segment_digest(sha256_hex(DATA)), CheckContents)
+    assert receiver.state is RxState.CHECKING
+    with pytest.raises(LocalProtocolError):
+        receiver.committed()  # the footer must be checked first
+    assert isinstance(receiver.contents_read(TRUE_CONTENTS), CommitSegment)
     answer = receiver.committed()
     assert answer.status == 204 and answer.headers[HARBOUR_COMMIT] == COMMITTED
     assert receiver.probe(now=2).headers[HARBOUR_COMMIT] == COMMITTED
@@ -210,7 +221,8 @@ def test_illegal_moves_are_local_protocol_errors():
 def test_a_refused_commit_discards_the_upload():
     receiver = created()
     send(receiver, 0, DATA)
-    assert isinstance(receiver.segment_digest(sha256_hex(DATA)), CommitSegment)
+    assert isinstance(receiver.segment_digest(sha256_hex(DATA)), CheckContents)
+    assert isinstance(receiver.contents_read(TRUE_CONTENTS), CommitSegment)
     conflict = RemoteProtocolError("raced", code=ErrorCode.SEGMENT_CONFLICT)
     outcome = receiver.commit_refused(conflict)
     assert isinstance(outcome, DiscardUpload) and outcome.error is conflict
@@ -224,3 +236,66 @@ def test_a_tail_claim_from_another_start_is_refused_without_dropping_anything():
         receiver.begin_chunk(30, 5, None, now=1, tail=TailClaim(20, sha256_hex(DATA[20:30])))
     assert caught.value.status == 409 and receiver.offset == 30
     assert caught.value.headers["Harbour-Verified-Offset"] == "0"
+
+
+# -- the file must be what its manifest says ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("contents, words", [
+    (SegmentContents(9, sha256_hex(b"s")), "the manifest says 10 rows, the file holds 9"),
+    (SegmentContents(10, sha256_hex(b"t"), "a:int64"), "schema fingerprint"),
+    (SegmentContents.not_parquet("Parquet magic bytes not found in footer"), "not a readable Parquet file"),
+])
+def test_a_manifest_that_lies_about_its_file_is_discarded_and_refused_again(contents, words):
+    receiver = created()
+    send(receiver, 0, DATA)
+    assert isinstance(receiver.segment_digest(sha256_hex(DATA)), CheckContents)
+    outcome = receiver.contents_read(contents)
+    assert isinstance(outcome, DiscardUpload) and outcome.refuse_again == manifest()
+    assert outcome.error.code is ErrorCode.MANIFEST_MISMATCH and outcome.error.status == 422
+    assert words in outcome.error.message and receiver.state is RxState.ABSENT
+    with pytest.raises(RemoteProtocolError) as caught:  # the same manifest again: refused before any byte
+        receiver.create(manifest(), len(DATA), now=2, refused=outcome.error.message)
+    assert caught.value.code is ErrorCode.MANIFEST_MISMATCH and words in caught.value.message
+    other = manifest(DATA[:50])  # another manifest for the seq is taken
+    assert isinstance(receiver.create(other, 50, now=2), ResetStaging)
+
+
+# -- long chunks are made durable in slices --------------------------------------------------------------
+
+
+def test_slices_of_a_long_chunk_count_as_kept_and_unverified_until_the_checksum():
+    receiver = created(slice_bytes=30)
+    plan = receiver.begin_chunk(0, 80, checksum_of(DATA[:80]), now=1)
+    assert isinstance(plan, StoreChunk) and plan.slice_bytes == 30
+    assert receiver.slice_stored(plan, 30) == KeepSlice(30)
+    assert receiver.slice_stored(plan, 64) == KeepSlice(64)
+    assert receiver.offset == 64 and receiver.verified == 0
+    with pytest.raises(LocalProtocolError):
+        receiver.slice_stored(plan, 64)  # slices only move forward
+    with pytest.raises(LocalProtocolError):
+        receiver.slice_stored(plan, 80)  # the last bytes are end_chunk's
+    kept = receiver.end_chunk(plan, 80, True, now=1)
+    assert isinstance(kept, KeepChunk) and kept.new_offset == 80 and receiver.verified == 80
+
+
+def test_a_cut_after_slices_keeps_everything_that_arrived():
+    receiver = created(slice_bytes=30)
+    plan = receiver.begin_chunk(0, 80, checksum_of(DATA[:80]), now=1)
+    receiver.slice_stored(plan, 30)
+    kept = receiver.end_chunk(plan, 47, None, now=1)
+    assert isinstance(kept, KeepChunk) and kept.new_offset == 47 and receiver.verified == 0
+    with pytest.raises(LocalProtocolError):
+        receiver.end_chunk(plan, 47, None, now=1)  # the chunk is over
+
+
+def test_a_damaged_long_chunk_drops_its_slices_too():
+    receiver = created(slice_bytes=30)
+    plan = receiver.begin_chunk(0, 80, checksum_of(DATA[:80]), now=1)
+    receiver.slice_stored(plan, 60)
+    dropped = receiver.end_chunk(plan, 80, False, now=1)
+    assert isinstance(dropped, DropChunk) and dropped.offset == 0 and dropped.lowered
+    assert dropped.error is not None and dropped.error.code is ErrorCode.CHECKSUM_MISMATCH
+    assert receiver.offset == 0 and dropped.error.headers[UPLOAD_OFFSET] == "0"
+    short = receiver.begin_chunk(0, 10, checksum_of(DATA[:10]), now=1)
+    assert not receiver.end_chunk(short, 10, False, now=1).lowered  # nothing was counted: nothing to lower

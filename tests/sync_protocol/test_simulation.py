@@ -113,3 +113,17 @@ def test_corruption_without_checksums_eventually_parks_instead_of_looping():
 def test_soak_long_fault_sequences(payload_list, faults, seed, chunk):
     hub, edge, stats = run(payload_list, faults, seed, chunk=chunk)
     assert_exactly_once(hub, edge, stats)
+
+
+def test_a_manifest_that_lies_about_its_file_is_parked_after_one_upload_and_never_committed():
+    from sync_protocol.segment_contents import SegmentContents
+
+    def lying_footer(manifest, data):  # every file holds one row fewer than its manifest says
+        return SegmentContents(manifest.row_count - 1, manifest.schema_fingerprint)
+
+    hub = SimulatedHub(read_contents=lying_footer)
+    edge = build_segments("ship-7", "telemetry", [b"x" * 400, b"y" * 300])
+    stats = Simulation(hub, edge, [], random.Random(5), chunk_size=64).run()
+    assert len(stats.parked) == 2 and all("manifest-mismatch" in reason for reason in stats.parked)
+    assert hub.ledger == {} and hub.staged == {} and not edge.acked
+    assert stats.bytes_sent == 700  # each segment's bytes went once; the refusals that followed carried none

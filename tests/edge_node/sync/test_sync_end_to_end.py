@@ -133,15 +133,17 @@ async def test_a_parked_segment_is_reported_and_other_tables_keep_flowing(superv
     from edge_node.sync.uploader import SegmentUploader
     from sync_protocol import Manifest, SegmentId
     from sync_protocol.limits import GENESIS_DIGEST
-    from sync_protocol.manifest import schema_fingerprint, sha256_hex
+    from sync_protocol.manifest import sha256_hex
+    from sync_protocol.segment_contents import arrow_schema_fingerprint
     from sync_protocol.sender import UploadSender
 
     other = rows(10_000, 3, "ghost")
     sink = io.BytesIO()
     pq.write_table(other, sink)
     data = sink.getvalue()
+    fingerprint = arrow_schema_fingerprint(pq.read_schema(pa.BufferReader(data)))  # the hub checks it
     manifest = Manifest.create(SegmentId.of("ship-3", "events", 1), row_count=3, byte_size=len(data),
-                               sha256=sha256_hex(data), schema_fingerprint=schema_fingerprint("x"),
+                               sha256=sha256_hex(data), schema_fingerprint=fingerprint,
                                prev_sha256=GENESIS_DIGEST, priority=5, clock=time.time)
     transport = AiohttpHubTransport(hub.url, token)
 

@@ -20,7 +20,7 @@ from scenarios.supervisor import Supervisor
 from sync_protocol import Manifest, SegmentId
 from sync_protocol.chunking import ChunkSizer
 from sync_protocol.limits import GENESIS_DIGEST
-from sync_protocol.manifest import schema_fingerprint
+from sync_protocol.segment_contents import arrow_schema_fingerprint
 from sync_protocol.sender import UploadSender
 
 pytestmark = pytest.mark.integration
@@ -41,7 +41,7 @@ def write_segments(directory, site: str, table: str, count: int) -> list[tuple[M
         path.write_bytes(data)
         digest = hashlib.sha256(data).hexdigest()
         manifest = Manifest.create(SegmentId.of(site, table, seq), row_count=rows.num_rows, byte_size=len(data),
-                                   sha256=digest, schema_fingerprint=schema_fingerprint(str(rows.schema)),
+                                   sha256=digest, schema_fingerprint=arrow_schema_fingerprint(pq.read_schema(path)),
                                    prev_sha256=prev, priority=2, clock=lambda: 1_760_000_000.0)
         segments.append((manifest, path))
         prev = digest
