@@ -130,6 +130,16 @@ def log_in(browser, url: str, token: str) -> None:
     browser.find_element(By.CSS_SELECTOR, "#login-form button[type=submit]").click()
 
 
+def log_in_to_fleet(browser, url: str, token: str, ships: int = 3) -> None:
+    """Log in as an operator and wait for the fleet table: the login posts a form, and on a loaded machine the
+    login page is still up for a moment after the click."""
+    from selenium.webdriver.common.by import By
+
+    log_in(browser, url, token)
+    wait_until(lambda: len(browser.find_elements(By.CSS_SELECTOR, "#fleet-rows tr")) == ships, 20,
+               f"{ships} ships on the fleet page")
+
+
 def page_shows(browser, css: str, expected: str, timeout: float = 20) -> None:
     """Wait until the element ``css`` holds ``expected``: after a form post the old page may still be up,
     or its elements go stale under our hands, on a loaded machine."""
@@ -188,8 +198,7 @@ def test_only_an_operator_token_opens_the_page(fleet, browser):
     log_in(browser, fleet.hub.url, "hbo_not-a-real-token")
     page_shows(browser, "#login-error", "not valid")
 
-    log_in(browser, fleet.hub.url, fleet.operator)
-    wait_until(lambda: len(browser.find_elements(By.CSS_SELECTOR, "#fleet-rows tr")) == 3, 20, "three ships")
+    log_in_to_fleet(browser, fleet.hub.url, fleet.operator)
     cookie = browser.get_cookie("harbour_session")
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
     assert browser.execute_script("return document.cookie") == ""  # scripts cannot read the session
@@ -203,7 +212,7 @@ def test_only_an_operator_token_opens_the_page(fleet, browser):
 def test_the_page_shows_the_fleet_as_it_is(fleet, browser):
     from selenium.webdriver.common.by import By
 
-    log_in(browser, fleet.hub.url, fleet.operator)
+    log_in_to_fleet(browser, fleet.hub.url, fleet.operator)
     sites = fleet.sites()
     a, b, c = cells(browser, "ship-a"), cells(browser, "ship-b"), cells(browser, "ship-c")
     # States in words (with an icon), not by colour alone.
@@ -268,7 +277,7 @@ def test_the_page_shows_the_fleet_as_it_is(fleet, browser):
 def test_the_page_refreshes_itself_without_a_reload(fleet, browser):
     from selenium.webdriver.common.by import By
 
-    log_in(browser, fleet.hub.url, fleet.operator)
+    log_in_to_fleet(browser, fleet.hub.url, fleet.operator)
     before = int(cells(browser, "ship-a")["Rows merged today"].replace(",", ""))
     browser.execute_script("window.notReloaded = true")
     steady(lambda: browser.find_element(By.LINK_TEXT, "ship-a").click())  # open details stay open on refresh
