@@ -30,6 +30,7 @@ BENCHMARKS = {
     "loopback": "unthrottled loopback sync rows/s vs Arrow Flight do_put (uncompressed, zstd)",
     "hub_merge": "hub merge rows/s with 20 concurrent sites vs plain write_deltalake",
     "edge_backlog": "edge restart time and peak memory with a 100,000-segment backlog vs an empty ledger",
+    "light_fleet": "hundreds of light ships speaking tus to one hub process: chunk ack p99, RSS, exactly once",
     "freshness": "edge 200 -> queryable at the hub with the defaults: loopback, and class 0 at 512 kbit/s / 600 ms",
 }
 """Name -> what it measures; each is a module ``bench/NAME.py`` with ``run(quick) -> BenchResult``."""
