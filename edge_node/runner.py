@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 from aiohttp import web
 
-from sync_protocol import RemoteProtocolError, SiteId
+from sync_protocol import RemoteProtocolError, SiteId, log_hygiene
 
 from .config import EdgeConfig
 from .ledger import SegmentLedger
@@ -73,6 +73,7 @@ def _run_claimed(options: RunOptions, claim: Claim, clock: Callable[[], float] |
 
     logging.basicConfig(level=options.log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log_hygiene.install(logging.getLogger().handlers, time.monotonic)  # no token in any log line
     try:
         config = EdgeConfig(
             site=SiteId(options.site), data_dir=options.data_dir, seal_bytes=options.seal_size,

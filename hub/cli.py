@@ -18,6 +18,7 @@ from pathlib import Path
 
 import click
 
+from sync_protocol import log_hygiene
 from sync_protocol.errors import RemoteProtocolError
 from sync_protocol.identifiers import SiteId
 
@@ -89,6 +90,7 @@ def run(data: Path, listen: tuple[str, int], tls_cert: Path | None, tls_key: Pat
 
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log_hygiene.install(logging.getLogger().handlers, time.monotonic)  # no token in any log line
     try:
         tls = ssl_context(tls_cert, tls_key)
         crash = crash_hook(os.environ.get(CRASH_ENV))

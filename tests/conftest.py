@@ -23,3 +23,35 @@ def hostile():
     invalid_utf8 = pa.Array.from_buffers(pa.string(), 1, [None, pa.py_buffer(b"\0\0\0\0\2\0\0\0"),
                                                           pa.py_buffer(b"\xff\xfe")])
     return SimpleNamespace(invalid_utf8=invalid_utf8, deep_struct=_deep_struct)
+
+
+LEAKED_TOKEN = "hbo_" + "LeakMe" * 7
+"""A token-shaped secret that the damaged requests below quote; no server log may ever contain it."""
+
+DAMAGED_REQUESTS = (
+    # a space before the colon: a bit-flipping link does this to the Authorization line
+    f"GET /healthz HTTP/1.1\r\nHost: x\r\nAuthorization : Bearer {LEAKED_TOKEN}\r\n\r\n".encode(),
+    # a control byte inside the token
+    f"GET /healthz HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {LEAKED_TOKEN[:9]}\x01{LEAKED_TOKEN[9:]}\r\n\r\n"
+    .encode(),
+    # the same header twice, once damaged
+    f"GET /healthz HTTP/1.1\r\nHost: x\r\nCookie: harbour_session={LEAKED_TOKEN}\r\nX\x7fY: 1\r\n\r\n".encode(),
+)
+
+
+@pytest.fixture(scope="session")
+def damaged_requests():
+    """Send each damaged request ``times`` times to 127.0.0.1:``port`` on a raw socket (no HTTP client would
+    send them); returns the status lines the server answered."""
+    import socket
+
+    def send(port: int, times: int = 1) -> list[str]:
+        answers = []
+        for _ in range(times):
+            for request in DAMAGED_REQUESTS:
+                with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+                    connection.sendall(request)
+                    answers.append(connection.recv(200).split(b"\r\n", 1)[0].decode("latin-1"))
+        return answers
+
+    return SimpleNamespace(send=send, token=LEAKED_TOKEN)
