@@ -131,6 +131,7 @@ def test_sessions_expire_and_are_bounded(clock):
 # -- rendering ------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.guarantee("G6")
 def test_what_a_ship_sends_is_escaped_everywhere():
     hostile = "<script>alert(1)</script>"
     entry = site(quarantined=[hostile], backlog=backlog(link_last_error=hostile, link_state="down"))
@@ -165,6 +166,7 @@ def cookie_of(answer) -> str:
     return answer.headers["set-cookie"].split(";")[0]
 
 
+@pytest.mark.guarantee("G5")
 @pytest.mark.integration
 def test_login_sessions_and_who_sees_the_fleet(hub):
     site_token = hub.add_site("ship-1")
@@ -200,6 +202,7 @@ def test_login_sessions_and_who_sees_the_fleet(hub):
     assert b"fleet-rows" not in hub.request("GET", "/", session).body
 
 
+@pytest.mark.guarantee("G5")
 @pytest.mark.integration
 def test_logout_ends_the_session(hub):
     session = {"Cookie": cookie_of(login(hub, hub.add_operator("bob")))}
