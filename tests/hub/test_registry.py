@@ -65,8 +65,17 @@ def test_operators(registry):
         registry.add_operator("alice")
     with pytest.raises(RegistryError, match="not valid"):
         registry.add_operator("Bad Name/../")
-    registry.revoke_operator("alice")
-    assert registry.authenticate(token) is None
+    other = registry.add_operator("bob")
+    assert registry.operator_of_token(token) == "alice"
+    assert registry.revoke_operator("alice") is True
+    assert registry.authenticate(token) is None and registry.authenticate(other).name == "bob"
+    assert registry.revoke_operator("alice") is False  # already revoked: nothing left to stop
+    with pytest.raises(RegistryError, match="not registered"):
+        registry.revoke_operator("ghost")
+    for not_live in (token, registry.add_site(SiteId("ship-a")), "hbo_guess"):
+        with pytest.raises(RegistryError, match="not a live operator token") as refused:
+            registry.operator_of_token(not_live)
+        assert not_live not in str(refused.value)
 
 
 def test_last_contact_uses_the_clock(registry, clock):
