@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from hub.fleet_page import render_login, render_page, render_parts
+from hub.fleet_page import TEMPLATES, render_login, render_page, render_parts
 from hub.fleet_view import (
     BEHIND_AFTER_SECONDS,
     SILENT_AFTER_SECONDS,
@@ -184,6 +184,13 @@ def test_markup_and_quotes_from_a_ship_stay_text_in_every_part_and_attribute(hos
     assert hostile in "".join(rows.text)
     details = "".join(_Markup(parts["details"]).text)
     assert details.count(hostile) >= 4  # name, link error, table name, quarantine reason
+
+
+def test_template_layout_does_not_reach_the_page():
+    template = TEMPLATES.from_string('<tr>\n  {% for x in xs %}\n    <td>{{ x }}</td>\n  {% endfor %}\n</tr>\n'
+                                     "<p>two lines\n   of prose, {{ word }}\n  here</p>\n")
+    expected = "<tr><td>1</td><td>2</td></tr><p>two lines of prose, &lt;b&gt; here</p>"
+    assert template.render(xs=[1, 2], word="<b>") == expected
 
 
 def test_the_templates_ship_in_the_wheel():
