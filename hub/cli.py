@@ -132,6 +132,32 @@ def add_operator(name: str, data: Path, rotate: bool) -> None:
     click.echo(_registry(data, lambda registry: registry.add_operator(name, rotate=rotate)))
 
 
+@hub.command("revoke-operator")
+@click.argument("name", required=False)
+@_data_option
+@click.option("--token-file", type=click.File("r"), metavar="F",
+              help="revoke the operator whose token is in F ('-' reads stdin) instead of naming them")
+def revoke_operator(name: str | None, data: Path, token_file) -> None:
+    """Stop operator NAME's token working, at once (also in a running hub); their fleet page sessions end too.
+
+    Give the NAME used with add-operator, or, for a leaked token whose owner is not known, --token-file with
+    the token in it (a file, not an argument, so the token stays out of shell history and process lists).
+    `harbour hub add-operator NAME --rotate` issues a new token afterwards.
+    """
+    if (name is None) == (token_file is None):
+        raise click.UsageError("give the operator's NAME or --token-file F, one of the two")
+
+    def revoke(registry) -> tuple[str, bool]:
+        who = name if token_file is None else registry.operator_of_token(token_file.read().strip())
+        return who, registry.revoke_operator(who)
+
+    who, was_live = _registry(data, revoke)
+    if was_live:
+        click.echo(f"revoked operator {who}; `harbour hub add-operator {who} --rotate` issues a new token", err=True)
+    else:
+        click.echo(f"operator {who} was already revoked; nothing changed", err=True)
+
+
 @hub.command()
 @_data_option
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)

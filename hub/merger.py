@@ -116,7 +116,9 @@ class Merger:
         self._thread = threading.Thread(target=self._loop, name="harbour-merger", daemon=True)
         self._thread.start()
 
-    def wake(self, segment: SegmentId | None = None) -> None:
+    def wake(self) -> None:
+        """Look for work now instead of at the next poll. Takes no segment: what to merge is read from the
+        ledger, so a wake lost to a crash or a race costs at most one poll interval, never a segment."""
         self._wake.set()
 
     def stop(self, timeout: float = 30.0) -> None:

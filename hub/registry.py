@@ -10,6 +10,8 @@
 * Revocation clears the stored hash at once; every request reads the registry, so another process
   (``harbour hub revoke-site``) stops a token without restarting the hub.
 * Rotation: ``add-site SITE --rotate`` issues a new token and the old one stops working.
+* Operators: ``revoke-operator NAME`` (or ``--token-file F`` for a leaked token whose owner is unknown)
+  clears the operator's hash the same way; their fleet page sessions end with it (``sessions.py``).
 """
 
 from __future__ import annotations
@@ -130,12 +132,29 @@ class SiteRegistry:
                        [name, digest, self._clock()])
         return token
 
-    def revoke_operator(self, name: str) -> None:
+    def revoke_operator(self, name: str) -> bool:
+        """Stop ``name``'s token working; False if it had already been revoked (nothing left to stop).
+
+        Fleet page sessions hold the token and re-check it on every request, so they end with it."""
         with self._database.write() as db:
-            cursor = db.execute("UPDATE operators SET token_hash = NULL, revoked_at = ? WHERE name = ?",
-                                [self._clock(), name])
-            if cursor.rowcount == 0:
-                raise RegistryError(f"operator {name[:70]!r} is not registered")
+            row = db.execute("SELECT token_hash FROM operators WHERE name = ?", [name]).fetchone()
+            if row is None:
+                raise RegistryError(f"operator {name[:70]!r} is not registered (names are the ones given to "
+                                    "`harbour hub add-operator`); to revoke a token whose owner you do not know, "
+                                    "use `harbour hub revoke-operator --token-file F`")
+            if row[0] is None:
+                return False
+            db.execute("UPDATE operators SET token_hash = NULL, revoked_at = ? WHERE name = ?", [self._clock(), name])
+        return True
+
+    def operator_of_token(self, token: str) -> str:
+        """The name of the operator whose live token this is (to revoke a leaked token whose owner is unknown)."""
+        principal = self.authenticate(token)
+        if principal is None or principal.role is not Role.OPERATOR:
+            # Never echo the token: it may be a live secret of someone else, e.g. a site's.
+            raise RegistryError("that is not a live operator token (unknown, already revoked, mistyped, or a "
+                                "site's token: `harbour hub revoke-site SITE` revokes those)")
+        return principal.name
 
     # -- request path --------------------------------------------------------------------------------
 
@@ -156,9 +175,6 @@ class SiteRegistry:
         if row is None or row[1] is None or not hmac.compare_digest(row[1], digest):
             return None
         return Principal(role, row[0])
-
-    def is_registered(self, site: SiteId) -> bool:
-        return self._database.db.execute("SELECT 1 FROM sites WHERE site = ?", [str(site)]).fetchone() is not None
 
     def touch(self, site: SiteId) -> None:
         """Record contact from ``site`` (shown as last contact in status and the fleet API)."""

@@ -110,7 +110,9 @@ async def _serve(layout, database, executor, host, port, tls, clock, crash, read
     ledger = SqliteLedger(database, clock)
     staging = StagingArea(layout)
     merger = Merger(layout, ledger, staging, clock, crash=crash)
-    uploads = UploadService(ledger, staging, clock, run_in_thread, on_commit=merger.wake, crash=crash)
+    # The merger reads what to merge from the ledger; the committed segment only tells it to look now.
+    uploads = UploadService(ledger, staging, clock, run_in_thread, on_commit=lambda _segment: merger.wake(),
+                            crash=crash)
     requests = prometheus.RequestMetrics()
     reports = SiteReportStore(database, clock)
     history = FleetHistory(database, clock)

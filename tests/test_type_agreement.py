@@ -361,12 +361,14 @@ SETTINGS = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow, He
             "derandomize": False}
 
 
+@pytest.mark.guarantee("G2", "G6")
 @settings(max_examples=20, **SETTINGS)
 @given(scenarios())
 def test_what_an_edge_acknowledges_the_hub_merges_with_the_values_written(scenario):
     check(*scenario)
 
 
+@pytest.mark.guarantee("G2", "G6")
 @pytest.mark.soak
 @settings(max_examples=400, **SETTINGS)
 @given(scenarios())

@@ -39,6 +39,7 @@ def test_record_batch_stream_round_trips():
     assert decode_body(ARROW_STREAM, encode_arrow_stream(batch)).equals(ROWS)
 
 
+@pytest.mark.guarantee("G6")
 @pytest.mark.parametrize(("content_type", "body", "says"), [
     (ARROW_STREAM, b"not arrow at all", "Arrow IPC stream"),
     (ARROW_STREAM, encode_arrow_stream(ROWS)[:-40], "Arrow IPC stream"),
@@ -68,6 +69,7 @@ def test_unknown_content_type_is_415_listing_the_accepted_ones():
     assert JSON_LINES in str(caught.value)
 
 
+@pytest.mark.guarantee("G6")
 def test_parquet_decompression_bomb_is_refused_before_decoding():
     zeros = pa.table({"z": pa.repeat(pa.scalar(0, pa.int64()), 20_000_000)})
     body = parquet_bytes(zeros, compression="zstd")
@@ -76,6 +78,7 @@ def test_parquet_decompression_bomb_is_refused_before_decoding():
         decode_body(PARQUET, body)
 
 
+@pytest.mark.guarantee("G6")
 def test_string_bomb_is_stopped_at_the_row_group_that_crosses_the_bound():
     big = pa.table({"s": pa.repeat(pa.scalar("x" * 1000), 100_000)})  # 100 MB of strings
     body = parquet_bytes(big, compression="zstd", row_group_size=10_000)
@@ -83,6 +86,7 @@ def test_string_bomb_is_stopped_at_the_row_group_that_crosses_the_bound():
         decode_body(PARQUET, body)
 
 
+@pytest.mark.guarantee("G6")
 @settings(max_examples=200, deadline=None)
 @given(content_type=st.sampled_from(CONTENT_TYPES), body=st.binary(min_size=1, max_size=512))
 def test_random_bytes_never_escape_as_anything_but_a_400(content_type, body):
@@ -92,6 +96,7 @@ def test_random_bytes_never_escape_as_anything_but_a_400(content_type, body):
         assert error.status == 400
 
 
+@pytest.mark.guarantee("G6")
 @settings(max_examples=100, deadline=None)
 @given(cut=st.integers(min_value=1, max_value=400), flip=st.integers(min_value=0, max_value=255))
 def test_mangled_arrow_streams_are_decoded_or_refused(cut, flip):
@@ -105,6 +110,7 @@ def test_mangled_arrow_streams_are_decoded_or_refused(cut, flip):
         table.validate(full=True)
 
 
+@pytest.mark.guarantee("G6")
 @pytest.mark.parametrize("body", [b"null", b" null", b"null\n", b'{"a": 1}\nnull', b"[1]", b"\n\n1\n"])
 def test_json_lines_that_are_not_objects_are_refused_without_crashing(body):
     # b"null" alone once crashed the process inside pyarrow's JSON reader (SIGSEGV).
@@ -140,6 +146,7 @@ def test_nested_json_timestamps_follow_the_same_rule():
     assert str(table.schema.field("s").type) == "struct<at: timestamp[us, tz=UTC], n: int64>"
 
 
+@pytest.mark.guarantee("G6")
 def test_csv_text_that_is_not_utf8_is_refused():
     with pytest.raises(RemoteProtocolError, match="'name' is not valid UTF-8") as caught:
         decode_body(CSV, b"id,name\n1,caf\xe9\n")

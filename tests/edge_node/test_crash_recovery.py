@@ -121,11 +121,13 @@ def crash_loop(tmp_path: Path, start_edge, http, kills: int) -> None:
     assert len(segments) > 1, "sealing never ran during the test"
 
 
+@pytest.mark.guarantee("G1")
 @pytest.mark.integration
 def test_acked_writes_survive_dozens_of_sigkills(tmp_path, start_edge, http):
     crash_loop(tmp_path, start_edge, http, kills=int(os.environ.get("HARBOUR_CRASH_KILLS", "25")))
 
 
+@pytest.mark.guarantee("G1")
 @pytest.mark.soak
 @pytest.mark.timeout(1800)  # ~1.2 s per kill cycle; the default 300 s stops it at about 250 kills
 def test_acked_writes_survive_hundreds_of_sigkills(tmp_path, start_edge, http):

@@ -95,6 +95,7 @@ def _hold_in_child(data_dir: Path) -> subprocess.Popen:
     return child
 
 
+@pytest.mark.guarantee("G1")
 def test_sigkill_frees_the_lock_and_the_stale_file_does_not_block(tmp_path):
     child = _hold_in_child(tmp_path)
     try:
@@ -145,6 +146,7 @@ def _count(data_dir: Path) -> int:
     return int(result.stdout.splitlines()[1])
 
 
+@pytest.mark.guarantee("G1")
 @pytest.mark.integration
 def test_a_second_node_on_a_directory_in_use_is_refused_and_nothing_acknowledged_is_lost(tmp_path, start_edge):
     data = tmp_path / "ship-data"

@@ -38,6 +38,7 @@ def ledger(tmp_path):
     opened.close()
 
 
+@pytest.mark.guarantee("G8")
 def test_sealing_extends_the_hash_chain(ledger):
     first, second = seal(ledger, "t"), seal(ledger, "t")
     assert first.segment.seq == 1 and first.prev_sha256 == GENESIS_DIGEST
@@ -56,6 +57,7 @@ def test_pending_is_priority_then_seq(ledger):
     assert order == [("alarms", 1), ("telemetry", 1), ("telemetry", 2), ("bulk", 1)]
 
 
+@pytest.mark.guarantee("G8")
 def test_ack_counts_and_collect_after_retention(ledger):
     ledger._clock.now = 100.0
     manifest = seal(ledger, "t", rows=7)
@@ -71,6 +73,7 @@ def test_ack_counts_and_collect_after_retention(ledger):
     assert ledger.stored_bytes() == (0, 0, 0)
 
 
+@pytest.mark.guarantee("G8")
 def test_an_unacked_segment_can_never_be_collected(ledger):
     manifest = seal(ledger, "t")
     with pytest.raises(LocalProtocolError, match="only acked segments may be collected"):
@@ -101,6 +104,7 @@ def test_a_data_directory_belongs_to_one_site(tmp_path, ledger):
     reader.close()
 
 
+@pytest.mark.guarantee("G1")
 def test_a_failed_transaction_leaves_nothing_half_done(ledger):
     manifest = seal(ledger, "t")
     with pytest.raises(Exception, match="UNIQUE"):
@@ -108,6 +112,7 @@ def test_a_failed_transaction_leaves_nothing_half_done(ledger):
     assert ledger.sealed_log_upto("t") == 1
 
 
+@pytest.mark.guarantee("G7")
 def test_startup_reads_do_not_grow_with_acked_segments(tmp_path):
     """The queries recovery and status make use the state index, so 20,000 acked segments cost
     about what none do (G7: start-up time does not grow with the acked backlog)."""

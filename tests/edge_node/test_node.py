@@ -38,6 +38,7 @@ async def test_concurrent_writers_share_fsyncs(tmp_path):
     await node.stop()
 
 
+@pytest.mark.guarantee("G1")
 async def test_rows_survive_a_restart_and_are_sealed_once(tmp_path):
     node = make_node(tmp_path)
     await node.write(T, pa.table({"v": [1, 2]}))
@@ -52,6 +53,7 @@ async def test_rows_survive_a_restart_and_are_sealed_once(tmp_path):
     await again.stop()
 
 
+@pytest.mark.guarantee("G6")
 async def test_conflicting_schema_is_refused_and_nothing_stored(tmp_path):
     node = make_node(tmp_path)
     await node.write(T, pa.table({"v": [1]}))
@@ -61,6 +63,7 @@ async def test_conflicting_schema_is_refused_and_nothing_stored(tmp_path):
     await node.stop()
 
 
+@pytest.mark.guarantee("G7")
 async def test_quota_refuses_then_accepts_after_ack_and_collect(tmp_path):
     clock = Clock()
     node = make_node(tmp_path, clock, max_disk_bytes=60_000, retention_seconds=3600)
@@ -86,6 +89,7 @@ async def test_quota_refuses_then_accepts_after_ack_and_collect(tmp_path):
     await node.stop()
 
 
+@pytest.mark.guarantee("G8")
 async def test_acked_segments_are_kept_for_the_retention_period(tmp_path):
     clock = Clock()
     node = make_node(tmp_path, clock, retention_seconds=60)
@@ -102,6 +106,7 @@ async def test_acked_segments_are_kept_for_the_retention_period(tmp_path):
     await node.stop()
 
 
+@pytest.mark.guarantee("G7")
 async def test_memory_stays_flat_with_a_large_backlog(tmp_path):
     """Sealing and status hold one row group at a time, whatever the backlog (G7)."""
     node = make_node(tmp_path, seal_bytes=256 * 1024)

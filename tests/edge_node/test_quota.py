@@ -12,6 +12,7 @@ def test_fits_under_the_quota():
     DiskQuota(100 * MiB).check(Usage(50 * MiB, 50 * MiB, 3, 10 * MiB), 40 * MiB, sync_state="offline")
 
 
+@pytest.mark.guarantee("G7")
 def test_refusal_is_507_saying_how_much_is_pending_and_what_to_do():
     usage = Usage(segment_bytes=90 * MiB, pending_segment_bytes=80 * MiB, pending_segments=12, log_bytes=5 * MiB)
     with pytest.raises(RemoteProtocolError) as caught:

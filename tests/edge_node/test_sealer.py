@@ -45,6 +45,7 @@ def test_segment_holds_the_rows_with_site_and_a_true_manifest(tmp_path):
     assert seal(tmp_path, ledger, path2).prev_sha256 == manifest.sha256
 
 
+@pytest.mark.guarantee("G1")
 def test_crash_before_the_ledger_commit_reseals_to_the_same_seq(tmp_path, monkeypatch):
     ledger = SegmentLedger(tmp_path, SITE, lambda: 1.0)
     path = write_log(tmp_path, [pa.table({"v": [1]})])

@@ -66,6 +66,7 @@ BAD_BODIES = [
 ]
 
 
+@pytest.mark.guarantee("G6")
 @pytest.mark.parametrize(("content_type", "body", "says"), BAD_BODIES)
 def test_bad_bodies_are_400_and_store_nothing(edge, http, content_type, body, says):
     http.post(edge.url, "events", encode_arrow_stream(GOOD))  # make sure the table exists with id int64
@@ -76,6 +77,7 @@ def test_bad_bodies_are_400_and_store_nothing(edge, http, content_type, body, sa
     assert http.get(edge.url, "/healthz")[0] == 200
 
 
+@pytest.mark.guarantee("G6")
 @pytest.mark.parametrize("name", ["..%2Fx", "%C3%A9v%C3%A9nements", "x" * 200, "Events", "9lives", "sqlite_master"])
 def test_hostile_table_names_are_400(edge, http, name):
     status, answer = http.post(edge.url, name, encode_arrow_stream(GOOD))
@@ -83,6 +85,7 @@ def test_hostile_table_names_are_400(edge, http, name):
     assert not any(p.name != "events" for p in (edge.data_dir / "wal").iterdir())
 
 
+@pytest.mark.guarantee("G6")
 @pytest.mark.parametrize("content_type", ["application/json", "text/plain", "application/octet-stream", ""])
 def test_wrong_content_type_is_415(edge, http, content_type):
     status, answer = http.post(edge.url, "events", b'{"id": 1}\n', content_type)
@@ -94,6 +97,7 @@ def test_content_type_parameters_are_accepted(edge, http):
     assert status == 200
 
 
+@pytest.mark.guarantee("G6")
 def test_oversized_body_is_413(edge, http):
     body = encode_arrow_stream(pa.table({"id": list(range(200_000))}))
     assert len(body) > 1024 * 1024
@@ -103,6 +107,7 @@ def test_oversized_body_is_413(edge, http):
     assert stored_rows(edge) == before
 
 
+@pytest.mark.guarantee("G6")
 def test_oversized_chunked_body_is_413(edge):
     url = urlsplit(edge.url)
     connection = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
@@ -121,6 +126,7 @@ def test_oversized_chunked_body_is_413(edge):
     assert "larger than" in json.loads(response.read())["error"]
 
 
+@pytest.mark.guarantee("G6")
 def test_unknown_paths_and_methods_get_json_errors(edge, http):
     status, answer = http.get(edge.url, "/v1/nothing")
     assert_error(status, answer, 404, "Not Found")
@@ -138,6 +144,7 @@ def test_status_and_healthz(edge, http):
     assert http.get(edge.url, "/healthz") == (200, {"ok": True, "site": "ship-1"})
 
 
+@pytest.mark.guarantee("G7")
 def test_quota_gives_507_with_how_much_is_pending(tmp_path, start_edge, http):
     edge = start_edge(tmp_path / "edge", "--max-disk", "200KiB", "--hub", "http://hub.invalid:8700", "--token", "t")
     body = encode_arrow_stream(pa.table({"v": list(range(5000))}))

@@ -77,6 +77,7 @@ def test_age_rolls_the_log(tmp_path):
     writer.close()
 
 
+@pytest.mark.guarantee("G1")
 def test_torn_tail_is_truncated_and_whole_records_kept(log, tmp_path, caplog):
     for i in range(3):
         append(log, "t", pa.table({"v": [i]}))
@@ -93,6 +94,7 @@ def test_torn_tail_is_truncated_and_whole_records_kept(log, tmp_path, caplog):
     assert not (tmp_path / "quarantine").exists()
 
 
+@pytest.mark.guarantee("G1")
 def test_torn_header_is_truncated(log, tmp_path):
     append(log, "t", pa.table({"v": [7]}))
     log.close()
@@ -102,6 +104,7 @@ def test_torn_header_is_truncated(log, tmp_path):
     assert wal.scan_log(path).problem == "torn"
 
 
+@pytest.mark.guarantee("G1")
 def test_corrupt_record_keeps_the_prefix_and_quarantines_the_rest(log, tmp_path, caplog):
     for i in range(3):
         append(log, "t", pa.table({"v": [i]}))
@@ -137,6 +140,7 @@ def test_recovery_deletes_logs_already_sealed_and_empty_ones(log, tmp_path):
     recovered.close()
 
 
+@pytest.mark.guarantee("G1")
 def test_failed_write_leaves_no_half_record(log, tmp_path, monkeypatch):
     append(log, "t", pa.table({"v": [1]}))
     real_write = os.write

@@ -18,6 +18,7 @@ def test_bearer_token(header, token):
     assert auth.bearer_token(header) == token
 
 
+@pytest.mark.guarantee("G5")
 def test_status_codes(database, clock):
     registry = SiteRegistry(database, clock)
     token = registry.add_site(SiteId("ship-a"))

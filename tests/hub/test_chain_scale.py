@@ -15,6 +15,7 @@ pytestmark = pytest.mark.integration
 HUGE_SEQ = 10**12
 
 
+@pytest.mark.guarantee("G7", "G8")
 def test_a_segment_at_seq_10_to_the_12_does_not_hang_fleet_status(hub):
     token, operator = hub.add_site("ship-far"), hub.add_operator("ops")
     far = make_segment("ship-far", "telemetry", HUGE_SEQ, rows_table(0, 5))

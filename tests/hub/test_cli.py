@@ -25,7 +25,8 @@ def test_add_site_prints_only_the_token_and_creates_dir(tmp_path):
     ["hub", "add-site", "Ship_1"], ["hub", "add-site", "../etc"], ["hub", "add-site", ""],
     ["hub", "add-site", "-x"], ["hub", "revoke-site", "UPPER"], ["hub", "run", "--listen", "nope"],
     ["hub", "run", "--listen", "127.0.0.1:99999"], ["hub", "query", "--format", "xml", "SELECT 1"],
-    ["hub", "status", "--format", "yaml"], ["hub", "add-operator"],
+    ["hub", "status", "--format", "yaml"], ["hub", "add-operator"], ["hub", "revoke-operator"],
+    ["hub", "revoke-operator", "alice", "--token-file", "/nonexistent/token"],
 ])
 def test_garbage_arguments_are_usage_errors(tmp_path, args):
     result = harbour(*args, "--data", str(tmp_path / "d"), check=False)
@@ -67,5 +68,65 @@ def test_config_file_and_environment(tmp_path):
 
 
 def test_help_on_every_command():
-    for command in ("run", "add-site", "revoke-site", "add-operator", "status", "query"):
+    for command in ("run", "add-site", "revoke-site", "add-operator", "revoke-operator", "status", "query"):
         assert "--data" in harbour("hub", command, "--help").stdout
+    revoke_help = harbour("hub", "revoke-operator", "--help").stdout
+    assert "--token-file" in revoke_help and "sessions end" in revoke_help
+
+
+def _fleet_reads(hub, token: str, session: dict) -> tuple[int, int, bool]:
+    """What a holder of ``token`` and of the browser ``session`` gets: /v1/fleet, the page's data, the page."""
+    api = hub.request("GET", "/v1/fleet", {"Authorization": f"Bearer {token}"}).status
+    page_data = hub.request("GET", "/ui/fleet.json", session).status
+    return api, page_data, b"fleet-rows" in hub.request("GET", "/", session).body
+
+
+def _login(hub, token: str) -> dict:
+    answer = hub.request("POST", "/login", {"Content-Type": "application/x-www-form-urlencoded"},
+                         f"token={token}".encode())
+    assert answer.status == 303, answer
+    return {"Cookie": answer.headers["set-cookie"].split(";")[0]}
+
+
+@pytest.mark.guarantee("G5")
+def test_revoke_operator_stops_the_token_and_its_sessions_at_once_on_a_running_hub(hub, tmp_path):
+    data = str(hub.data)
+    alice, bob = hub.add_operator("alice"), hub.add_operator("bob")
+    alice_session, bob_session = _login(hub, alice), _login(hub, bob)
+    assert _fleet_reads(hub, alice, alice_session) == (200, 200, True)
+
+    revoked = harbour("hub", "revoke-operator", "alice", "--data", data)
+    assert revoked.stdout == "" and "revoked operator alice" in revoked.stderr and "--rotate" in revoked.stderr
+    assert _fleet_reads(hub, alice, alice_session) == (401, 401, False)  # no restart, no wait
+    assert _fleet_reads(hub, bob, bob_session) == (200, 200, True)  # only alice's
+    assert hub.request("POST", "/login", {"Content-Type": "application/x-www-form-urlencoded"},
+                       f"token={alice}".encode()).status == 401
+    again = harbour("hub", "revoke-operator", "alice", "--data", data)
+    assert "already revoked" in again.stderr
+
+    # A leaked token whose owner is unknown: revoked from a file (or stdin), never echoed back.
+    leaked = tmp_path / "leaked.token"
+    leaked.write_text(bob + "\n")
+    by_token = harbour("hub", "revoke-operator", "--token-file", str(leaked), "--data", data)
+    assert "revoked operator bob" in by_token.stderr and bob not in by_token.stderr
+    assert _fleet_reads(hub, bob, bob_session) == (401, 401, False)
+
+    # A new token for alice works, the old one and the old session stay dead.
+    new = harbour("hub", "add-operator", "alice", "--rotate", "--data", data).stdout.strip()
+    assert _fleet_reads(hub, new, _login(hub, new)) == (200, 200, True)
+    assert _fleet_reads(hub, alice, alice_session) == (401, 401, False)
+
+
+def test_revoke_operator_errors_name_what_is_wrong_and_leak_no_token(tmp_path):
+    data = str(tmp_path / "d")
+    site_token = harbour("hub", "add-site", "ship-1", "--data", data).stdout.strip()
+    ghost = harbour("hub", "revoke-operator", "ghost", "--data", data, check=False)
+    assert ghost.returncode == 1 and "'ghost' is not registered" in ghost.stderr and "add-operator" in ghost.stderr
+    for token in ("hbo_" + "x" * 43, site_token, ""):
+        token_file = tmp_path / "t"
+        token_file.write_text(token)
+        refused = harbour("hub", "revoke-operator", "--token-file", str(token_file), "--data", data, check=False)
+        assert refused.returncode == 1 and "not a live operator token" in refused.stderr, refused
+        assert (token or "hbo_") not in refused.stderr
+    both = harbour("hub", "revoke-operator", "ghost", "--token-file", str(token_file), "--data", data, check=False)
+    assert both.returncode == 2 and "one of the two" in both.stderr

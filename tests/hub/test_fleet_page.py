@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import json
 import re
+import tomllib
+from fnmatch import fnmatch
+from html.parser import HTMLParser
+from pathlib import Path
 
 import pytest
 
-from hub.fleet_page import render_page, render_parts
+from hub.fleet_page import TEMPLATES, render_login, render_page, render_parts
 from hub.fleet_view import (
     BEHIND_AFTER_SECONDS,
     SILENT_AFTER_SECONDS,
@@ -20,6 +24,8 @@ from hub.history import MAX_HISTORY_SECONDS, FleetHistory
 from hub.sessions import MAX_SESSIONS, SESSION_SECONDS, SessionStore
 
 from .conftest import harbour
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def site(name: str = "ship-1", *, contact: float | None = 5.0, backlog: dict | None = None, gaps=(),
@@ -131,6 +137,7 @@ def test_sessions_expire_and_are_bounded(clock):
 # -- rendering ------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.guarantee("G6")
 def test_what_a_ship_sends_is_escaped_everywhere():
     hostile = "<script>alert(1)</script>"
     entry = site(quarantined=[hostile], backlog=backlog(link_last_error=hostile, link_state="down"))
@@ -139,6 +146,57 @@ def test_what_a_ship_sends_is_escaped_everywhere():
     assert "<script>alert" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert html.count("<script") == 1 and '<script src="/ui/fleet.js">' in html
     assert re.search(r'<th scope="col"', html) and 'scope="row"' in html
+
+
+class _Markup(HTMLParser):
+    """What a browser would build from the HTML: the elements, their attributes, and the text."""
+
+    def __init__(self, html: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, dict]] = []
+        self.text: list[str] = []
+        self.feed(html)
+        self.close()
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+@pytest.mark.guarantee("G6")
+@pytest.mark.parametrize("hostile", ["<script>alert(1)</script>", '"><img src=x onerror=alert(1)>',
+                                     "' onmouseover='alert(1)' x='", "</textarea><svg onload=alert(1)>&amp;"])
+def test_markup_and_quotes_from_a_ship_stay_text_in_every_part_and_attribute(hostile):
+    # A site name cannot hold these (identifiers are checked), but the page must not rely on that.
+    entry = site(hostile, quarantined=[hostile], backlog=backlog(link_last_error=hostile, link_state=hostile))
+    entry["tables"] = {hostile: entry["tables"]["telemetry"]}
+    view = fleet_view({"generated_at": hostile, "merge_lag_seconds": 0.0, "sites": [entry]})
+    parts = render_parts(view, {}, 1_760_000_000.0)
+    for html in (render_page(view, {}, 1_760_000_000.0), *parts.values(), render_login(hostile)):
+        markup = _Markup(html)
+        assert not {"img", "textarea"} & {tag for tag, _ in markup.tags}
+        assert [a for _, attrs in markup.tags for a in attrs if a.startswith("on")] == []
+        assert [attrs for tag, attrs in markup.tags if tag == "script"] in ([], [{"src": "/ui/fleet.js"}])
+    rows = _Markup(parts["rows"])
+    assert [attrs["data-site"] for tag, attrs in rows.tags if tag == "tr"] == [hostile]  # shown as it is, as text
+    assert hostile in "".join(rows.text)
+    details = "".join(_Markup(parts["details"]).text)
+    assert details.count(hostile) >= 4  # name, link error, table name, quarantine reason
+
+
+def test_template_layout_does_not_reach_the_page():
+    template = TEMPLATES.from_string('<tr>\n  {% for x in xs %}\n    <td>{{ x }}</td>\n  {% endfor %}\n</tr>\n'
+                                     "<p>two lines\n   of prose, {{ word }}\n  here</p>\n")
+    expected = "<tr><td>1</td><td>2</td></tr><p>two lines of prose, &lt;b&gt; here</p>"
+    assert template.render(xs=[1, 2], word="<b>") == expected
+
+
+def test_the_templates_ship_in_the_wheel():
+    patterns = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["hub"]
+    templates = [p.relative_to(REPO / "hub").as_posix() for p in (REPO / "hub" / "templates").iterdir()]
+    assert templates and all(any(fnmatch(t, pattern) for pattern in patterns) for t in templates), templates
 
 
 def test_charts_draw_history_plus_now_and_say_what_they_show():
@@ -165,6 +223,7 @@ def cookie_of(answer) -> str:
     return answer.headers["set-cookie"].split(";")[0]
 
 
+@pytest.mark.guarantee("G5")
 @pytest.mark.integration
 def test_login_sessions_and_who_sees_the_fleet(hub):
     site_token = hub.add_site("ship-1")
@@ -200,6 +259,7 @@ def test_login_sessions_and_who_sees_the_fleet(hub):
     assert b"fleet-rows" not in hub.request("GET", "/", session).body
 
 
+@pytest.mark.guarantee("G5")
 @pytest.mark.integration
 def test_logout_ends_the_session(hub):
     session = {"Cookie": cookie_of(login(hub, hub.add_operator("bob")))}

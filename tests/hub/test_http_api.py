@@ -54,6 +54,7 @@ def test_options_advertises_tus_extensions_and_limits(shared_hub):
     assert "sha1" in answer.headers["tus-checksum-algorithm"].split(",")
 
 
+@pytest.mark.guarantee("G2")
 def test_upload_commits_once_and_every_later_answer_says_committed(shared_hub, site):
     name, token = site
     segment = chain(name, "telemetry", 1)[0]
@@ -79,6 +80,7 @@ def test_upload_commits_once_and_every_later_answer_says_committed(shared_hub, s
     assert rows == [{"n": 10}]
 
 
+@pytest.mark.guarantee("G2", "G4")
 def test_resent_segment_with_other_bytes_after_commit_is_a_conflict(shared_hub, site):
     name, token = site
     segment = chain(name, "telemetry", 1)[0]
@@ -101,6 +103,7 @@ def test_termination_drops_the_staging_file(shared_hub, site):
 # -- cuts, corruption, digests -------------------------------------------------------------------------
 
 
+@pytest.mark.guarantee("G3")
 def test_cut_chunks_resume_at_the_durable_offset(shared_hub, site):
     name, token = site
     segment = make_segment(name, "telemetry", 1, rows_table(0, 5000))
@@ -117,6 +120,7 @@ def test_cut_chunks_resume_at_the_durable_offset(shared_hub, site):
     assert answer.committed
 
 
+@pytest.mark.guarantee("G3", "G4")
 def test_a_damaged_tail_is_dropped_and_the_upload_resumes_at_the_verified_offset(shared_hub, site):
     name, token = site
     segment = make_segment(name, "telemetry", 1, rows_table(0, 5000))
@@ -137,6 +141,7 @@ def test_a_damaged_tail_is_dropped_and_the_upload_resumes_at_the_verified_offset
     assert shared_hub.patch(token, segment.key, 1000, segment.data[1000:]).committed
 
 
+@pytest.mark.guarantee("G4")
 def test_corrupted_chunk_is_rejected_and_resent(shared_hub, site):
     name, token = site
     segment = chain(name, "telemetry", 1)[0]
@@ -154,6 +159,7 @@ def test_corrupted_chunk_is_rejected_and_resent(shared_hub, site):
     assert got == [{"n": 10, "s": sum(range(10))}]
 
 
+@pytest.mark.guarantee("G4")
 def test_whole_segment_digest_mismatch_discards_the_upload(shared_hub, site):
     name, token = site
     good = chain(name, "telemetry", 1)[0]
@@ -168,6 +174,7 @@ def test_whole_segment_digest_mismatch_discards_the_upload(shared_hub, site):
     assert f"{lying.key}.seg" not in staged_files(shared_hub)
 
 
+@pytest.mark.guarantee("G8")
 def test_chain_splice_is_refused_before_any_byte(shared_hub, site):
     name, token = site
     first, _ = chain(name, "telemetry", 2)
@@ -181,6 +188,7 @@ def test_chain_splice_is_refused_before_any_byte(shared_hub, site):
 # -- auth (G5) -----------------------------------------------------------------------------------------
 
 
+@pytest.mark.guarantee("G5")
 def test_missing_wrong_unknown_and_foreign_tokens(shared_hub, site):
     name, token = site
     other_name, other_token = f"ship-{next(_names)}", None
@@ -206,6 +214,7 @@ def test_missing_wrong_unknown_and_foreign_tokens(shared_hub, site):
     assert "status=401 code=unauthorized" in log
 
 
+@pytest.mark.guarantee("G5")
 def test_revoked_token_stops_at_once_and_rotation_issues_a_new_one(shared_hub, site):
     name, token = site
     first, second = chain(name, "telemetry", 2)
@@ -218,6 +227,7 @@ def test_revoked_token_stops_at_once_and_rotation_issues_a_new_one(shared_hub, s
     assert shared_hub.upload(rotated, second).committed
 
 
+@pytest.mark.guarantee("G5")
 def test_fleet_needs_an_operator_token(shared_hub, site):
     name, token = site
     shared_hub.upload(token, chain(name, "telemetry", 1)[0])
@@ -235,6 +245,7 @@ def test_fleet_needs_an_operator_token(shared_hub, site):
 # -- bad input (G6) ------------------------------------------------------------------------------------
 
 
+@pytest.mark.guarantee("G6")
 @pytest.mark.parametrize(("overrides", "status", "code"), [
     ({"Tus-Resumable": None}, 412, "precondition-failed"),
     ({"Tus-Resumable": "0.2.2"}, 412, "precondition-failed"),
@@ -260,6 +271,7 @@ def test_bad_creation_headers(shared_hub, site, overrides, status, code):
     assert not [f for f in staged_files(shared_hub) if f.startswith(name + ".")]
 
 
+@pytest.mark.guarantee("G6")
 def test_manifest_with_bad_identifiers_or_duplicate_keys(shared_hub, site):
     name, token = site
     segment = chain(name, "telemetry", 1)[0]
@@ -270,6 +282,7 @@ def test_manifest_with_bad_identifiers_or_duplicate_keys(shared_hub, site):
         assert answer.json()["code"] in ("bad-manifest", "bad-identifier")
 
 
+@pytest.mark.guarantee("G5", "G6")
 @pytest.mark.parametrize("key", [
     "..", "..%2F..%2Fhub.db", "ship-x.telemetry.1%2F..", "SHIP.telemetry.1", "ship.telemetry.0",
     "ship.telemetry.-1", "ship.telemetry", "ship.tele.metry.1", "%00.telemetry.1", "a" * 300,
@@ -286,6 +299,7 @@ def test_path_traversal_and_bad_keys(shared_hub, site, key):
     assert (shared_hub.data / "hub.db").exists()
 
 
+@pytest.mark.guarantee("G6")
 @pytest.mark.parametrize(("overrides", "status"), [
     ({"Content-Type": "text/plain"}, 415),
     ({"Upload-Offset": "abc"}, 400),
@@ -306,6 +320,7 @@ def test_bad_patch_headers_leave_the_upload_untouched(shared_hub, site, override
     assert shared_hub.head(token, segment.key).offset == 0
 
 
+@pytest.mark.guarantee("G6")
 def test_oversized_and_overlong_chunks(shared_hub, site):
     name, token = site
     segment = chain(name, "telemetry", 1)[0]
@@ -322,6 +337,7 @@ def test_oversized_and_overlong_chunks(shared_hub, site):
     assert shared_hub.head(token, segment.key).offset == 0
 
 
+@pytest.mark.guarantee("G6")
 def test_unknown_routes_and_methods_answer_json(shared_hub):
     for method, path in (("GET", "/nope"), ("PUT", UPLOADS_PATH), ("GET", "/v1/sync/uploads/x.y.1")):
         answer = shared_hub.request(method, path)
@@ -332,6 +348,7 @@ def test_unknown_routes_and_methods_answer_json(shared_hub):
 # -- many ships at once --------------------------------------------------------------------------------
 
 
+@pytest.mark.guarantee("G7")
 def test_a_stalled_upload_does_not_block_other_ships(shared_hub):
     slow_name, fast_names = f"ship-{next(_names)}", [f"ship-{next(_names)}" for _ in range(6)]
     slow_token = shared_hub.add_site(slow_name)
@@ -456,16 +473,19 @@ def random_cut_run(hub: Hub, seed: int, sites: int, segments_per_site: int, rows
     assert got == {"n": expected, "d": expected}, f"seed {seed}: {got}"
 
 
+@pytest.mark.guarantee("G2", "G3")
 def test_uploads_cut_at_random_bytes_arrive_exactly_once(shared_hub):
     random_cut_run(shared_hub, seed=20240611, sites=2, segments_per_site=3, rows=300)
 
 
+@pytest.mark.guarantee("G2", "G3")
 @pytest.mark.soak
 @pytest.mark.parametrize("seed", range(5))
 def test_soak_random_cuts(shared_hub, seed):
     random_cut_run(shared_hub, seed=seed, sites=4, segments_per_site=6, rows=2000)
 
 
+@pytest.mark.guarantee("G2")
 def test_duplicate_completions_commit_once(shared_hub, site):
     name, token = site
     segment = chain(name, "dupes", 1, rows_per=2000)[0]

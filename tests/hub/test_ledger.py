@@ -13,6 +13,7 @@ from sync_protocol.manifest import Manifest
 from .conftest import chain, make_segment, rows_table
 
 
+@pytest.mark.guarantee("G2")
 def test_commit_is_exactly_once(ledger):
     segment = chain("ship-a", "telemetry", 1)[0]
     ledger.save_staged(segment.manifest, 0, 100.0)
@@ -26,6 +27,7 @@ def test_commit_is_exactly_once(ledger):
     assert conflict.value.code.slug == "segment-conflict"
 
 
+@pytest.mark.guarantee("G8")
 def test_chain_is_checked_on_both_sides(ledger):
     first, second, third = chain("ship-a", "telemetry", 3)
     ledger.commit(first.manifest, 1.0)
@@ -76,6 +78,7 @@ def test_batches_move_segments_through_their_states(ledger):
         ledger.plan_batch(telemetry, [SegmentId.of("ship-b", "events", 1)])
 
 
+@pytest.mark.guarantee("G8")
 def test_quarantine_and_progress(ledger, clock):
     segments = chain("ship-a", "telemetry", 4, rows_per=5)
     for segment in segments[:2] + segments[3:]:  # seq 3 never arrives
@@ -106,6 +109,7 @@ def _insert(database, site: str, table: str, seq: int, sha256: str, prev_sha256:
                    [site, table, seq, sha256, prev_sha256])
 
 
+@pytest.mark.guarantee("G8")
 def test_progress_finds_runs_gaps_and_breaks_with_sql_like_the_pure_walk(ledger, database):
     import random
 

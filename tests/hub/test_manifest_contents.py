@@ -45,6 +45,7 @@ def committed_segments(hub: Hub, operator: str, site: str) -> dict:
     return {name: t["segments_committed"] for name, t in entry["tables"].items()}
 
 
+@pytest.mark.guarantee("G4", "G6")
 @pytest.mark.parametrize("lie, words", [
     ({"row_count": 11}, ["11 rows", "10"]),
     ({"schema_fingerprint": schema_fingerprint("row_id:int64")}, ["schema fingerprint", "row_id:int64;value:double"]),
@@ -69,6 +70,7 @@ def test_a_manifest_that_lies_about_its_file_is_refused_before_the_commit(hub, l
     assert committed_segments(hub, operator, "ship-liar") == {"telemetry": 1}
 
 
+@pytest.mark.guarantee("G6")
 def test_a_file_that_is_not_parquet_is_refused_before_the_commit(hub):
     token = hub.add_site("ship-junk")
     data = b"not a parquet file at all " * 40

@@ -35,6 +35,7 @@ def quarantine_reasons(hub) -> dict[str, str]:
     return {site["site"]: q["reason"] for site in report["sites"] for q in site["quarantined"]}
 
 
+@pytest.mark.guarantee("G7")
 def test_bad_segments_are_quarantined_and_every_other_site_keeps_merging(hub, hostile):
     sites = [*BAD_SEGMENTS, "good-a", "good-b"]
     tokens = {site: hub.add_site(site) for site in sites}

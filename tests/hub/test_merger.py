@@ -51,6 +51,7 @@ def test_three_schema_versions_merge_into_one_table(layout, ledger, staging, mer
     assert not list(layout.uploads.iterdir())  # merged files are gone
 
 
+@pytest.mark.guarantee("G7")
 def test_conflicting_segment_is_quarantined_and_later_ones_still_merge(layout, ledger, staging, merger):
     commit(ledger, staging, make_segment("ship-a", "telemetry", 1, rows_table(0, 3)))
     merger.run_once()
@@ -83,6 +84,7 @@ def test_unreadable_and_miscounted_segments_are_quarantined(ledger, staging, mer
     assert "does not fit int64" in reasons["ship-c"]
 
 
+@pytest.mark.guarantee("G2")
 def test_reconcile_finishes_batches_that_reached_the_table_and_reopens_the_rest(
         layout, ledger, staging, merger, clock):
     first = make_segment("ship-a", "telemetry", 1, rows_table(0, 5))
@@ -152,6 +154,7 @@ def test_a_busy_table_gathers_what_arrives_into_the_next_commit(layout, ledger, 
     assert DeltaTable(str(layout.table_dir(TableName("telemetry")))).version() == 1  # two commits for three
 
 
+@pytest.mark.guarantee("G2")
 def test_an_int_column_widens_to_float_by_one_rewrite_and_keeps_exactly_once(layout, ledger, staging, merger):
     commit(ledger, staging, make_segment("ship-a", "telemetry", 1, pa.table({"row_id": [1], "v": pa.array([1])})))
     merger.run_once()
@@ -196,6 +199,7 @@ def poison(monkeypatch, *, row_id: int, in_scratch: bool = True) -> None:
     monkeypatch.setattr(module, "write_deltalake", refusing)
 
 
+@pytest.mark.guarantee("G7")
 def test_a_segment_delta_refuses_is_narrowed_down_and_quarantined(layout, ledger, staging, merger, monkeypatch):
     poison(monkeypatch, row_id=666)
     segments = []

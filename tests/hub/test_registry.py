@@ -15,6 +15,7 @@ def registry(database, clock):
     return SiteRegistry(database, clock)
 
 
+@pytest.mark.guarantee("G5")
 def test_tokens_are_256_bit_random_and_stored_only_as_hashes(registry, layout, database):
     tokens = [registry.add_site(SiteId(f"ship-{i}")) for i in range(5)]
     assert len(set(tokens)) == 5
@@ -28,6 +29,7 @@ def test_tokens_are_256_bit_random_and_stored_only_as_hashes(registry, layout, d
     assert hash_token(tokens[0]).encode() in raw
 
 
+@pytest.mark.guarantee("G5")
 def test_authenticate_finds_the_site_and_nothing_else(registry):
     token = registry.add_site(SiteId("ship-a"))
     principal = registry.authenticate(token)
@@ -36,6 +38,7 @@ def test_authenticate_finds_the_site_and_nothing_else(registry):
         assert registry.authenticate(bad) is None, bad
 
 
+@pytest.mark.guarantee("G5")
 def test_revocation_and_rotation(registry):
     site = SiteId("ship-a")
     old = registry.add_site(site)
@@ -52,6 +55,7 @@ def test_revocation_and_rotation(registry):
         registry.revoke_site(SiteId("ghost"))
 
 
+@pytest.mark.guarantee("G5")
 def test_operators(registry):
     token = registry.add_operator("alice")
     assert token.startswith("hbo_")
@@ -61,8 +65,17 @@ def test_operators(registry):
         registry.add_operator("alice")
     with pytest.raises(RegistryError, match="not valid"):
         registry.add_operator("Bad Name/../")
-    registry.revoke_operator("alice")
-    assert registry.authenticate(token) is None
+    other = registry.add_operator("bob")
+    assert registry.operator_of_token(token) == "alice"
+    assert registry.revoke_operator("alice") is True
+    assert registry.authenticate(token) is None and registry.authenticate(other).name == "bob"
+    assert registry.revoke_operator("alice") is False  # already revoked: nothing left to stop
+    with pytest.raises(RegistryError, match="not registered"):
+        registry.revoke_operator("ghost")
+    for not_live in (token, registry.add_site(SiteId("ship-a")), "hbo_guess"):
+        with pytest.raises(RegistryError, match="not a live operator token") as refused:
+            registry.operator_of_token(not_live)
+        assert not_live not in str(refused.value)
 
 
 def test_last_contact_uses_the_clock(registry, clock):

@@ -36,6 +36,7 @@ def wait_dead(hub: Hub) -> None:
     assert hub.wait_exit(30) == -9, hub.log()[-2000:]
 
 
+@pytest.mark.guarantee("G3")
 def test_sigkill_while_a_chunk_is_in_flight_resumes_at_the_durable_offset(hub_factory):
     hub = hub_factory()
     token = hub.add_site("ship-a")
@@ -59,6 +60,7 @@ def test_sigkill_while_a_chunk_is_in_flight_resumes_at_the_durable_offset(hub_fa
     assert_exactly_once(hub, "telemetry", 20000)
 
 
+@pytest.mark.guarantee("G2", "G3")
 @pytest.mark.parametrize("point", ["after-chunk-fsync", "before-ledger-commit", "after-ledger-commit"])
 def test_crash_during_upload_and_commit(hub_factory, point):
     hub = hub_factory()
@@ -85,6 +87,7 @@ def test_crash_during_upload_and_commit(hub_factory, point):
     assert_exactly_once(hub, "telemetry", 200)
 
 
+@pytest.mark.guarantee("G2")
 @pytest.mark.parametrize("point", ["before-delta-commit", "after-delta-commit"])
 def test_crash_during_merge_merges_each_row_once(hub_factory, point):
     hub = hub_factory()

@@ -41,6 +41,7 @@ def test_the_edges_own_report_is_read_and_unknown_fields_are_dropped():
     assert (richer.pending_rows, richer.oldest_pending_at) == (9, 1_759_990_000.0)
 
 
+@pytest.mark.guarantee("G6")
 @pytest.mark.parametrize("raw, words", [
     (b"not json", "not valid JSON"),
     (b"\xff\xfe", "not valid JSON"),
@@ -67,6 +68,7 @@ def test_bad_reports_are_refused_with_what_is_wrong(raw, words):
     assert json.loads(caught.value.to_body())["error"]
 
 
+@pytest.mark.guarantee("G6")
 def test_oversized_report_and_long_error_text():
     with pytest.raises(RemoteProtocolError) as caught:
         parse_report(b" " * (MAX_REPORT_BYTES + 1), SITE)
@@ -116,6 +118,7 @@ def test_report_over_http_is_stored_counted_as_contact_and_shown(hub):
     assert as_json["sites"][0]["backlog"]["link_rate_bps"] == 512_000
 
 
+@pytest.mark.guarantee("G5")
 @pytest.mark.integration
 def test_who_may_report_for_whom_and_bad_requests(hub):
     token = hub.add_site("ship-1")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from hub.registry import SiteRegistry
 from hub.status import fleet_report, format_report
 from sync_protocol.identifiers import SiteId
@@ -9,6 +11,7 @@ from sync_protocol.identifiers import SiteId
 from .conftest import chain, make_segment, rows_table
 
 
+@pytest.mark.guarantee("G8")
 def test_report_shows_watermark_gaps_breaks_and_quarantine(ledger, database, clock):
     registry = SiteRegistry(database, clock)
     registry.add_site(SiteId("ship-a"))

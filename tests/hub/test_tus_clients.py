@@ -74,6 +74,7 @@ def tuspy_upload(hub: Hub, token: str, segment: Segment, path: Path, **options) 
     return uploader.url
 
 
+@pytest.mark.guarantee("G2")
 def test_tus_js_client_and_tuspy_with_default_options_commit_big_segments_exactly_once(hub, tmp_path):
     site, table = "ship-big", "bulk"
     token, operator = hub.add_site(site), hub.add_operator("ops-big")
@@ -134,6 +135,7 @@ def peak_rss(pid: int) -> int:
     return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) * 1024
 
 
+@pytest.mark.guarantee("G7")
 def test_a_long_patch_streams_to_disk_with_flat_memory(hub):
     site = "ship-long"
     token = hub.add_site(site)
@@ -167,6 +169,7 @@ def send_part_of_patch(hub: Hub, token: str, key: str, length: int, send: int, h
         hold.wait(60)
 
 
+@pytest.mark.guarantee("G3")
 def test_a_cut_mid_patch_keeps_every_byte_that_arrived(hub):
     site = "ship-cut"
     token = hub.add_site(site)
@@ -177,6 +180,7 @@ def test_a_cut_mid_patch_keeps_every_byte_that_arrived(hub):
     assert hub.head(token, segment.key).offset == 20 * MIB + 12345  # HEAD waits for the cut PATCH
 
 
+@pytest.mark.guarantee("G3")
 def test_a_hub_killed_mid_patch_keeps_the_slices_it_made_durable(hub):
     site = "ship-kill"
     token = hub.add_site(site)

@@ -23,6 +23,7 @@ pytestmark = pytest.mark.integration
 SMOKE = Path(__file__).with_name("smoke.toml")
 
 
+@pytest.mark.guarantee("G1", "G2", "G3", "G4", "G8")
 async def test_a_short_voyage_with_every_fault_loses_and_duplicates_nothing(tmp_path):
     scenario = load(SMOKE)
     lines: list[str] = []

@@ -25,11 +25,13 @@ def test_empty_and_contiguous():
     assert (status.watermark, status.highest, status.gaps, status.breaks) == (5, 5, (), ())
 
 
+@pytest.mark.guarantee("G8")
 def test_gaps_are_listed_as_ranges():
     status = chain_status({seq: link(seq) for seq in (1, 2, 5, 6, 9)})
     assert status.watermark == 2 and status.gaps == ((3, 4), (7, 8)) and not status.complete
 
 
+@pytest.mark.guarantee("G8")
 def test_a_spliced_history_is_a_break_and_stops_the_watermark():
     links = {seq: link(seq) for seq in range(1, 6)}
     links[4] = ChainLink(DIGESTS[4], DIGESTS[0])
@@ -37,6 +39,7 @@ def test_a_spliced_history_is_a_break_and_stops_the_watermark():
     assert status.breaks == (4,) and status.watermark == 3
 
 
+@pytest.mark.guarantee("G8")
 def test_check_link_refuses_a_splice_from_either_side():
     manifest = Manifest(SegmentId.of("s", "t", 3), 1, 1, DIGESTS[3], DIGESTS[0], DIGESTS[2], 0, 0)
     check_link(manifest, link(2), link(4))
@@ -88,6 +91,7 @@ def walked(links: dict[int, ChainLink]) -> ChainStatus:
     return ChainStatus(watermark, highest, tuple(gaps), tuple(breaks))
 
 
+@pytest.mark.guarantee("G8")
 @given(st.dictionaries(st.integers(1, 11), st.booleans(), max_size=11))
 def test_runs_give_what_walking_every_seq_gave(present):
     links = {seq: link(seq) if good else ChainLink(DIGESTS[seq], DIGESTS[0]) for seq, good in present.items()}

@@ -13,6 +13,7 @@ def test_good_site_ids(good):
     assert str(SiteId(good)) == good
 
 
+@pytest.mark.guarantee("G6")
 @pytest.mark.parametrize("bad", ["", "-ship", "Ship", "ship_1", "x" * 64, "ship 1", "ship/1", "ship.1", "é", None, 7])
 def test_bad_site_ids_cannot_exist(bad):
     with pytest.raises(RemoteProtocolError) as caught:
@@ -21,6 +22,7 @@ def test_bad_site_ids_cannot_exist(bad):
     assert "site id" in str(caught.value)
 
 
+@pytest.mark.guarantee("G6")
 @pytest.mark.parametrize("bad", ["", "1abc", "Sales", "sales-2", "x" * 64, "sqlite_master", "pg_class", "a b"])
 def test_bad_table_names_cannot_exist(bad):
     with pytest.raises(RemoteProtocolError):
@@ -46,6 +48,7 @@ def test_segment_id_refuses_raw_strings():
         SegmentId("ship-1", "telemetry", 1)  # type: ignore[arg-type]
 
 
+@pytest.mark.guarantee("G6")
 @given(st.text(max_size=80))
 def test_any_upload_key_either_parses_or_is_a_remote_protocol_error(text):
     try:

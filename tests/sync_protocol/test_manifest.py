@@ -105,12 +105,14 @@ def test_key_without_value_decodes_to_empty_string():
     assert decode_upload_metadata(encode_upload_metadata({"a": "b"})) == {"a": "b"}
 
 
+@pytest.mark.guarantee("G6")
 @given(st.text(max_size=600))
 def test_fuzzed_metadata_never_escapes_as_another_exception(header):
     with contextlib.suppress(RemoteProtocolError):
         Manifest.from_upload_metadata(header)
 
 
+@pytest.mark.guarantee("G6")
 @given(manifests(), st.data())
 def test_mutated_valid_headers_fail_cleanly_or_decode_to_a_valid_manifest(manifest, data):
     header = manifest.to_upload_metadata()

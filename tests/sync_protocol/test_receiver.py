@@ -81,6 +81,7 @@ def test_offset_mismatch_is_409_with_the_true_offset():
     assert caught.value.headers[UPLOAD_OFFSET] == "30"
 
 
+@pytest.mark.guarantee("G4")
 def test_damaged_chunk_is_460_and_the_offset_stays():
     receiver = created()
     outcome = send(receiver, 0, DATA[:30], damaged=True)
@@ -89,6 +90,7 @@ def test_damaged_chunk_is_460_and_the_offset_stays():
     assert receiver.offset == 0
 
 
+@pytest.mark.guarantee("G3")
 def test_a_cut_chunk_keeps_what_arrived_as_an_unverified_tail():
     receiver = created()
     outcome = send(receiver, 0, DATA[:30], cut=12)
@@ -110,6 +112,7 @@ def test_a_tail_the_sender_vouches_for_becomes_verified():
     assert isinstance(outcome, KeepChunk) and receiver.verified == receiver.offset == 40
 
 
+@pytest.mark.guarantee("G3", "G4")
 def test_a_damaged_tail_is_dropped_and_the_sender_resumes_at_the_verified_offset():
     receiver = created()
     send(receiver, 0, DATA[:20])
@@ -141,6 +144,7 @@ def test_chunk_past_upload_length_is_refused():
         receiver.begin_chunk(0, len(DATA) + 1, None, now=1)
 
 
+@pytest.mark.guarantee("G4")
 def test_digest_mismatch_discards_the_upload():
     receiver = created()
     send(receiver, 0, DATA)
@@ -162,6 +166,7 @@ def test_creation_is_idempotent_and_a_new_manifest_replaces_an_uncommitted_uploa
     assert isinstance(replaced, ResetStaging) and receiver.offset == 0
 
 
+@pytest.mark.guarantee("G2")
 def test_committed_segment_answers_idempotently_and_refuses_a_different_digest():
     receiver = UploadReceiver.restore(SEGMENT, committed=manifest())
     answer = receiver.create(manifest(), len(DATA), now=0)

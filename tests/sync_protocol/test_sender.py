@@ -58,6 +58,7 @@ def test_a_resumed_sender_asks_first_and_a_cut_makes_it_ask_again_with_smaller_c
     assert tx.state is TxState.PROBING and tx.sizer.size == 50
 
 
+@pytest.mark.guarantee("G8")
 def test_only_the_hubs_commit_header_makes_it_acked():
     tx = sender()
     tx.next_request()
@@ -106,6 +107,7 @@ def test_one_permanent_looking_answer_is_retried_and_only_progress_clears_it():
     assert tx.permanent_strikes == 0
 
 
+@pytest.mark.guarantee("G7")
 def test_a_permanent_answer_to_every_patch_parks_even_with_successful_heads_between():
     tx = sender()
     tx.next_request()

@@ -41,6 +41,7 @@ def assert_exactly_once(hub: SimulatedHub, edge, stats) -> None:
     assert status.watermark == len(edge.manifests) and status.complete
 
 
+@pytest.mark.guarantee("G2", "G3", "G4")
 @settings(max_examples=2500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(payload_list=payloads, faults=fault_lists, seed=st.integers(0, 2**32), chunk=st.sampled_from([8, 64, 300]))
 @example(payload_list=[b"x" * 100], faults=[Fault.CRASH_HUB_BEFORE_COMMIT] * 3, seed=1, chunk=64)
@@ -59,6 +60,7 @@ no_checksum_faults = st.lists(st.sampled_from(ALL_FAULTS), max_size=40).filter(
 )
 
 
+@pytest.mark.guarantee("G4")
 @settings(max_examples=800, deadline=None)
 @given(payload_list=payloads, faults=no_checksum_faults, seed=st.integers(0, 2**32))
 def test_without_chunk_checksums_the_segment_digest_still_guards_the_commit(payload_list, faults, seed):
@@ -76,6 +78,7 @@ class CutAt:
         return min(self.cut, start - 1) if stop is None else start
 
 
+@pytest.mark.guarantee("G2", "G3")
 def test_a_cut_at_every_byte_offset_of_every_chunk_still_commits_once():
     payload = bytes(range(256)) * 2  # 512 bytes: 8 chunks of 64
     for chunk_index in range(8):
@@ -89,6 +92,7 @@ def test_a_cut_at_every_byte_offset_of_every_chunk_still_commits_once():
             assert_exactly_once(hub, edge, stats)
 
 
+@pytest.mark.guarantee("G3")
 def test_resent_bytes_after_a_cut_are_at_most_the_chunk_in_flight():
     payload = bytes(4096)
     clean_hub, clean_edge, clean = run([payload], [], seed=0, chunk=64)
@@ -98,6 +102,7 @@ def test_resent_bytes_after_a_cut_are_at_most_the_chunk_in_flight():
     assert stats.bytes_sent - clean.bytes_sent <= 64
 
 
+@pytest.mark.guarantee("G4", "G7")
 def test_corruption_without_checksums_eventually_parks_instead_of_looping():
     faults = [Fault.NONE] + [Fault.CORRUPT_BODY] * 200
     hub, edge, stats = run([b"q" * 40], faults, seed=5, checksums=False, chunk=64)
@@ -105,6 +110,7 @@ def test_corruption_without_checksums_eventually_parks_instead_of_looping():
     assert hub.ledger == {}
 
 
+@pytest.mark.guarantee("G2", "G3", "G4")
 @pytest.mark.soak
 @pytest.mark.timeout(1800)
 @settings(max_examples=10_000, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -72,6 +72,7 @@ def test_expires_is_an_http_date():
     assert format_expires(0) == "Thu, 01 Jan 1970 00:00:00 GMT"
 
 
+@pytest.mark.guarantee("G6")
 @given(st.text(max_size=100))
 def test_fuzzed_headers_only_raise_remote_protocol_errors(text):
     for parse in (parse_offset, parse_length, parse_content_length, parse_checksum, check_tus_resumable):

@@ -99,6 +99,7 @@ def make_agent(tmp_path, queue, transport, *, policy=None, max_in_flight=2, moni
                      max_in_flight=max_in_flight, sizer_factory=small_chunks)
 
 
+@pytest.mark.guarantee("G8")
 async def test_every_segment_is_acked_only_after_the_hub_committed_it(tmp_path):
     queue, hub = MemoryQueue(), SimulatedHub()
     for seq in range(1, 6):
@@ -130,6 +131,7 @@ async def test_an_urgent_segment_overtakes_a_bulk_upload_in_progress(tmp_path):
     assert hub.commit_count[bulk.segment] == 1
 
 
+@pytest.mark.guarantee("G7")
 async def test_a_parked_segment_does_not_block_the_ones_behind_it(tmp_path):
     queue, hub = MemoryQueue(), SimulatedHub()
     first = add_segment(queue, tmp_path, "telemetry", 1, 1000, priority=1)

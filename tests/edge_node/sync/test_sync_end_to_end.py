@@ -54,6 +54,7 @@ def supervisor(tmp_path):
         yield fleet
 
 
+@pytest.mark.guarantee("G1", "G2", "G3", "G8")
 async def test_every_acknowledged_row_reaches_the_hub_once_through_cuts_and_an_edge_power_cut(supervisor):
     hub = supervisor.hub().start()
     token = hub.add_site("ship-1")
@@ -119,6 +120,7 @@ async def test_alarms_overtake_a_bulk_backlog_on_a_capped_link(supervisor):
     wait_until(lambda: merged(hub, "sales")["n"] == bulk_rows, 90, "the bulk backlog to drain")
 
 
+@pytest.mark.guarantee("G7")
 async def test_a_parked_segment_is_reported_and_other_tables_keep_flowing(supervisor, tmp_path):
     hub = supervisor.hub().start()
     token = hub.add_site("ship-3")

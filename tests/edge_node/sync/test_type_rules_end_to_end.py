@@ -44,6 +44,7 @@ def fleet(tmp_path):
         yield hub, edges
 
 
+@pytest.mark.guarantee("G2", "G6")
 def test_two_ships_that_disagree_on_case_kind_and_format_merge_into_one_table(fleet):
     hub, edges = fleet
     a, b = edges["ship-a"].url, edges["ship-b"].url

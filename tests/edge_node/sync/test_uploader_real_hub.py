@@ -82,6 +82,7 @@ def assert_merged_exactly_once(hub, table: str, expected_rows: int, timeout: flo
     assert rows == {"n": expected_rows, "d": expected_rows}
 
 
+@pytest.mark.guarantee("G2", "G3")
 async def test_cuts_at_random_moments_cost_only_the_bytes_that_never_arrived(fleet, tmp_path):
     supervisor, hub, _ = fleet
     wire = {}
@@ -117,6 +118,7 @@ async def test_cuts_at_random_moments_cost_only_the_bytes_that_never_arrived(fle
     assert_merged_exactly_once(hub, "telemetry", 6 * ROWS_PER_SEGMENT)  # both ships, each row once
 
 
+@pytest.mark.guarantee("G3")
 async def test_a_link_that_drops_every_few_tens_of_kilobytes_still_delivers(fleet, tmp_path):
     _, hub, token = fleet
     segments = write_segments(tmp_path, "ship-1", "telemetry", 1)
@@ -131,6 +133,7 @@ async def test_a_link_that_drops_every_few_tens_of_kilobytes_still_delivers(flee
     assert_merged_exactly_once(hub, "telemetry", ROWS_PER_SEGMENT)
 
 
+@pytest.mark.guarantee("G3", "G7")
 async def test_a_stalled_link_is_noticed_and_the_upload_resumes_at_the_hubs_offset(fleet, tmp_path):
     _, hub, token = fleet
     (manifest, path), = write_segments(tmp_path, "ship-1", "telemetry", 1)
@@ -160,6 +163,7 @@ async def test_a_stalled_link_is_noticed_and_the_upload_resumes_at_the_hubs_offs
     assert_merged_exactly_once(hub, "telemetry", ROWS_PER_SEGMENT)
 
 
+@pytest.mark.guarantee("G4")
 async def test_corrupted_bytes_are_resent_never_merged(fleet, tmp_path):
     _, hub, token = fleet
     segments = write_segments(tmp_path, "ship-1", "telemetry", 2)
@@ -174,6 +178,7 @@ async def test_corrupted_bytes_are_resent_never_merged(fleet, tmp_path):
     assert_merged_exactly_once(hub, "telemetry", 2 * ROWS_PER_SEGMENT)
 
 
+@pytest.mark.guarantee("G3")
 async def test_the_hub_down_for_a_while_then_back(fleet, tmp_path):
     _, hub, token = fleet
     segments = write_segments(tmp_path, "ship-1", "telemetry", 2)
