@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import urllib.request
 
+import pytest
 
+
+@pytest.mark.guarantee("G5", "G6")
 def test_damaged_authorization_lines_never_reach_the_log(tmp_path, start_edge, damaged_requests):
     edge = start_edge(tmp_path / "ship")
     port = int(edge.url.rsplit(":", 1)[1])

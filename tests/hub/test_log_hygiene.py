@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 
+
+@pytest.mark.guarantee("G5", "G6")
 def test_damaged_authorization_lines_never_reach_the_log(hub, damaged_requests):
     answers = damaged_requests.send(hub.port, times=40)
     assert answers and all(line.split()[1] == "400" for line in answers), answers[:3]
