@@ -46,19 +46,33 @@ def _listen(ctx, param, value: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def _open(data: Path):
+def _existing(data: Path):
+    """DIR's layout for a command that must not set up a hub (read-only or revoking): a typo is an error."""
+    from .layout import HubLayout, HubNotFound
+
+    try:
+        return HubLayout.existing(data)
+    except HubNotFound as error:
+        raise click.ClickException(str(error)) from None
+
+
+def _registry(data: Path, action, *, sets_up: bool = False):
+    """Run one registry action on DIR's database; a RegistryError becomes a clean CLI error. Only a command that
+    ``sets_up`` (add-site, add-operator: operators register ships before the first start) makes a new hub in a
+    DIR that has none, and it says so, so that a mistyped --data does not silently start a second, empty hub."""
     from .db import Database
     from .layout import HubLayout
-
-    layout = HubLayout.create(data)
-    return layout, Database(layout.database)
-
-
-def _registry(data: Path, action):
-    """Run one registry action on DIR's database; a RegistryError becomes a clean CLI error."""
     from .registry import RegistryError, SiteRegistry
 
-    _, database = _open(data)
+    if sets_up:
+        is_new = not HubLayout(Path(data).resolve()).database.is_file()
+        layout = HubLayout.create(data)
+        if is_new:
+            click.echo(f"set up a new hub in {layout.root} (there was none); start it with "
+                       f"`harbour hub run --data {data}`", err=True)
+    else:
+        layout = _existing(data)
+    database = Database(layout.database)
     try:
         return action(SiteRegistry(database, time.time))
     except RegistryError as error:
@@ -111,7 +125,7 @@ def run(data: Path, listen: tuple[str, int], tls_cert: Path | None, tls_key: Pat
 @click.option("--rotate", is_flag=True, help="replace the token of an existing site (the old one stops working)")
 def add_site(site: SiteId, data: Path, rotate: bool) -> None:
     """Register SITE and print its new token (the only line on stdout; the hub keeps only a hash)."""
-    click.echo(_registry(data, lambda registry: registry.add_site(site, rotate=rotate)))
+    click.echo(_registry(data, lambda registry: registry.add_site(site, rotate=rotate), sets_up=True))
 
 
 @hub.command("revoke-site")
@@ -129,7 +143,7 @@ def revoke_site(site: SiteId, data: Path) -> None:
 @click.option("--rotate", is_flag=True, help="replace the token of an existing operator")
 def add_operator(name: str, data: Path, rotate: bool) -> None:
     """Create an operator token (for /v1/fleet) and print it as the only line on stdout."""
-    click.echo(_registry(data, lambda registry: registry.add_operator(name, rotate=rotate)))
+    click.echo(_registry(data, lambda registry: registry.add_operator(name, rotate=rotate), sets_up=True))
 
 
 @hub.command("revoke-operator")
@@ -163,12 +177,13 @@ def revoke_operator(name: str | None, data: Path, token_file) -> None:
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def status(data: Path, fmt: str) -> None:
     """Per site and table: rows merged, watermark, gaps, last contact; and the quarantine."""
+    from .db import Database
     from .ledger import SqliteLedger
     from .registry import SiteRegistry
     from .site_reports import SiteReportStore
     from .status import fleet_report, format_report
 
-    _, database = _open(data)
+    database = Database(_existing(data).database)
     try:
         report = fleet_report(SqliteLedger(database, time.time), SiteRegistry(database, time.time), time.time,
                               SiteReportStore(database, time.time))
@@ -180,14 +195,19 @@ def status(data: Path, fmt: str) -> None:
 @hub.command()
 @_data_option
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
+@click.option("--timeout", type=click.FloatRange(min=0.1), default=300.0, show_default=True, metavar="SECONDS",
+              help="stop the query after this long")
 @click.argument("sql")
-def query(data: Path, fmt: str, sql: str) -> None:
-    """Run read-only SQL over the merged tables (one per edge table; lineage columns _site, _seq, _ingested_at)."""
-    from .layout import HubLayout
+def query(data: Path, fmt: str, timeout: float, sql: str) -> None:
+    """Run read-only SQL over the merged tables (one per edge table; lineage columns _site, _seq, _ingested_at).
+
+    Only reading statements (SELECT, WITH, DESCRIBE, SHOW, EXPLAIN); files outside the tables cannot be read or
+    written. Export with --format csv or json.
+    """
     from .query import QueryError, format_result, run_query
 
     try:
-        result = run_query(HubLayout.create(data), sql)
+        result = run_query(_existing(data), sql, timeout)
     except QueryError as error:
         raise click.ClickException(str(error)) from None
     click.echo(format_result(result, fmt))

@@ -19,6 +19,10 @@ from sync_protocol.identifiers import SegmentId, TableName
 SEGMENT_SUFFIX = ".seg"
 
 
+class HubNotFound(Exception):
+    """``--data`` names a directory where no hub was ever set up."""
+
+
 @dataclass(frozen=True)
 class HubLayout:
     root: Path
@@ -30,6 +34,17 @@ class HubLayout:
         layout = cls(Path(root).resolve())
         for directory in (layout.root, layout.uploads, layout.quarantine, layout.tables):
             directory.mkdir(parents=True, exist_ok=True)
+        return layout
+
+    @classmethod
+    def existing(cls, root: Path | str) -> HubLayout:
+        """The layout of a hub that has been set up in ``root``; never creates anything, so that a read-only
+        command with a mistyped ``--data`` says so instead of showing an empty fleet (and leaving directories)."""
+        layout = cls(Path(root).resolve())
+        if not layout.database.is_file():
+            raise HubNotFound(
+                f"no hub in {layout.root}: it has no hub.db. Check --data (or HARBOUR_HUB_DATA); a new hub is set up by"
+                " `harbour hub run --data DIR` or `harbour hub add-site SITE --data DIR`")
         return layout
 
     @property

@@ -47,8 +47,36 @@ def test_operator_errors_say_what_to_do(tmp_path):
 
 
 def test_query_on_an_empty_hub(tmp_path):
+    harbour("hub", "add-site", "ship-1", "--data", str(tmp_path / "d"))
     out = harbour("hub", "query", "--data", str(tmp_path / "d"), "--format", "csv", "SELECT 42 AS answer")
     assert out.stdout.splitlines() == ["answer", "42"]
+
+
+@pytest.mark.parametrize("command", [["status"], ["query", "SELECT 1"], ["revoke-site", "ship-1"],
+                                     ["revoke-operator", "alice"]])
+def test_commands_that_need_a_hub_refuse_a_mistyped_data_dir_and_create_nothing(tmp_path, command):
+    harbour("hub", "add-site", "ship-1", "--data", str(tmp_path / "hub-data"))
+    typo = tmp_path / "hub-dtaa"
+    result = harbour("hub", *command, "--data", str(typo), check=False)
+    assert result.returncode == 1 and f"no hub in {typo}" in result.stderr and "--data" in result.stderr
+    assert not typo.exists() and result.stdout == ""
+
+
+def test_add_site_on_a_new_directory_says_it_set_up_a_hub(tmp_path):
+    first = harbour("hub", "add-site", "ship-1", "--data", str(tmp_path / "d"))
+    assert "set up a new hub" in first.stderr and first.stdout.startswith("hbs_")
+    second = harbour("hub", "add-site", "ship-2", "--data", str(tmp_path / "d"))
+    assert second.stderr == ""
+
+
+def test_query_refuses_writing_sql_and_stops_at_its_timeout(tmp_path):
+    data = str(tmp_path / "d")
+    harbour("hub", "add-site", "ship-1", "--data", data)
+    copy = harbour("hub", "query", "--data", data, "COPY (SELECT 1) TO '.tmp/x.csv'", check=False)
+    assert copy.returncode == 1 and "only reading statements" in copy.stderr
+    slow = harbour("hub", "query", "--data", data, "--timeout", "0.5",
+                   "SELECT count(*) FROM range(1000000000) a, range(1000000000) b", check=False)
+    assert slow.returncode == 1 and "--timeout" in slow.stderr
 
 
 def test_config_file_and_environment(tmp_path):

@@ -44,3 +44,38 @@ def test_errors_name_the_tables(table, layout):
         run_query(table, "SELECT * FROM nope")
     (layout.tables / "not-a-table").mkdir()
     assert run_query(table, "SELECT count(*) FROM sales").rows == [(2,)]
+
+
+@pytest.mark.guarantee("G6")
+@pytest.mark.parametrize("sql", [
+    "COPY (SELECT 1) TO '.tmp/leak.csv'",  # DuckDB's temp directory is writable even with external access off
+    "EXPORT DATABASE '.tmp/leak'",
+    "SELECT 1; COPY (SELECT 1) TO '.tmp/leak2.csv'",
+    "PRAGMA version",
+    "CREATE TABLE t AS SELECT 1",
+])
+def test_only_reading_statements_run_and_nothing_is_written(table, sql, tmp_path, monkeypatch):
+    workdir = tmp_path / "cwd"
+    workdir.mkdir()
+    monkeypatch.chdir(workdir)
+    with pytest.raises(QueryError, match="only reading statements"):
+        run_query(table, sql)
+    assert list(workdir.iterdir()) == []
+
+
+def test_reading_statements_of_every_shape_run(table):
+    for sql in ("WITH s AS (SELECT * FROM sales) SELECT count(*) FROM s", "FROM sales SELECT count(*)",
+                "DESCRIBE sales", "SHOW TABLES", "EXPLAIN SELECT * FROM sales", "VALUES (1)"):
+        assert run_query(table, sql).rows, sql
+
+
+@pytest.mark.guarantee("G7")
+def test_a_runaway_query_is_stopped_at_its_timeout(table):
+    with pytest.raises(QueryError, match="longer than 0.5 s"):
+        run_query(table, "SELECT count(*) FROM range(1000000000) a, range(1000000000) b", timeout=0.5)
+
+
+def test_a_mistyped_table_is_named_with_the_closest_merged_one(table):
+    with pytest.raises(QueryError) as raised:
+        run_query(table, "SELECT * FROM sale")
+    assert "did you mean sales?" in str(raised.value) and "sqlite_master" not in str(raised.value)
