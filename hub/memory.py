@@ -128,6 +128,10 @@ class MemoryStaging:
         for file in self._files.values():
             file.seen = bytearray(file.durable)
 
+    def segments(self) -> set[SegmentId]:
+        """Every segment that has a staging file."""
+        return set(self._files)
+
     def data(self, segment: SegmentId) -> bytes | None:
         """The file's bytes as a reader sees them (the merger, after a commit), or None."""
         file = self._files.get(segment)

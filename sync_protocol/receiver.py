@@ -234,8 +234,9 @@ class CommitSegment:
 
 @dataclass(frozen=True)
 class DiscardUpload:
-    """The upload cannot commit: delete the staging file and answer ``error``. With ``refuse_again``, also
-    record that manifest as refused (with ``error.message``), so that creating it again is refused at once."""
+    """The upload cannot commit: forget it as ``ForgetUpload`` says (staging file, then record) and answer
+    ``error``. With ``refuse_again``, the record goes in the same transaction that records that manifest as
+    refused (with ``error.message``), so that creating it again is refused at once."""
 
     error: RemoteProtocolError
     refuse_again: Manifest | None = None
