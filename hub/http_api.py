@@ -15,7 +15,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import web
+from aiohttp import ClientError, web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import PayloadAccessError
 
 from sync_protocol.errors import ErrorCode, RemoteProtocolError, encode_error_body
 from sync_protocol.identifiers import SegmentId, SiteId
@@ -234,13 +236,20 @@ class TimedBody:
         return data
 
 
+BODY_CUT_ERRORS = (ConnectionError, EOFError, ClientError, HttpProcessingError, PayloadAccessError)
+"""What aiohttp raises from a request body whose connection dropped: ``ConnectionResetError`` when the peer
+went away, ``ContentLengthError`` (an ``HttpProcessingError``) when the body ended short of its
+Content-Length, ``PayloadAccessError`` once the handler's response was sent. Only ``PatchBody`` knows them."""
+
+
 class PatchBody:
-    """A PATCH body that keeps what arrived before a cut.
+    """A PATCH body as the upload service reads it (``hub.uploads.BodyReader``): aiohttp's errors for a
+    connection lost mid-body are translated here, at the HTTP boundary, into the end of the body (b"").
 
     When the connection drops, aiohttp marks the body's reader failed and its next ``read`` raises at once,
     dropping what it had already received and buffered (up to twice the read size: half a MiB of a cut
     chunk). tus keeps the bytes that reached the server, so the read that meets the cut first hands over what
-    is left in the buffer, and only the read after it raises."""
+    is left in the buffer, and the read after it returns b"": the body ends where the cut was."""
 
     def __init__(self, stream: web.StreamReader) -> None:
         self._stream = stream
@@ -248,11 +257,11 @@ class PatchBody:
     async def read(self, n: int = -1) -> bytes:
         try:
             return await self._stream.read(n)
-        except Exception:
+        except BODY_CUT_ERRORS as error:
             left = self._buffered(n)
-            if left:
-                return left
-            raise
+            if not left:
+                log.info("PATCH body cut: %r", error)
+            return left
 
     def _buffered(self, n: int) -> bytes:
         stream, failure = self._stream, self._stream.exception()
@@ -262,7 +271,7 @@ class PatchBody:
         stream._exception = None
         try:
             return stream.read_nowait(n)
-        except Exception:  # another reader waits, or aiohttp changed inside: the buffer is lost, not the request
+        except RuntimeError:  # another reader waits: the buffer is lost, not the request
             return b""
         finally:
             stream._exception = failure

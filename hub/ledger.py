@@ -27,21 +27,14 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from sync_protocol.chain import ChainLink, ChainStatus, chain_from_runs, check_link
-from sync_protocol.errors import ErrorCode, RemoteProtocolError
 from sync_protocol.identifiers import SegmentId, SiteId, TableName
 from sync_protocol.limits import FIRST_SEQ, GENESIS_DIGEST
 from sync_protocol.manifest import Manifest
 
 from .db import Database
+from .upload_storage import StagedUpload, UploadLedger, segment_conflict
 
 COMMITTED, MERGING, MERGED, QUARANTINED = "committed", "merging", "merged", "quarantined"
-
-
-@dataclass(frozen=True)
-class StagedUpload:
-    manifest: Manifest
-    offset: int
-    expires_at: float
 
 
 @dataclass(frozen=True)
@@ -83,19 +76,9 @@ class QuarantineEntry:
     at: float
 
 
-class SegmentLedger(Protocol):
-    """What the upload handlers and the merger need from a ledger."""
+class SegmentLedger(UploadLedger, Protocol):
+    """What the upload service (``UploadLedger``), the merger and status need from a ledger."""
 
-    # uploads
-    def staged(self, segment: SegmentId) -> StagedUpload | None: ...
-    def all_staged(self) -> list[StagedUpload]: ...
-    def save_staged(self, manifest: Manifest, offset: int, expires_at: float) -> None: ...
-    def drop_staged(self, segment: SegmentId) -> None: ...
-    def refuse(self, manifest: Manifest, reason: str, now: float) -> None: ...
-    def refusal(self, manifest: Manifest) -> str | None: ...
-    def check_chain(self, manifest: Manifest) -> None: ...
-    def committed(self, segment: SegmentId) -> Manifest | None: ...
-    def commit(self, manifest: Manifest, now: float) -> bool: ...
     # merger
     def tables_pending(self) -> list[TableName]: ...
     def pending(self, table: TableName, limit: int) -> list[CommittedSegment]: ...
@@ -224,11 +207,7 @@ class SqliteLedger:
             ).fetchone()
             if row is not None:
                 if row[0] != manifest.sha256:
-                    raise RemoteProtocolError(
-                        f"segment {manifest.segment} is already committed with another sha256",
-                        code=ErrorCode.SEGMENT_CONFLICT, op="committing", subject=str(manifest.segment),
-                        hint="the ship's segment history diverged from the hub's (restored or wiped data dir?)",
-                    )
+                    raise segment_conflict(manifest)
                 db.execute("DELETE FROM uploads WHERE site = ? AND tbl = ? AND seq = ?", _key(manifest.segment))
                 return False
             check_link(manifest, *self._neighbours(db, manifest))

@@ -4,6 +4,9 @@ Every function here blocks (disk writes, fsync, hashing a file of up to ``MAX_SE
 upload service calls them in worker threads, never on the event loop. A segment keeps one file at
 ``layout.segment_file(segment)`` from creation to merge: committing does not move it, so there is no
 rename to lose in a crash.
+
+``StagingArea`` is the real ``hub.upload_storage.UploadStaging``; ``hub.memory.MemoryStaging`` is the
+in-memory one the protocol simulation uses.
 """
 
 from __future__ import annotations
@@ -31,6 +34,16 @@ def _fsync_dir(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def parquet_contents(source: Path | pa.NativeFile) -> SegmentContents:
+    """Row count and schema from a Parquet footer: a few KiB read from the end of the file, however large it
+    is (what ``pyarrow.parquet.read_metadata`` / ``read_schema`` read)."""
+    try:
+        with pq.ParquetFile(source) as parquet:
+            return SegmentContents.of(parquet.metadata.num_rows, parquet.schema_arrow)
+    except (pa.ArrowException, ValueError, OSError) as error:
+        return SegmentContents.not_parquet(str(error))
 
 
 class StagingArea:
@@ -109,13 +122,7 @@ class StagingArea:
         return digest.hexdigest()
 
     def contents(self, segment: SegmentId) -> SegmentContents:
-        """Row count and schema from the staging file's Parquet footer: a few KiB read from the end of the file,
-        however large it is (what ``pyarrow.parquet.read_metadata`` / ``read_schema`` read)."""
-        try:
-            with pq.ParquetFile(self.path(segment)) as parquet:
-                return SegmentContents.of(parquet.metadata.num_rows, parquet.schema_arrow)
-        except (pa.ArrowException, ValueError, OSError) as error:
-            return SegmentContents.not_parquet(str(error))
+        return parquet_contents(self.path(segment))
 
     def exists(self, segment: SegmentId) -> bool:
         return self.path(segment).exists()
@@ -127,7 +134,14 @@ class StagingArea:
             return -1
 
     def delete(self, segment: SegmentId) -> None:
-        self.path(segment).unlink(missing_ok=True)
+        """Durably: the upload record is dropped next, and a file that came back after a crash would be an
+        orphan nobody deletes."""
+        path = self.path(segment)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return
+        _fsync_dir(path.parent)
 
     def quarantine(self, segment: SegmentId) -> Path:
         """Move a segment that cannot be merged aside, where an operator can look at it."""

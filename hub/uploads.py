@@ -13,6 +13,13 @@ upload are serialised by a per-upload ``asyncio.Lock``.
 The durable records (ledger + staging file) are the truth; the in-memory receivers are a cache. When
 anything unexpected fails half-way, the receiver is evicted and rebuilt from the records on the next
 request, so memory and disk cannot drift apart.
+
+This service makes no protocol decision of its own: it never looks at a receiver's state, and every
+upload the receiver forgets (terminated, expired, discarded, refused at commit) goes through ``_forget``.
+It reaches the ledger and the staging area only through ``hub.upload_storage``'s protocols, so the
+protocol simulation runs this very class over in-memory storage (``hub.simulated_hub``). It knows no
+HTTP library: a request body is a ``BodyReader`` that ends early (b"") or raises ``ConnectionError`` on a
+cut; ``hub.http_api`` translates aiohttp's own errors into that.
 """
 
 from __future__ import annotations
@@ -26,24 +33,26 @@ from typing import Protocol
 
 from sync_protocol.errors import RemoteProtocolError
 from sync_protocol.identifiers import SegmentId
+from sync_protocol.limits import DURABLE_SLICE_BYTES
 from sync_protocol.manifest import Manifest
 from sync_protocol.receiver import (
     CheckContents,
+    CheckManifest,
     CommitSegment,
     DiscardUpload,
     DropChunk,
-    ResetStaging,
+    ForgetUpload,
+    KeepUpload,
     Respond,
-    RxState,
     StoreChunk,
     UploadReceiver,
+    expiry_passed,
 )
 from sync_protocol.segment_contents import SegmentContents
 from sync_protocol.tus import Checksum, TailClaim
 
 from .faults import CrashHook, no_crash
-from .ledger import SegmentLedger
-from .staging import StagingArea
+from .upload_storage import ChunkHandle, UploadLedger, UploadStaging
 
 log = logging.getLogger("harbour.hub.uploads")
 
@@ -63,6 +72,9 @@ READ_PIECE_BYTES = 256 * 1024
 
 
 class BodyReader(Protocol):
+    """A PATCH body: ``read`` returns up to ``n`` bytes, b"" at its end or when the link dropped (what
+    arrived before the cut counts), or raises ``ConnectionError`` for a cut it could not turn into b""."""
+
     async def read(self, n: int) -> bytes: ...
 
 
@@ -80,10 +92,15 @@ class UploadStats:
 
 
 class UploadService:
+    """``slice_bytes`` and ``write_buffer_bytes`` are the real limits by default; the protocol simulation makes
+    them tiny so that its small chunks meet every slice boundary. ``body_idle_timeout=None`` trusts the body
+    reader never to stall (in-memory bodies)."""
+
     def __init__(
-        self, ledger: SegmentLedger, staging: StagingArea, clock: Callable[[], float], run_in_thread: RunInThread,
+        self, ledger: UploadLedger, staging: UploadStaging, clock: Callable[[], float], run_in_thread: RunInThread,
         *, on_commit: Callable[[SegmentId], None] = lambda segment: None,
-        body_idle_timeout: float = BODY_IDLE_TIMEOUT_SECONDS, crash: CrashHook = no_crash,
+        body_idle_timeout: float | None = BODY_IDLE_TIMEOUT_SECONDS, crash: CrashHook = no_crash,
+        slice_bytes: int = DURABLE_SLICE_BYTES, write_buffer_bytes: int = WRITE_BUFFER_BYTES,
     ) -> None:
         self._ledger = ledger
         self._staging = staging
@@ -92,6 +109,9 @@ class UploadService:
         self._on_commit = on_commit
         self._idle_timeout = body_idle_timeout
         self._crash = crash
+        self._slice_bytes = slice_bytes
+        self._write_buffer = write_buffer_bytes
+        self._read_piece_bytes = min(READ_PIECE_BYTES, write_buffer_bytes)
         self._receivers: dict[SegmentId, UploadReceiver] = {}
         self._locks: dict[SegmentId, asyncio.Lock] = {}
         self._lock_users: dict[SegmentId, int] = {}
@@ -99,34 +119,30 @@ class UploadService:
 
     # -- receivers -----------------------------------------------------------------------------------
 
-
     async def _receiver(self, segment: SegmentId) -> UploadReceiver:
         """The receiver of ``segment``; rebuilt from the ledger when not cached. Call under its lock."""
         receiver = self._receivers.get(segment)
         if receiver is not None:
             return receiver
         committed = await self._io(self._ledger.committed, segment)
-        if committed is not None:
-            return UploadReceiver.restore(segment, committed=committed)
-        staged = await self._io(self._ledger.staged, segment)
-        if staged is None:
-            receiver = UploadReceiver(segment)
-        else:
-            receiver = UploadReceiver.restore(
-                segment, staged=staged.manifest, durable_offset=staged.offset, expires_at=staged.expires_at,
-            )
-            if receiver.state is RxState.VERIFYING:
-                # Every byte was durable but the hub stopped before the commit: finish that first.
-                try:
-                    await self._verify_and_commit(receiver)
-                except RemoteProtocolError as error:
-                    log.warning("recovered upload %s failed verification: %s", segment, error)
-                    return UploadReceiver(segment)
-        self._receivers[segment] = receiver
+        staged = None if committed is not None else await self._io(self._ledger.staged, segment)
+        receiver = UploadReceiver.restore(
+            segment, committed=committed, staged=staged.manifest if staged else None,
+            durable_offset=staged.offset if staged else 0, expires_at=staged.expires_at if staged else 0.0,
+            slice_bytes=self._slice_bytes,
+        )
+        if receiver.after_restore() is not None:
+            # Every byte was durable but the hub stopped before the commit: finish that first. A failure
+            # leaves the receiver (and the records) without the upload; the sender starts it again.
+            try:
+                await self._verify_and_commit(receiver)
+            except RemoteProtocolError as error:
+                log.warning("recovered upload %s failed verification: %s", segment, error)
         return receiver
 
     async def _guarded(self, segment: SegmentId, step):
-        """Run ``step(receiver)`` under the upload's lock; evict the receiver if it fails unexpectedly.
+        """Run ``step(receiver)`` under the upload's lock; evict the receiver if it fails unexpectedly, and
+        once it is settled (the ledger answers for it from then on).
 
         Locks are counted and dropped when nobody holds or waits for them, so memory does not grow
         with the number of segments ever received."""
@@ -134,22 +150,38 @@ class UploadService:
         self._lock_users[segment] = self._lock_users.get(segment, 0) + 1
         try:
             async with lock:
+                receiver = await self._receiver(segment)
+                self._receivers[segment] = receiver
                 try:
-                    return await step(await self._receiver(segment))
+                    return await step(receiver)
                 except RemoteProtocolError:
                     raise
                 except BaseException:
                     self._receivers.pop(segment, None)
                     raise
                 finally:
-                    cached = self._receivers.get(segment)
-                    if cached is not None and cached.state in (RxState.COMMITTED, RxState.ABSENT):
-                        self._receivers.pop(segment, None)  # the ledger answers for it from now on
+                    if receiver.settled:
+                        self._receivers.pop(segment, None)
         finally:
             self._lock_users[segment] -= 1
             if self._lock_users[segment] == 0:
                 del self._lock_users[segment]
                 del self._locks[segment]
+
+    async def _forget(self, segment: SegmentId, refuse: Manifest | None = None, reason: str = "") -> None:
+        """The one place an upload is forgotten: its staging file first, then its record (a crash in between
+        leaves a record without a file, which recovery restarts, never a file nobody deletes). With
+        ``refuse``, the record goes in the same transaction that remembers the manifest as refused."""
+        await self._io(self._staging.delete, segment)
+        if refuse is not None:
+            await self._io(self._ledger.refuse, refuse, reason, self._clock())
+        else:
+            await self._io(self._ledger.drop_staged, segment)
+
+    async def _discard(self, segment: SegmentId, discard: DiscardUpload) -> RemoteProtocolError:
+        """Carry out the receiver's ``DiscardUpload``; returns the error to answer."""
+        await self._forget(segment, discard.refuse_again, discard.error.message)
+        return discard.error
 
     # -- creation ------------------------------------------------------------------------------------
 
@@ -157,22 +189,20 @@ class UploadService:
         segment = manifest.segment
 
         async def step(receiver: UploadReceiver) -> Respond:
-            refused = None
-            if receiver.state is not RxState.COMMITTED:
-                # A manifest that would splice the committed chain, or that lied about its file before, is
-                # refused before any byte is sent.
-                await self._io(self._ledger.check_chain, manifest)
-                refused = await self._io(self._ledger.refusal, manifest)
-            now = self._clock()
-            decision = receiver.create(manifest, upload_length, now, refused)
+            decision = receiver.create(manifest, upload_length, self._clock())
             if isinstance(decision, Respond):
-                if receiver.state is RxState.RECEIVING:  # resumed creation moved the expiry
-                    await self._io(self._ledger.save_staged, manifest, receiver.offset, receiver.expires_at)
                 return decision
-            assert isinstance(decision, ResetStaging)
+            assert isinstance(decision, CheckManifest)
+            # A manifest that would splice the committed chain, or that lied about its file before, is
+            # refused before any byte is sent.
+            await self._io(self._ledger.check_chain, manifest)
+            refused = await self._io(self._ledger.refusal, manifest)
+            decision = receiver.manifest_checked(decision, refused, self._clock())
+            if isinstance(decision, KeepUpload):
+                await self._io(self._ledger.save_staged, manifest, receiver.offset, receiver.expires_at)
+                return decision.answer
             await self._io(self._staging.reset, segment)
             await self._io(self._ledger.save_staged, decision.manifest, 0, receiver.expires_at)
-            self._receivers[segment] = receiver
             return decision.answer
 
         return await self._guarded(segment, step)
@@ -181,9 +211,7 @@ class UploadService:
 
     async def probe(self, segment: SegmentId) -> Respond:
         async def step(receiver: UploadReceiver) -> Respond:
-            answer = receiver.probe(self._clock())
-            self._receivers[segment] = receiver
-            return answer
+            return receiver.probe(self._clock())
 
         return await self._guarded(segment, step)
 
@@ -200,7 +228,6 @@ class UploadService:
             decision = receiver.begin_chunk(offset, content_length, checksum, self._clock(), tail)
             if isinstance(decision, Respond):
                 return decision
-            self._receivers[segment] = receiver
             return await self._store_chunk(receiver, decision, body)
 
         return await self._guarded(segment, step)
@@ -251,18 +278,20 @@ class UploadService:
         await self._io(self._ledger.save_staged, receiver.manifest, dropped.offset, receiver.expires_at)
         await self._io(self._staging.truncate, receiver.segment, dropped.offset)
 
-    async def _copy_body(self, receiver: UploadReceiver, plan: StoreChunk, body: BodyReader, handle, hasher) -> int:
+    async def _copy_body(
+        self, receiver: UploadReceiver, plan: StoreChunk, body: BodyReader, handle: ChunkHandle, hasher,
+    ) -> int:
         """Stream up to ``plan.length`` body bytes into ``handle``, hashing them on the way; returns how many
-        arrived before the end or a cut. Never holds more than ``WRITE_BUFFER_BYTES`` (plus one read) of the
+        arrived before the end or a cut. Never holds more than the write buffer (plus one read) of the
         body in memory, whatever its length; every ``plan.slice_bytes`` it makes what was written durable."""
         received, buffer, next_slice = 0, bytearray(), plan.slice_bytes
         while received + len(buffer) < plan.length:
-            want = min(READ_PIECE_BYTES, plan.length - received - len(buffer))
+            want = min(self._read_piece_bytes, plan.length - received - len(buffer))
             piece = await self._read_piece(body, want, handle.name, received + len(buffer))
             if not piece:
                 break
             buffer += piece
-            if len(buffer) >= WRITE_BUFFER_BYTES:
+            if len(buffer) >= self._write_buffer:
                 # A disk error here is not a cut: it propagates, and the chunk is not kept.
                 await self._io(self._staging.write, handle, bytes(buffer), hasher)
                 received += len(buffer)
@@ -275,7 +304,7 @@ class UploadService:
             received += len(buffer)
         return received
 
-    async def _keep_slice(self, receiver: UploadReceiver, plan: StoreChunk, handle, received: int) -> None:
+    async def _keep_slice(self, receiver: UploadReceiver, plan: StoreChunk, handle: ChunkHandle, received: int) -> None:
         """fsync the chunk's first ``received`` bytes, then persist the offset they reach (G3: never ahead)."""
         assert receiver.manifest is not None
         await self._io(self._staging.sync, handle)
@@ -286,12 +315,10 @@ class UploadService:
         """The next piece of the body, or b"" when the link dropped or stalled: what arrived still counts
         (the receiver keeps it as an unverified tail), and there is nobody left to answer."""
         try:
+            if self._idle_timeout is None:
+                return await body.read(want)
             return await asyncio.wait_for(body.read(want), self._idle_timeout)
-        except (ConnectionError, TimeoutError, EOFError) as error:
-            log.info("chunk body for %s cut after %d bytes: %r", name, so_far, error)
-        except Exception as error:  # aiohttp reports a lost connection with its own exception types
-            if type(error).__module__.split(".")[0] != "aiohttp":
-                raise
+        except (ConnectionError, TimeoutError) as error:
             log.info("chunk body for %s cut after %d bytes: %r", name, so_far, error)
         return b""
 
@@ -303,26 +330,19 @@ class UploadService:
             contents: SegmentContents = await self._io(self._staging.contents, segment)
             decision = receiver.contents_read(contents)
         if isinstance(decision, DiscardUpload):
-            await self._io(self._staging.delete, segment)
             if decision.refuse_again is not None:
                 self.stats.manifests_refused += 1
                 log.warning("upload %s refused: %s", segment, decision.error.message)
-                await self._io(self._ledger.refuse, decision.refuse_again, decision.error.message, self._clock())
             else:
                 self.stats.digest_failures += 1
-                await self._io(self._ledger.drop_staged, segment)
-            raise decision.error
+            raise await self._discard(segment, decision)
         assert isinstance(decision, CommitSegment)
         self._crash("before-ledger-commit")
         try:
             newly = await self._io(self._ledger.commit, decision.manifest, self._clock())
-        except RemoteProtocolError:
-            # The chain or key conflicts with a commit that raced this upload. The receiver has no
-            # way back from COMMITTING, so forget it and the upload: the sender restarts or parks.
-            await self._io(self._staging.delete, segment)
-            await self._io(self._ledger.drop_staged, segment)
-            self._receivers.pop(segment, None)
-            raise
+        except RemoteProtocolError as error:
+            # The chain or key conflicts with a commit that raced this upload: the sender restarts or parks.
+            raise await self._discard(segment, receiver.commit_refused(error)) from None
         self._crash("after-ledger-commit")
         if newly:
             self.stats.segments_committed += 1
@@ -333,10 +353,10 @@ class UploadService:
 
     async def terminate(self, segment: SegmentId) -> Respond:
         async def step(receiver: UploadReceiver) -> Respond:
-            answer = receiver.terminate()
-            await self._io(self._staging.delete, segment)
-            await self._io(self._ledger.drop_staged, segment)
-            return answer
+            forget = receiver.terminate()
+            await self._forget(segment)
+            assert forget.answer is not None
+            return forget.answer
 
         return await self._guarded(segment, step)
 
@@ -352,32 +372,30 @@ class UploadService:
                 # The file lost bytes that were acknowledged: never silently. Start the upload over.
                 log.error("staging file of %s is shorter than its durable offset %d; the upload restarts",
                           segment, record.offset)
-                await self._io(self._ledger.drop_staged, segment)
-                await self._io(self._staging.delete, segment)
+                await self._forget(segment)
                 continue
             await self._io(self._staging.truncate, segment, record.offset)
             await self._guarded(segment, _noop)
         return len(staged)
 
     async def expire(self) -> int:
-        """Drop uploads idle past their expiry (tus expiration). Returns how many were dropped."""
-        now = self._clock()
+        """Drop uploads idle past their expiry (tus expiration). Returns how many were really dropped."""
         dropped = 0
         for record in await self._io(self._ledger.all_staged):
-            if record.offset < record.manifest.byte_size and now >= record.expires_at:
-                segment = record.manifest.segment
+            if not expiry_passed(record.expires_at, self._clock()):
+                continue  # cannot have expired: no need to wait for its lock (a long PATCH may hold it)
+            segment = record.manifest.segment
 
-                async def step(receiver: UploadReceiver, segment: SegmentId = segment) -> None:
-                    if receiver.expired(self._clock()):
-                        receiver.expire()
-                        await self._io(self._staging.delete, segment)
-                        await self._io(self._ledger.drop_staged, segment)
+            async def step(receiver: UploadReceiver) -> bool:
+                forget: ForgetUpload | None = receiver.sweep(self._clock())
+                if forget is None:
+                    return False
+                await self._forget(receiver.segment)
+                return True
 
-                await self._guarded(segment, step)
-                dropped += 1
+            dropped += await self._guarded(segment, step)
         return dropped
 
 
 async def _noop(receiver: UploadReceiver) -> None:
     return None
-

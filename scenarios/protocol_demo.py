@@ -1,9 +1,10 @@
 """The protocol walk-through: three ships send segments to a hub through a link that fails on purpose.
 
-This runs the sync protocol's sender and receiver in one process over a simulated link
-(``sync_protocol.simulation``) -- no sockets, no disks -- and reports, per ship, what the link did
-to it and what arrived. It is what ``make demo`` shows until the fleet scenarios drive real hub and
-edge processes; it exits non-zero if any segment was lost, duplicated or damaged.
+This runs the sync protocol's sender over a simulated link (``sync_protocol.simulation``) against the
+hub's real upload service over in-memory storage (``hub.simulated_hub``) in one process -- no sockets,
+no disks -- and reports, per ship, what the link did to it and what arrived. It is what ``make demo``
+shows until the fleet scenarios drive real hub and edge processes; it exits non-zero if any segment was
+lost, duplicated or damaged.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ import random
 from collections import Counter
 from dataclasses import dataclass
 
+from hub.simulated_hub import InMemoryHub
 from sync_protocol.chain import ChainLink, chain_status
-from sync_protocol.simulation import Fault, SimulatedHub, Simulation, build_segments
+from sync_protocol.simulation import Fault, Simulation, build_segments
 
 SHIPS = ("aurora", "borealis", "corona")
 TABLES = ("alarms", "telemetry", "sales")
@@ -38,7 +40,11 @@ class ShipResult:
 
 
 def run_ship(ship: str, rng: random.Random) -> ShipResult:
-    hub = SimulatedHub()
+    with InMemoryHub() as hub:
+        return _run_ship(ship, rng, hub)
+
+
+def _run_ship(ship: str, rng: random.Random, hub: InMemoryHub) -> ShipResult:
     result = ShipResult(ship, 0, 0, 0, 0, 0, True, 0, 0, 0, Counter())
     kinds = [fault for fault in Fault if fault is not Fault.NONE]
     for table in TABLES:
@@ -52,8 +58,8 @@ def run_ship(ship: str, rng: random.Random) -> ShipResult:
             result.committed_once += count == 1
             result.duplicated += count > 1
             result.lost += count == 0
-            result.damaged += count > 0 and hub.committed_bytes[manifest.segment] != edge.files[manifest.segment]
-        links = {m.segment.seq: ChainLink(m.sha256, m.prev_sha256) for s, m in hub.ledger.items()
+            result.damaged += count > 0 and hub.committed_bytes(manifest.segment) != edge.files[manifest.segment]
+        links = {m.segment.seq: ChainLink(m.sha256, m.prev_sha256) for s, m in hub.committed.items()
                  if str(s.table) == table}
         result.watermark_ok &= chain_status(links).watermark == SEGMENTS_PER_TABLE
         result.requests += stats.requests

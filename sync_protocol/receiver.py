@@ -33,6 +33,12 @@ diagram in ``docs/protocol.md`` is generated from it. The rules that matter for 
   for a committed segment gets an idempotent answer carrying ``Harbour-Commit: committed`` (G2).
 * A hub restart rebuilds receivers from what was persisted (``restore``); anything not durable was
   never acknowledged, so the sender's HEAD finds the true offset.
+
+Every decision about an upload's state is made here and handed out as an action (``ResetStaging``,
+``StoreChunk``, ``ForgetUpload``, ...): the hub's upload service performs actions and reports outcomes, and
+never looks at ``state`` itself. Forgetting an upload (terminated, expired, discarded) is always one of
+``ForgetUpload`` or ``DiscardUpload``, so the service has one place that deletes the staging file and the
+upload record.
 """
 
 from __future__ import annotations
@@ -120,6 +126,39 @@ class Respond:
 
 
 @dataclass(frozen=True)
+class CheckManifest:
+    """Creation of an upload that is not committed: ask the ledger whether ``manifest`` would splice the
+    committed hash chain (that refusal is an error to answer) and whether exactly this manifest was refused
+    before and why; then call ``manifest_checked``."""
+
+    manifest: Manifest
+    upload_length: int
+
+
+@dataclass(frozen=True)
+class KeepUpload:
+    """Creation again with the same manifest: the upload resumes where it stands, and its expiry moved.
+    Persist the upload record (manifest, offset, ``expires_at``), then send ``answer``."""
+
+    answer: Respond
+
+
+@dataclass(frozen=True)
+class ForgetUpload:
+    """The upload is gone (terminated or expired): delete the staging file, then the upload record (a crash
+    between the two leaves a record whose file is missing, which recovery restarts; never an orphan file).
+    Then send ``answer`` if there is one."""
+
+    answer: Respond | None = None
+
+
+@dataclass(frozen=True)
+class VerifySegment:
+    """Every byte of the upload is durable but it was never committed (the hub stopped in between): hash the
+    whole staging file and call ``segment_digest`` before serving any request for it."""
+
+
+@dataclass(frozen=True)
 class ResetStaging:
     """Creation: make the staging file empty (new upload, or a new manifest replacing an old one),
     persist the upload record, then send ``answer``."""
@@ -195,11 +234,23 @@ class CommitSegment:
 
 @dataclass(frozen=True)
 class DiscardUpload:
-    """The upload cannot commit: delete the staging file and answer ``error``. With ``refuse_again``, also
-    record that manifest as refused (with ``error.message``), so that creating it again is refused at once."""
+    """The upload cannot commit: forget it as ``ForgetUpload`` says (staging file, then record) and answer
+    ``error``. With ``refuse_again``, the record goes in the same transaction that records that manifest as
+    refused (with ``error.message``), so that creating it again is refused at once."""
 
     error: RemoteProtocolError
     refuse_again: Manifest | None = None
+
+
+def expiry_passed(expires_at: float, now: float) -> bool:
+    """The tus expiration rule: an upload idle until ``expires_at`` is gone from then on. A sweeper may use
+    it to skip uploads that cannot have expired, without building their receivers; the receiver decides."""
+    return now >= expires_at
+
+
+SETTLED_STATES = frozenset({RxState.ABSENT, RxState.COMMITTED})
+"""States the durable records describe completely (nothing, or the ledger's committed row): a receiver in
+one of them holds nothing worth caching."""
 
 
 class UploadReceiver:
@@ -245,6 +296,16 @@ class UploadReceiver:
             receiver.state = RxState.VERIFYING if durable_offset == staged.byte_size else RxState.RECEIVING
         return receiver
 
+    def after_restore(self) -> VerifySegment | None:
+        """What a restored upload needs before it serves requests: a complete upload that never committed is
+        verified (and committed) first."""
+        return VerifySegment() if self.state is RxState.VERIFYING else None
+
+    @property
+    def settled(self) -> bool:
+        """True when the durable records say all there is to know: the receiver need not be kept in memory."""
+        return self.state in SETTLED_STATES
+
     def _check_segment(self, manifest: Manifest) -> None:
         if manifest.segment != self.segment:
             raise LocalProtocolError(f"manifest of {manifest.segment} given to the receiver of {self.segment}")
@@ -279,12 +340,19 @@ class UploadReceiver:
         self.expires_at = now + UPLOAD_EXPIRY_SECONDS
 
     def expired(self, now: float) -> bool:
-        return self.state is RxState.RECEIVING and now >= self.expires_at
+        return self.state is RxState.RECEIVING and expiry_passed(self.expires_at, now)
 
-    def expire(self) -> None:
-        """The hub's sweeper found the upload idle past its expiry; it deletes the staging file."""
+    def _expire(self) -> None:
         self._move(RxEvent.EXPIRED)
         self.manifest, self.offset = None, 0
+
+    def sweep(self, now: float) -> ForgetUpload | None:
+        """The hub's sweeper asks about this upload: ``ForgetUpload`` if it is idle past its expiry (only then
+        does the sweeper count it as dropped), else None."""
+        if not self.expired(now):
+            return None
+        self._expire()
+        return ForgetUpload()
 
     def _refuse_if_expired(self, now: float, op: str) -> None:
         if self.expired(now):
@@ -302,10 +370,9 @@ class UploadReceiver:
 
     # -- creation (POST) -------------------------------------------------------------------------------
 
-    def create(
-        self, manifest: Manifest, upload_length: int, now: float, refused: str | None = None,
-    ) -> ResetStaging | Respond:
-        """``refused``: the hub refused exactly this manifest before (``DiscardUpload.refuse_again``), why."""
+    def create(self, manifest: Manifest, upload_length: int, now: float) -> Respond | CheckManifest:
+        """POST. A committed segment answers at once (idempotent, or a conflict); any other creation first
+        needs the ledger's word on the manifest (``CheckManifest``, then ``manifest_checked``)."""
         self._require_not_verifying()
         self._check_segment(manifest)
         if upload_length != manifest.byte_size:
@@ -323,14 +390,25 @@ class UploadReceiver:
                     hint="the ship's segment history diverged from the hub's (restored or wiped data dir?)",
                 )
             return Respond(201, {"Location": self.location, **self._headers()})
+        return CheckManifest(manifest, upload_length)
+
+    def manifest_checked(self, check: CheckManifest, refused: str | None, now: float) -> ResetStaging | KeepUpload:
+        """The ledger found nothing against the manifest's chain link. ``refused``: the hub refused exactly
+        this manifest before (``DiscardUpload.refuse_again``), why."""
+        self._require_not_verifying()
+        manifest = check.manifest
+        self._check_segment(manifest)
+        if self.state is RxState.COMMITTED:  # committed by another request since ``create``: answer as one
+            raise LocalProtocolError("manifest_checked after the segment committed", subject=self.location,
+                                     hint="call create again under the upload's lock")
         if refused is not None:
             raise refused_again(manifest, refused)
         if self.expired(now):
-            self.expire()
+            self._expire()
         if self.state is RxState.RECEIVING and self.manifest == manifest:
             self._move(RxEvent.CREATED_AGAIN)
             self._touch(now)
-            return Respond(201, {"Location": self.location, **self._headers()})
+            return KeepUpload(Respond(201, {"Location": self.location, **self._headers()}))
         # New, or a different manifest for a seq that was never committed: the edge is the
         # authority on its own uncommitted segment, so the old partial upload is replaced.
         self._move(RxEvent.CREATED)
@@ -505,8 +583,8 @@ class UploadReceiver:
 
     # -- termination (DELETE) ----------------------------------------------------------------------------
 
-    def terminate(self) -> Respond:
-        """The handler deletes the staging file, then sends the answer."""
+    def terminate(self) -> ForgetUpload:
+        """DELETE: the handler forgets the upload, then sends the answer."""
         self._require_not_verifying()
         if self.state is RxState.COMMITTED:
             raise RemoteProtocolError(
@@ -521,4 +599,4 @@ class UploadReceiver:
             )
         self._move(RxEvent.TERMINATED)
         self.manifest, self.offset = None, 0
-        return Respond(204, {TUS_RESUMABLE: TUS_VERSION})
+        return ForgetUpload(Respond(204, {TUS_RESUMABLE: TUS_VERSION}))

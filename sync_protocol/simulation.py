@@ -1,12 +1,13 @@
-"""A deterministic, in-memory run of sender and receiver over a faulty link.
+"""A deterministic, in-memory run of the sender over a faulty link, against a hub passed in.
 
-This is the protocol's own proving ground: the property tests drive it with generated fault
-sequences, and the demo prints what it shows. It is *not* the real hub or edge (those do real I/O);
-``SimulatedHub`` is the smallest handler that follows the receiver's instructions to the letter, which
-makes it the reference for what the real hub handler must do, step by step.
+This is the protocol's proving ground: the property tests drive it with generated fault sequences, and
+the demo prints what it shows. The hub on the other end is whatever implements ``HubUnderTest``; the
+tests and the demo pass ``hub.simulated_hub.InMemoryHub``, the hub's real upload service over in-memory
+storage, so the generated faults test the code that runs in production, not a copy of it. This module
+stays pure (no hub imports, no asyncio): the hub side is wired outside ``sync_protocol``.
 
-What "durable" means here: ``SimulatedHub.staged`` and ``SimulatedHub.ledger`` survive ``restart()``;
-the receivers (the in-memory protocol state) do not, exactly like a hub process that is SIGKILLed.
+What "durable" means is the hub's business: ``restart`` and a crash at a ``CrashWindow`` must keep exactly
+what the hub made durable and lose everything else, as a SIGKILLed hub process does.
 Randomness comes from an ``rng`` passed in (anything with ``randrange``), so a run replays from its seed.
 """
 
@@ -14,28 +15,14 @@ from __future__ import annotations
 
 import enum
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from .chunking import ChunkSizer
-from .errors import RemoteProtocolError
 from .identifiers import SegmentId
 from .limits import GENESIS_DIGEST
 from .manifest import Manifest, sha256_hex
-from .receiver import (
-    CheckContents,
-    CommitSegment,
-    DiscardUpload,
-    DropChunk,
-    KeepChunk,
-    ResetStaging,
-    Respond,
-    RxState,
-    UploadReceiver,
-)
-from .segment_contents import SegmentContents
-from .sender import CreateUpload, ProbeOffset, SendChunk, TxState, UploadSender
+from .sender import SendChunk, TxState, UploadSender
 from .tus import Checksum, TailClaim, checksum_of
 
 
@@ -53,16 +40,25 @@ class Fault(enum.Enum):
     DUPLICATE = "duplicate"  # the request is delivered twice (a retransmitting middlebox)
     REPLAY_OLD_CHUNK = "replay old chunk"  # an earlier PATCH arrives again, late
     RESTART_HUB = "restart hub"  # the hub is SIGKILLed and restarted before the request
+    CRASH_HUB_AFTER_FSYNC = "crash hub after fsync"  # a chunk is fsync'd, its offset not yet persisted
     CRASH_HUB_BEFORE_COMMIT = "crash hub before commit"  # the last chunk is durable, the commit is not
     CRASH_HUB_AFTER_COMMIT = "crash hub after commit"  # committed, but staging not yet cleaned, no answer
     RESTART_SENDER = "restart sender"  # the edge restarts; it remembers only that it was uploading
 
 
-@dataclass
-class StagedUpload:
-    manifest: Manifest
-    data: bytearray
-    expires_at: float
+class CrashWindow(enum.Enum):
+    """Where a hub dies in the middle of a request; the values are the hub's crash point names."""
+
+    AFTER_CHUNK_FSYNC = "after-chunk-fsync"
+    BEFORE_COMMIT = "before-ledger-commit"
+    AFTER_COMMIT = "after-ledger-commit"
+
+
+CRASH_FAULTS = {
+    Fault.CRASH_HUB_AFTER_FSYNC: CrashWindow.AFTER_CHUNK_FSYNC,
+    Fault.CRASH_HUB_BEFORE_COMMIT: CrashWindow.BEFORE_COMMIT,
+    Fault.CRASH_HUB_AFTER_COMMIT: CrashWindow.AFTER_COMMIT,
+}
 
 
 @dataclass(frozen=True)
@@ -72,143 +68,16 @@ class Answer:
     body: bytes = b""
 
 
-SIMULATED_SLICE_BYTES = 48
-"""The simulated hub makes long chunks durable in slices this small, so that the simulated link's chunks
-(8 bytes to 1 KiB) span several of them and every fault meets a chunk half made durable."""
+class HubUnderTest(Protocol):
+    """The hub as the simulated link reaches it."""
 
-ReadContents = Callable[[Manifest, bytes], SegmentContents]
-
-
-def contents_as_declared(manifest: Manifest, data: bytes) -> SegmentContents:
-    """Simulated files are opaque bytes: what the hub would read from the footer is what the manifest says."""
-    return SegmentContents(manifest.row_count, manifest.schema_fingerprint)
-
-
-class SimulatedHub:
-    """The reference handler: parse, ask the receiver, do what it says, answer. ``read_contents`` stands for
-    reading a complete file's Parquet footer; a test passes one that lies to exercise the refusal."""
-
-    def __init__(self, read_contents: ReadContents = contents_as_declared,
-                 slice_bytes: int = SIMULATED_SLICE_BYTES) -> None:
-        self.read_contents = read_contents
-        self.slice_bytes = slice_bytes
-        self.refused: dict[SegmentId, tuple[Manifest, str]] = {}  # durable: manifests refused for their contents
-        self.staged: dict[SegmentId, StagedUpload] = {}  # durable
-        self.ledger: dict[SegmentId, Manifest] = {}  # durable
-        self.committed_bytes: dict[SegmentId, bytes] = {}  # durable: what the merger would read
-        self.commit_count: Counter[SegmentId] = Counter()
-        self._receivers: dict[SegmentId, UploadReceiver] = {}  # volatile
-        self.crash_before_next_commit = False
-        self.crash_after_next_commit = False
+    def handle(self, request: object, manifest: Manifest, now: float,
+               crash_at: CrashWindow | None = None) -> Answer | None:
+        """One request (``CreateUpload``, ``ProbeOffset`` or ``WirePatch``) at time ``now``. None: no answer
+        (the body was cut, or the hub died at ``crash_at`` and restarted from what it had made durable)."""
 
     def restart(self, now: float) -> None:
-        self._receivers.clear()
-        for segment in list(self.staged):
-            self._receiver(segment, now)  # recovery: finishes complete-but-uncommitted uploads
-
-    def _receiver(self, segment: SegmentId, now: float) -> UploadReceiver:
-        receiver = self._receivers.get(segment)
-        if receiver is None:
-            staged = self.staged.get(segment)
-            if staged is not None and segment in self.ledger:
-                del self.staged[segment]  # recovery: a crash after the commit left the staging file behind
-                staged = None
-            receiver = UploadReceiver.restore(
-                segment, committed=self.ledger.get(segment),
-                staged=staged.manifest if staged else None,
-                durable_offset=len(staged.data) if staged else 0,
-                expires_at=staged.expires_at if staged else 0.0, slice_bytes=self.slice_bytes,
-            )
-            self._receivers[segment] = receiver
-            if receiver.state is RxState.VERIFYING:
-                self._verify_and_commit(receiver)
-        return receiver
-
-    def _verify_and_commit(self, receiver: UploadReceiver) -> Respond | None:
-        segment = receiver.segment
-        data = bytes(self.staged[segment].data)
-        outcome = receiver.segment_digest(sha256_hex(data))
-        if isinstance(outcome, CheckContents):
-            outcome = receiver.contents_read(self.read_contents(outcome.manifest, data))
-        if isinstance(outcome, DiscardUpload):
-            del self.staged[segment]
-            if outcome.refuse_again is not None:
-                self.refused[segment] = (outcome.refuse_again, outcome.error.message)
-            raise outcome.error
-        assert isinstance(outcome, CommitSegment)
-        if self.crash_before_next_commit:
-            self.crash_before_next_commit = False
-            self._receivers.clear()
-            return None  # the process died here; the caller's connection is gone
-        if segment not in self.ledger:  # the ledger's UNIQUE (site, table, seq)
-            self.ledger[segment] = outcome.manifest
-            self.committed_bytes[segment] = bytes(self.staged[segment].data)
-            self.commit_count[segment] += 1
-        if self.crash_after_next_commit:
-            self.crash_after_next_commit = False
-            self._receivers.clear()
-            return None
-        del self.staged[segment]
-        return receiver.committed()
-
-    def _answer(self, respond: Respond | None) -> Answer | None:
-        return None if respond is None else Answer(respond.status, respond.headers)
-
-    def handle(self, request: object, manifest: Manifest, now: float) -> Answer | None:
-        """One request; ``None`` means the hub died while handling it (no answer)."""
-        try:
-            return self._handle(request, manifest, now)
-        except RemoteProtocolError as error:
-            return Answer(error.status, error.headers, error.to_body())
-
-    def _handle(self, request: object, manifest: Manifest, now: float) -> Answer | None:
-        segment = manifest.segment
-        if isinstance(request, CreateUpload):
-            sent = Manifest.from_upload_metadata(request.metadata)  # strict decoding, as the real hub does
-            refused = self.refused.get(segment)
-            reason = refused[1] if refused is not None and refused[0] == sent else None
-            decision = self._receiver(segment, now).create(sent, request.length, now, reason)
-            if isinstance(decision, ResetStaging):
-                self.staged[segment] = StagedUpload(decision.manifest, bytearray(), now)
-                decision = decision.answer
-            return self._answer(decision)
-        if isinstance(request, ProbeOffset):
-            return self._answer(self._receiver(segment, now).probe(now))
-        assert isinstance(request, WirePatch)
-        receiver = self._receiver(segment, now)
-        plan = receiver.begin_chunk(request.offset, request.declared_length, request.checksum, now, request.tail)
-        if isinstance(plan, Respond):
-            return self._answer(plan)
-        staged = self.staged[segment]
-        if plan.tail_check is not None:
-            check = plan.tail_check
-            dropped = receiver.tail_checked(plan, sha256_hex(bytes(staged.data[check.start:check.end])) == check.sha256)
-            if dropped is not None:
-                del staged.data[dropped.offset:]
-                assert dropped.error is not None
-                raise dropped.error
-        body = request.body[: plan.length]
-        whole = len(body) == plan.length
-        kept = 0
-        for end in range(plan.slice_bytes, len(body), plan.slice_bytes):  # slices before the body's end
-            staged.data.extend(body[kept:end])  # "fsync + persist the slice's offset" happen together here
-            receiver.slice_stored(plan, end)
-            kept = end
-        checksum_ok = plan.checksum.matches(body) if plan.checksum and whole else None
-        outcome = receiver.end_chunk(plan, len(body), checksum_ok, now)
-        if isinstance(outcome, DropChunk):
-            del staged.data[outcome.offset:]  # the durable offset goes back first, then the bytes
-            if outcome.error is not None:
-                raise outcome.error
-            return None
-        assert isinstance(outcome, KeepChunk)
-        staged.data.extend(body[kept:])  # "fsync + persist offset" happen together here
-        staged.expires_at = receiver.expires_at
-        if not whole:
-            return None  # the body was cut: the connection is gone, nobody to answer
-        if outcome.verify:
-            return self._answer(self._verify_and_commit(receiver))
-        return self._answer(outcome.answer)
+        """SIGKILL and restart: only what was durable survives; start-up recovery runs."""
 
 
 @dataclass(frozen=True)
@@ -258,7 +127,7 @@ class Simulation:
     """Send every segment of ``edge`` to ``hub`` through a link that injects ``faults`` in order,
     then behaves. ``checksums=False`` models a tus client that sends no Upload-Checksum."""
 
-    hub: SimulatedHub
+    hub: HubUnderTest
     edge: SimulatedEdge
     faults: list[Fault]
     rng: Rng
@@ -339,14 +208,9 @@ class Simulation:
                 wire = replace(wire, body=bytes(damaged))
             if fault in (Fault.TRUNCATE_BODY, Fault.CORRUPT_AND_TRUNCATE):
                 wire = replace(wire, body=wire.body[: self.rng.randrange(len(wire.body) + 1)])
-            elif fault is Fault.CRASH_HUB_BEFORE_COMMIT:
-                self.hub.crash_before_next_commit = True
-            elif fault is Fault.CRASH_HUB_AFTER_COMMIT:
-                self.hub.crash_after_next_commit = True
         if fault is Fault.DUPLICATE:
             self.hub.handle(wire, manifest, self.now)
-        answer = self.hub.handle(wire, manifest, self.now)
-        self.hub.crash_before_next_commit = self.hub.crash_after_next_commit = False
+        answer = self.hub.handle(wire, manifest, self.now, CRASH_FAULTS.get(fault))
         if isinstance(wire, WirePatch) and len(wire.body) < wire.declared_length:
             return None  # a cut body never gets an answer
         return None if fault in (Fault.LOSE_ANSWER, Fault.RESTART_SENDER) else answer

@@ -1,58 +1,16 @@
-"""The exactly-once ledger on a real SQLite file (G2, G8)."""
+"""The exactly-once ledger on a real SQLite file (G2, G8): merge batches and status. What the upload service
+needs of it (records, commit, chain, refusals) is in ``test_upload_storage.py``, shared with the in-memory ledger."""
 
 from __future__ import annotations
 
 import pytest
 
-from hub.ledger import COMMITTED, MERGED, MERGING, QUARANTINED, SqliteLedger
-from sync_protocol.errors import RemoteProtocolError
+from hub.ledger import COMMITTED, MERGED, MERGING, QUARANTINED
 from sync_protocol.identifiers import SegmentId, TableName
 from sync_protocol.limits import GENESIS_DIGEST
 from sync_protocol.manifest import Manifest
 
-from .conftest import chain, make_segment, rows_table
-
-
-@pytest.mark.guarantee("G2")
-def test_commit_is_exactly_once(ledger):
-    segment = chain("ship-a", "telemetry", 1)[0]
-    ledger.save_staged(segment.manifest, 0, 100.0)
-    assert ledger.commit(segment.manifest, 1.0) is True
-    assert ledger.commit(segment.manifest, 2.0) is False
-    assert ledger.committed(segment.manifest.segment) == segment.manifest
-    assert ledger.staged(segment.manifest.segment) is None  # the commit removed the upload record
-    other = make_segment("ship-a", "telemetry", 1, rows_table(7, 3))
-    with pytest.raises(RemoteProtocolError) as conflict:
-        ledger.commit(other.manifest, 3.0)
-    assert conflict.value.code.slug == "segment-conflict"
-
-
-@pytest.mark.guarantee("G8")
-def test_chain_is_checked_on_both_sides(ledger):
-    first, second, third = chain("ship-a", "telemetry", 3)
-    ledger.commit(first.manifest, 1.0)
-    ledger.commit(third.manifest, 1.0)
-    spliced = make_segment("ship-a", "telemetry", 2, rows_table(0, 10), prev_sha256="cd" * 32)
-    for check in (ledger.check_chain, lambda m: ledger.commit(m, 2.0)):
-        with pytest.raises(RemoteProtocolError) as error:
-            check(spliced.manifest)
-        assert error.value.code.slug == "chain-conflict"
-    ledger.check_chain(second.manifest)  # the real seq 2 fits between its neighbours
-    assert ledger.committed(spliced.manifest.segment) is None
-
-
-def test_staged_records_survive_reopening(database, clock, layout):
-    from hub.db import Database
-
-    segment = chain("ship-a", "telemetry", 1)[0]
-    SqliteLedger(database, clock).save_staged(segment.manifest, 123, 456.0)
-    database.close()
-    reopened = SqliteLedger(Database(layout.database), clock)
-    record = reopened.staged(segment.manifest.segment)
-    assert (record.manifest, record.offset, record.expires_at) == (segment.manifest, 123, 456.0)
-    assert [r.manifest for r in reopened.all_staged()] == [segment.manifest]
-    reopened.drop_staged(segment.manifest.segment)
-    assert reopened.all_staged() == []
+from .conftest import chain
 
 
 def test_batches_move_segments_through_their_states(ledger):

@@ -9,17 +9,21 @@ from sync_protocol.manifest import Manifest, sha256_hex
 from sync_protocol.receiver import (
     RECEIVER_TRANSITIONS,
     CheckContents,
+    CheckManifest,
     CommitSegment,
     DiscardUpload,
     DropChunk,
+    ForgetUpload,
     KeepChunk,
     KeepSlice,
+    KeepUpload,
     ResetStaging,
     Respond,
     RxState,
     StoreChunk,
     TailCheck,
     UploadReceiver,
+    VerifySegment,
 )
 from sync_protocol.segment_contents import SegmentContents
 from sync_protocol.tus import COMMITTED, HARBOUR_COMMIT, UPLOAD_OFFSET, TailClaim, checksum_of
@@ -36,9 +40,17 @@ TRUE_CONTENTS = SegmentContents(10, sha256_hex(b"s"))
 """What the hub reads from the footer of a file that ``manifest()`` describes truly."""
 
 
+def create(receiver: UploadReceiver, m: Manifest, length: int, now: float, refused: str | None = None):
+    """POST as the hub performs it: the receiver's answer, or its decision once the ledger had its say."""
+    decision = receiver.create(m, length, now)
+    if isinstance(decision, CheckManifest):
+        decision = receiver.manifest_checked(decision, refused, now)
+    return decision
+
+
 def created(slice_bytes: int | None = None) -> UploadReceiver:
     receiver = UploadReceiver(SEGMENT) if slice_bytes is None else UploadReceiver(SEGMENT, slice_bytes)
-    decision = receiver.create(manifest(), len(DATA), now=0)
+    decision = create(receiver, manifest(), len(DATA), now=0)
     assert isinstance(decision, ResetStaging) and decision.answer.status == 201
     assert decision.answer.headers["Location"] == "/v1/sync/uploads/ship-1.telemetry.1"
     return receiver
@@ -159,10 +171,11 @@ def test_digest_mismatch_discards_the_upload():
 def test_creation_is_idempotent_and_a_new_manifest_replaces_an_uncommitted_upload():
     receiver = created()
     send(receiver, 0, DATA[:40])
-    again = receiver.create(manifest(), len(DATA), now=2)
-    assert isinstance(again, Respond) and again.headers[UPLOAD_OFFSET] == "40"
+    again = create(receiver, manifest(), len(DATA), now=2)
+    assert isinstance(again, KeepUpload) and again.answer.headers[UPLOAD_OFFSET] == "40"
+    assert receiver.expires_at == 2 + UPLOAD_EXPIRY_SECONDS  # the record to persist carries the new expiry
     other = DATA[::-1]
-    replaced = receiver.create(manifest(other), len(other), now=3)
+    replaced = create(receiver, manifest(other), len(other), now=3)
     assert isinstance(replaced, ResetStaging) and receiver.offset == 0
 
 
@@ -183,7 +196,7 @@ def test_committed_segment_answers_idempotently_and_refuses_a_different_digest()
 
 def test_upload_length_must_match_the_manifest():
     with pytest.raises(RemoteProtocolError, match="Upload-Length"):
-        UploadReceiver(SEGMENT).create(manifest(), len(DATA) + 1, now=0)
+        create(UploadReceiver(SEGMENT), manifest(), len(DATA) + 1, now=0)
 
 
 def test_expired_upload_is_gone_and_can_be_created_again():
@@ -194,12 +207,24 @@ def test_expired_upload_is_gone_and_can_be_created_again():
     with pytest.raises(RemoteProtocolError) as caught:
         receiver.probe(later)
     assert caught.value.status == 410
-    assert isinstance(receiver.create(manifest(), len(DATA), later), ResetStaging)
+    assert isinstance(create(receiver, manifest(), len(DATA), later), ResetStaging)
+
+
+def test_the_sweeper_forgets_only_an_upload_that_really_expired():
+    receiver = created()
+    send(receiver, 0, DATA[:10])
+    assert receiver.sweep(UPLOAD_EXPIRY_SECONDS) is None and receiver.state is RxState.RECEIVING
+    assert isinstance(receiver.sweep(1 + UPLOAD_EXPIRY_SECONDS), ForgetUpload)
+    assert receiver.state is RxState.ABSENT and receiver.settled
+    assert receiver.sweep(2 * UPLOAD_EXPIRY_SECONDS) is None  # gone already: nothing more to drop
+    committed = UploadReceiver.restore(SEGMENT, committed=manifest())
+    assert committed.sweep(10 * UPLOAD_EXPIRY_SECONDS) is None and committed.settled
 
 
 def test_terminate_then_404():
     receiver = created()
-    assert receiver.terminate().status == 204
+    forget = receiver.terminate()
+    assert isinstance(forget, ForgetUpload) and forget.answer.status == 204 and receiver.settled
     with pytest.raises(RemoteProtocolError) as caught:
         receiver.begin_chunk(0, 1, None, now=1)
     assert caught.value.status == 404
@@ -210,6 +235,7 @@ def test_restore_resumes_at_the_durable_offset_or_verifies_a_complete_upload():
     assert resumed.state is RxState.RECEIVING and resumed.probe(now=1).headers[UPLOAD_OFFSET] == "37"
     complete = UploadReceiver.restore(SEGMENT, staged=manifest(), durable_offset=len(DATA), expires_at=10)
     assert complete.state is RxState.VERIFYING
+    assert isinstance(complete.after_restore(), VerifySegment) and resumed.after_restore() is None
     with pytest.raises(LocalProtocolError):
         complete.probe(now=1)  # the hub must verify and commit before serving it
     with pytest.raises(LocalProtocolError):
@@ -260,10 +286,10 @@ def test_a_manifest_that_lies_about_its_file_is_discarded_and_refused_again(cont
     assert outcome.error.code is ErrorCode.MANIFEST_MISMATCH and outcome.error.status == 422
     assert words in outcome.error.message and receiver.state is RxState.ABSENT
     with pytest.raises(RemoteProtocolError) as caught:  # the same manifest again: refused before any byte
-        receiver.create(manifest(), len(DATA), now=2, refused=outcome.error.message)
+        create(receiver, manifest(), len(DATA), now=2, refused=outcome.error.message)
     assert caught.value.code is ErrorCode.MANIFEST_MISMATCH and words in caught.value.message
     other = manifest(DATA[:50])  # another manifest for the seq is taken
-    assert isinstance(receiver.create(other, 50, now=2), ResetStaging)
+    assert isinstance(create(receiver, other, 50, now=2), ResetStaging)
 
 
 # -- long chunks are made durable in slices --------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Scheduling rules of the sync agent, against the protocol's reference hub (in memory, deterministic).
+"""Scheduling rules of the sync agent, against the hub's upload service over in-memory storage (deterministic).
 
 The real path (hub process, sockets, proxy with cuts and stalls) is in ``test_sync_end_to_end.py``."""
 
@@ -13,6 +13,7 @@ from edge_node.sync.agent import SyncAgent
 from edge_node.sync.link import LinkMonitor, LinkPolicy
 from edge_node.sync.memory_queue import MemorySegmentQueue as MemoryQueue
 from edge_node.sync.transport import HubAnswer
+from hub.simulated_hub import InMemoryHub
 from sync_protocol import Manifest, SegmentId
 from sync_protocol.chunking import ChunkSizer
 from sync_protocol.errors import ErrorCode, RemoteProtocolError
@@ -20,13 +21,13 @@ from sync_protocol.limits import GENESIS_DIGEST
 from sync_protocol.manifest import sha256_hex
 from sync_protocol.segment_states import SegmentState
 from sync_protocol.sender import CreateUpload, ProbeOffset
-from sync_protocol.simulation import SimulatedHub, WirePatch
+from sync_protocol.simulation import WirePatch
 
 
 class SimulatedTransport:
-    """HubTransport over the reference hub, with a fixed time per byte so that rates are measurable."""
+    """HubTransport over the in-memory hub, with a fixed time per byte so that rates are measurable."""
 
-    def __init__(self, hub: SimulatedHub, seconds_per_byte: float = 1e-6) -> None:
+    def __init__(self, hub: InMemoryHub, seconds_per_byte: float = 1e-6) -> None:
         self.hub = hub
         self.manifests: dict[str, Manifest] = {}
         self.forbidden: set[str] = set()
@@ -46,17 +47,17 @@ class SimulatedTransport:
         manifest = Manifest.from_upload_metadata(metadata)
         self.manifests[manifest.segment.upload_key] = manifest
         refused = self._refuse(manifest.segment.upload_key)
-        return refused or self._answer(self.hub.handle(CreateUpload(metadata, length), manifest, 0), 0.01)
+        return refused or self._answer(await self.hub.handle_async(CreateUpload(metadata, length), manifest, 0), 0.01)
 
     async def probe(self, upload_key: str) -> HubAnswer:
-        return self._answer(self.hub.handle(ProbeOffset(), self.manifests[upload_key], 0), 0.01)
+        return self._answer(await self.hub.handle_async(ProbeOffset(), self.manifests[upload_key], 0), 0.01)
 
     async def patch(self, upload_key, offset, chunk, checksum, tail=None) -> HubAnswer:
         await asyncio.sleep(0.001)  # let other uploads interleave, as on a real link
         self.patches.append(upload_key)
         wire = WirePatch(offset, len(chunk), chunk, checksum, tail)
         seconds = len(chunk) * self.seconds_per_byte
-        return self._answer(self.hub.handle(wire, self.manifests[upload_key], 0), seconds)
+        return self._answer(await self.hub.handle_async(wire, self.manifests[upload_key], 0), seconds)
 
     async def report(self, site, document) -> HubAnswer:
         return HubAnswer(204, {}, b"", 0.01)
@@ -101,17 +102,17 @@ def make_agent(tmp_path, queue, transport, *, policy=None, max_in_flight=2, moni
 
 @pytest.mark.guarantee("G8")
 async def test_every_segment_is_acked_only_after_the_hub_committed_it(tmp_path):
-    queue, hub = MemoryQueue(), SimulatedHub()
+    queue, hub = MemoryQueue(), InMemoryHub()
     for seq in range(1, 6):
         add_segment(queue, tmp_path, "telemetry", seq, 3000, priority=2)
     agent = make_agent(tmp_path, queue, SimulatedTransport(hub))
     await run_until(agent, lambda: len(queue.acked_order) == 5)
-    assert set(queue.acked_order) == set(hub.ledger) and all(n == 1 for n in hub.commit_count.values())
+    assert set(queue.acked_order) == set(hub.committed) and all(n == 1 for n in hub.commit_count.values())
     assert all(s.state is SegmentState.ACKED for s in queue.segments.values())
 
 
 async def test_an_urgent_segment_overtakes_a_bulk_upload_in_progress(tmp_path):
-    queue, hub = MemoryQueue(), SimulatedHub()
+    queue, hub = MemoryQueue(), InMemoryHub()
     bulk = add_segment(queue, tmp_path, "sales", 1, 200_000, priority=5)
     transport = SimulatedTransport(hub)
     agent = make_agent(tmp_path, queue, transport, max_in_flight=1)
@@ -133,7 +134,7 @@ async def test_an_urgent_segment_overtakes_a_bulk_upload_in_progress(tmp_path):
 
 @pytest.mark.guarantee("G7")
 async def test_a_parked_segment_does_not_block_the_ones_behind_it(tmp_path):
-    queue, hub = MemoryQueue(), SimulatedHub()
+    queue, hub = MemoryQueue(), InMemoryHub()
     first = add_segment(queue, tmp_path, "telemetry", 1, 1000, priority=1)
     for seq in range(2, 5):
         add_segment(queue, tmp_path, "telemetry", seq, 1000, priority=1)
@@ -150,7 +151,7 @@ async def test_a_parked_segment_does_not_block_the_ones_behind_it(tmp_path):
 
 
 async def test_a_thin_link_holds_bulk_back_and_sends_urgent_classes(tmp_path):
-    queue, hub = MemoryQueue(), SimulatedHub()
+    queue, hub = MemoryQueue(), InMemoryHub()
     alarm = add_segment(queue, tmp_path, "alarms", 1, 1000, priority=0)
     bulk = add_segment(queue, tmp_path, "sales", 1, 50_000, priority=5)
     monitor = LinkMonitor(clock=asyncio.get_running_loop().time)
@@ -164,7 +165,7 @@ async def test_a_thin_link_holds_bulk_back_and_sends_urgent_classes(tmp_path):
 
 
 async def test_a_metered_link_policy_is_honoured_even_when_fast(tmp_path):
-    queue, hub = MemoryQueue(), SimulatedHub()
+    queue, hub = MemoryQueue(), InMemoryHub()
     bulk = add_segment(queue, tmp_path, "sales", 1, 5000, priority=4)
     telemetry = add_segment(queue, tmp_path, "telemetry", 1, 5000, priority=1)
     agent = make_agent(tmp_path, queue, SimulatedTransport(hub), policy=LinkPolicy(metered=True, thin_max_class=1))
@@ -182,7 +183,7 @@ def test_bad_agent_settings_are_refused(tmp_path):
 
 
 async def test_segments_waiting_for_a_slot_are_created_at_the_hub_ahead(tmp_path):
-    queue, hub = MemoryQueue(), SimulatedHub()
+    queue, hub = MemoryQueue(), InMemoryHub()
     for seq in range(1, 5):
         add_segment(queue, tmp_path, "telemetry", seq, 20_000, priority=2)
     transport = SimulatedTransport(hub)
@@ -203,7 +204,7 @@ async def test_a_segment_whose_file_is_gone_is_parked_not_retried_forever(tmp_pa
     import edge_node.sync.agent as agent_module
 
     monkeypatch.setattr(agent_module, "ROUND_FAILURE_PAUSE_SECONDS", 0.01)
-    queue, hub = MemoryQueue(), SimulatedHub()
+    queue, hub = MemoryQueue(), InMemoryHub()
     lost = add_segment(queue, tmp_path, "telemetry", 1, 5000, priority=2)
     kept = add_segment(queue, tmp_path, "sales", 1, 5000, priority=3)
     (tmp_path / "telemetry-1.parquet").unlink()  # the ship's disk lost it
@@ -215,7 +216,7 @@ async def test_a_segment_whose_file_is_gone_is_parked_not_retried_forever(tmp_pa
 
 
 async def test_a_metered_link_is_never_probed(tmp_path):
-    queue, hub = MemoryQueue(), SimulatedHub()
+    queue, hub = MemoryQueue(), InMemoryHub()
     bulk = add_segment(queue, tmp_path, "sales", 1, 5000, priority=5)
     transport = SimulatedTransport(hub)
     agent = make_agent(tmp_path, queue, transport, policy=LinkPolicy(metered=True))
