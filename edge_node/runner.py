@@ -84,7 +84,8 @@ def _run_claimed(options: RunOptions, claim: Claim, clock: Callable[[], float] |
         sys.exit(f"harbour edge run: {error}")
     node.recover()
     if options.sync is not None:
-        node.sync = SyncService(node, options.sync)
+        node.sync = SyncService(options.sync, site=config.site, ledger=node.ledger, wal=node.wal,
+                                data_dir=node.data_dir, usage=node.usage, clock=node.clock)
     else:
         log.info("no --hub given: data is kept locally only")
     asyncio.run(_serve(node, claim))
