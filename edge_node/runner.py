@@ -16,7 +16,6 @@ import logging
 import signal
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 from aiohttp import web
 
-from sync_protocol import RemoteProtocolError, SiteId
+from sync_protocol import RemoteProtocolError
 
 from .config import EdgeConfig
 from .ledger import SegmentLedger
@@ -33,7 +32,7 @@ from .quota import Usage
 from .server import make_app
 from .startup import Claim
 from .status import build_status, offline_logs
-from .sync.service import SyncOptions, SyncService
+from .sync.service import SyncService
 
 log = logging.getLogger("edge_node")
 
@@ -41,51 +40,26 @@ LISTENING_LINE = "harbour edge listening on http://{host}:{port}"
 """Printed on stdout once the node serves: supervisors and tests wait for it (port 0 is resolved)."""
 
 
-@dataclass(frozen=True)
-class RunOptions:
-    site: str
-    data_dir: Path
-    host: str
-    port: int
-    hub_url: str | None
-    token: str | None
-    max_disk: int
-    seal_size: int
-    seal_age: float
-    retention: float
-    priorities: dict[str, int]
-    max_body: int
-    housekeeping_interval: float
-    log_level: str
-    sync: SyncOptions | None = None  # None: no hub, data stays on board
-
-
-def run_node(options: RunOptions, claim: Claim, clock: Callable[[], float] | None = None) -> None:
+def run_node(config: EdgeConfig, claim: Claim, clock: Callable[[], float] | None = None) -> None:
     """Run the node on DATA and the socket ``claim`` holds (it is released when the node stops)."""
     try:
-        _run_claimed(options, claim, clock)
+        _run_claimed(config, claim, clock)
     finally:
         claim.release()
 
 
-def _run_claimed(options: RunOptions, claim: Claim, clock: Callable[[], float] | None) -> None:
+def _run_claimed(config: EdgeConfig, claim: Claim, clock: Callable[[], float] | None) -> None:
     import time
 
-    logging.basicConfig(level=options.log_level, stream=sys.stderr,
+    logging.basicConfig(level=config.log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        config = EdgeConfig(
-            site=SiteId(options.site), data_dir=options.data_dir, seal_bytes=options.seal_size,
-            seal_age_seconds=options.seal_age, max_disk_bytes=options.max_disk, retention_seconds=options.retention,
-            priorities=options.priorities, max_body_bytes=options.max_body,
-            housekeeping_interval=options.housekeeping_interval, hub_url=options.hub_url, hub_token=options.token)
         node = EdgeNode(config, clock or time.time)
     except (RemoteProtocolError, ValueError, RuntimeError) as error:
         sys.exit(f"harbour edge run: {error}")
     node.recover()
-    if options.sync is not None:
-        node.sync = SyncService(options.sync, site=config.site, ledger=node.ledger, wal=node.wal,
-                                data_dir=node.data_dir, usage=node.usage, clock=node.clock)
+    if config.syncs:
+        node.sync = SyncService(config, ledger=node.ledger, wal=node.wal, usage=node.usage, clock=node.clock)
     else:
         log.info("no --hub given: data is kept locally only")
     asyncio.run(_serve(node, claim))

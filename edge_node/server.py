@@ -17,9 +17,10 @@ from contextlib import asynccontextmanager
 from aiohttp import web
 
 from sync_protocol import ErrorCode, RemoteProtocolError, TableName, encode_error_body
+from sync_protocol.units import format_size
 
 from . import codecs
-from .config import MAX_INFLIGHT_BODY_BYTES, format_size
+from .config import MAX_INFLIGHT_BODY_BYTES
 from .node import EdgeNode
 from .release import RELEASE_PATH, TOKEN_HEADER, NotParked, parse_request_body, release_parked
 from .status import backlog_by_class, build_status

@@ -31,16 +31,12 @@ from sync_protocol.limits import CHUNK_TARGET_SECONDS, MAX_CHUNK_BYTES, MIN_CHUN
 from sync_protocol.segment_states import SegmentState
 from sync_protocol.sender import UploadSender
 
+from ..config import DEFAULT_MAX_IN_FLIGHT
 from .link import LinkMonitor, LinkPolicy
 from .transport import HubTransport
 from .uploader import SegmentUploader, UploadOutcome, file_chunk_reader
 
 log = logging.getLogger("edge_node.sync")
-
-DEFAULT_MAX_IN_FLIGHT = 64
-"""Cap on uploads at once (each is one TCP connection). 100 Mbit/s with 600 ms RTT holds 7.5 MB per round
-trip; a port-call backlog of 1-2 MB segments sealed by age at sea needs ~40 uploads at once to keep such a
-link 90% busy (see ``_target_in_flight``); 64 leaves room without exhausting the hub's worker threads."""
 
 TARGET_UTILISATION = 0.9
 """Share of the link the agent aims to keep busy when sizing its concurrency."""
