@@ -94,12 +94,16 @@ def edge() -> None:
 @click.option("--max-in-flight", default=64, show_default=True, type=click.IntRange(1, 256),
               envvar="HARBOUR_EDGE_MAX_IN_FLIGHT",
               help="Most segment uploads at once; the agent uses as many as the measured link needs (at least 3).")
+@click.option("--seed", type=int, envvar="HARBOUR_EDGE_SEED",
+              help="Seed of the node's randomness (the jitter of retries), to replay a run; the node logs the seed "
+              "it used. Default: a fresh one.")
 @click.option("--log-level", default="INFO", show_default=True, envvar="HARBOUR_EDGE_LOG_LEVEL",
               type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
 def run(site: str, data_dir: Path, listen: str, hub_url: str | None, token: str | None, token_file: Path | None,
         max_disk: int, seal_size: int, seal_age: float, retention: float, priorities: tuple[str, ...],
         max_body: int, housekeeping_interval: float, hub_ca: Path | None, max_upload_rate: float | None,
-        metered: bool, thin_link_below: float, thin_link_max_class: int, max_in_flight: int, log_level: str) -> None:
+        metered: bool, thin_link_below: float, thin_link_max_class: int, max_in_flight: int, seed: int | None,
+        log_level: str) -> None:
     """Run a ship's edge node: the ingest API for on-board applications (POST /v1/tables/TABLE,
     GET /v1/status, GET /healthz). A write is answered 200 only once its rows are on disk (fsync).
 
@@ -141,7 +145,7 @@ def run(site: str, data_dir: Path, listen: str, hub_url: str | None, token: str 
             housekeeping_interval=housekeeping_interval, log_level=log_level.upper(), hub_url=hub_url or None,
             hub_token=token if hub_url else None, hub_ca=hub_ca, max_upload_rate_bps=max_upload_rate,
             metered=metered, thin_below_bps=thin_link_below, thin_max_class=thin_link_max_class,
-            max_in_flight=max_in_flight)
+            max_in_flight=max_in_flight, seed=seed)
     except (RemoteProtocolError, ValueError) as error:
         claimed.release()
         sys.exit(f"harbour edge run: {error}")

@@ -106,6 +106,7 @@ class EdgeConfig:
     thin_below_bps: float = DEFAULT_THIN_BELOW_BPS
     thin_max_class: int = DEFAULT_THIN_MAX_CLASS
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
+    seed: int | None = None  # of the sync's back-off jitter; None: a fresh one, logged so that it can be replayed
 
     @property
     def syncs(self) -> bool:

@@ -13,6 +13,8 @@ import asyncio
 import io
 import json
 import logging
+import random
+import secrets
 import signal
 import sys
 from collections.abc import Callable
@@ -59,10 +61,20 @@ def _run_claimed(config: EdgeConfig, claim: Claim, clock: Callable[[], float] | 
         sys.exit(f"harbour edge run: {error}")
     node.recover()
     if config.syncs:
-        node.sync = SyncService(config, ledger=node.ledger, wal=node.wal, usage=node.usage, clock=node.clock)
+        node.sync = SyncService(config, ledger=node.ledger, wal=node.wal, usage=node.usage, clock=node.clock,
+                                rng=seeded_rng(config))
     else:
         log.info("no --hub given: data is kept locally only")
     asyncio.run(_serve(node, claim))
+
+
+def seeded_rng(config: EdgeConfig) -> random.Random:
+    """The one source of randomness of the node (back-off jitter). Seeded from ``--seed`` and the site, so
+    that the ships of one scenario, given one seed, still draw different numbers; without ``--seed`` from a
+    fresh seed that is logged, so a run that went wrong can be replayed."""
+    seed = config.seed if config.seed is not None else secrets.randbits(32)
+    log.info("random seed %d (--seed %d replays this node's back-off)", seed, seed)
+    return random.Random(f"{seed}:{config.site}")
 
 
 async def _serve(node: EdgeNode, claim: Claim) -> None:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from sync_protocol import Manifest, SegmentId
+from sync_protocol.backoff import Backoff, Rng
 from sync_protocol.chunking import ChunkSizer
 from sync_protocol.limits import CHUNK_TARGET_SECONDS, MAX_CHUNK_BYTES, MIN_CHUNK_BYTES
 from sync_protocol.segment_states import SegmentState
@@ -61,6 +62,10 @@ ROUND_FAILURE_PAUSE_SECONDS = 5.0
 LOCAL_FAILURES_BEFORE_PARKING = 3
 """A segment whose own file cannot be read (missing, shorter than its manifest) is tried this many times,
 with a growing pause, then parked with the reason: retrying cannot bring the bytes back."""
+
+LOCAL_BACKOFF = Backoff(first_seconds=2.0, cap_seconds=60.0)
+"""The pause after a segment's file could not be read: 2 s, then 4 s (plus jitter), time for a disk
+hiccup or a busy sealer to pass before the segment is tried again."""
 
 PROBE_SECONDS = 60.0
 """How often a class held back by the link policy sends one chunk to measure the link again."""
@@ -103,7 +108,7 @@ class AgentCounters:
 class SyncAgent:
     def __init__(
         self, queue: SegmentQueue, data_dir: Path, transport: HubTransport, monitor: LinkMonitor,
-        policy: LinkPolicy, clock: Callable[[], float], *, max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        policy: LinkPolicy, clock: Callable[[], float], *, rng: Rng, max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         sizer_factory: Callable[[], ChunkSizer] | None = None,
     ) -> None:
         if max_in_flight < 1:
@@ -114,6 +119,7 @@ class SyncAgent:
         self.monitor = monitor
         self.policy = policy
         self.clock = clock
+        self.rng = rng  # jitter for every back-off, seeded by the node: a run replays from its seed
         self.max_in_flight = max_in_flight
         self.sizer_factory = sizer_factory or self._sizer_for_link
         self.counters = AgentCounters()
@@ -198,7 +204,7 @@ class SyncAgent:
         sender = await self._new_sender(stored)
         uploader = SegmentUploader(
             self.transport, sender, file_chunk_reader(self.data_dir / stored.path), self.monitor, self.clock,
-            should_pause=lambda: True,  # stop as soon as the hub has the upload and told us its offset
+            rng=self.rng, should_pause=lambda: True,  # stop as soon as the hub has the upload and told us its offset
         )
         self._preparing[segment] = _Upload(uploader, asyncio.create_task(uploader.run()), probe=False, prepare=True)
 
@@ -261,6 +267,7 @@ class SyncAgent:
             sender.sizer.size = max(sender.sizer.size, min(MAX_CHUNK_BYTES, self.monitor.probe_bytes()))
         uploader = SegmentUploader(
             self.transport, sender, file_chunk_reader(self.data_dir / stored.path), self.monitor, self.clock,
+            rng=self.rng,
         )
         uploader.should_pause = lambda: self._should_pause(uploader)
         self._uploads[segment] = _Upload(uploader, asyncio.create_task(uploader.run()), probe)
@@ -310,9 +317,9 @@ class SyncAgent:
         failures = self._local_failures.get(segment, 0) + 1
         self._local_failures[segment] = failures
         if failures < LOCAL_FAILURES_BEFORE_PARKING:
-            pause = 2.0 ** failures
+            pause = LOCAL_BACKOFF.seconds(failures, self.rng)
             self._not_before[segment] = self.clock() + pause
-            log.warning("upload of %s failed on board (%s); trying again in %.0f s", segment, error, pause)
+            log.warning("upload of %s failed on board (%s); trying again in %.1f s", segment, error, pause)
             return
         reason = f"the segment cannot be read on board: {error}"
         await asyncio.to_thread(self.queue.mark_parked, segment, reason)

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from sync_protocol.backoff import Rng
 from sync_protocol.units import format_rate, format_size
 
 from ..config import EdgeConfig
@@ -39,7 +40,7 @@ STARTING_STATE = "sync starting"
 class SyncService:
     def __init__(
         self, config: EdgeConfig, *, ledger: SegmentLedger, wal: WriteAheadLog, usage: Callable[[], Usage],
-        clock: Callable[[], float],
+        clock: Callable[[], float], rng: Rng,
     ) -> None:
         if not config.syncs:
             raise ValueError("the sync service needs the hub's URL and the site's token")
@@ -47,6 +48,7 @@ class SyncService:
         self.ledger = ledger
         self.wal = wal
         self.usage = usage
+        self.rng = rng
         self.clock = clock
         # One line on what the link is doing, quoted in status and in 507 answers; kept fresh by the report loop.
         self.state_line = STARTING_STATE
@@ -64,7 +66,7 @@ class SyncService:
                                              ca_file=self.config.hub_ca,
                                              max_connections=self.config.max_in_flight + 2)  # + the report
         self.agent = SyncAgent(self.ledger, self.config.data_dir, self.transport, self.monitor, self.policy,
-                               self.clock, max_in_flight=self.config.max_in_flight)
+                               self.clock, rng=self.rng, max_in_flight=self.config.max_in_flight)
         self._tasks = [asyncio.create_task(self.agent.run()), asyncio.create_task(self._report_loop())]
         cap = format_rate(self.config.max_upload_rate_bps) if self.config.max_upload_rate_bps else "no cap"
         log.info("sync agent started: hub %s, upload %s, %s link policy", self.config.hub_url, cap,

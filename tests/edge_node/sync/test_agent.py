@@ -5,6 +5,7 @@ The real path (hub process, sockets, proxy with cuts and stalls) is in ``test_sy
 from __future__ import annotations
 
 import asyncio
+import random
 from pathlib import Path
 
 import pytest
@@ -96,7 +97,7 @@ def make_agent(tmp_path, queue, transport, *, policy=None, max_in_flight=2, moni
     policy = policy or LinkPolicy()
     monitor = monitor or LinkMonitor(clock=asyncio.get_running_loop().time)
     return SyncAgent(queue, tmp_path, transport, monitor, policy, asyncio.get_running_loop().time,
-                     max_in_flight=max_in_flight, sizer_factory=small_chunks)
+                     rng=random.Random(0), max_in_flight=max_in_flight, sizer_factory=small_chunks)
 
 
 async def test_every_segment_is_acked_only_after_the_hub_committed_it(tmp_path):
@@ -176,7 +177,8 @@ def test_bad_agent_settings_are_refused(tmp_path):
     with pytest.raises(ValueError):
         LinkPolicy(thin_max_class=12)
     with pytest.raises(ValueError):
-        SyncAgent(MemoryQueue(), tmp_path, None, None, LinkPolicy(), lambda: 0.0, max_in_flight=0)
+        SyncAgent(MemoryQueue(), tmp_path, None, None, LinkPolicy(), lambda: 0.0, rng=random.Random(0),
+                  max_in_flight=0)
 
 
 async def test_segments_waiting_for_a_slot_are_created_at_the_hub_ahead(tmp_path):
