@@ -160,7 +160,8 @@ async def release(request: web.Request) -> web.Response:
 async def healthz(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
     if node.quota.would_exceed(node.usage(), 0):
-        return _json_error(503, ErrorCode.DISK_FULL, "disk quota reached: writes are refused",
+        # The code's own status (507, as for a refused write); a 503 said "try again soon", not "disk full".
+        return _json_error(ErrorCode.DISK_FULL.status, ErrorCode.DISK_FULL, "disk quota reached: writes are refused",
                            "see GET /v1/status for what is waiting to be synced")
     return web.json_response({"ok": True, "site": str(node.config.site)})
 

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import pyarrow as pa
+
 from sync_protocol import Manifest, SegmentId
 from sync_protocol.backoff import Backoff, Rng
 from sync_protocol.chunking import ChunkSizer
@@ -66,6 +68,11 @@ with a growing pause, then parked with the reason: retrying cannot bring the byt
 LOCAL_BACKOFF = Backoff(first_seconds=2.0, cap_seconds=60.0)
 """The pause after a segment's file could not be read: 2 s, then 4 s (plus jitter), time for a disk
 hiccup or a busy sealer to pass before the segment is tried again."""
+
+UNREADABLE_ON_BOARD = (OSError, pa.ArrowException)
+"""What an upload raises when the segment's own file cannot be read (missing, shorter than its manifest, a
+disk error). Only these count towards parking: any other exception is a bug in our code (a
+``LocalProtocolError``, say), logged with its traceback, and must not turn into a data state."""
 
 PROBE_SECONDS = 60.0
 """How often a class held back by the link policy sends one chunk to measure the link again."""
@@ -130,6 +137,7 @@ class SyncAgent:
         self._last_probe = clock()  # the first probe a full interval after start: the link was just measured
         self._local_failures: dict[SegmentId, int] = {}
         self._not_before: dict[SegmentId, float] = {}  # segments resting after a local failure
+        self._bugs: dict[SegmentId, int] = {}
         self._wake = asyncio.Event()
 
     def notify(self) -> None:
@@ -287,8 +295,11 @@ class SyncAgent:
             outcome = upload.task.result()
         except asyncio.CancelledError:
             return
-        except Exception as error:  # an unreadable segment file, or a bug: retry a little, then park
+        except UNREADABLE_ON_BOARD as error:  # retry a little, then park: retrying cannot bring bytes back
             await self._local_failure(segment, error)
+            return
+        except Exception:  # a bug: surface it, keep the other uploads going, rest this one; never park it
+            self._bug(segment)
             return
         self._local_failures.pop(segment, None)
         self._not_before.pop(segment, None)
@@ -327,6 +338,14 @@ class SyncAgent:
         self._not_before.pop(segment, None)
         self.counters.parked_segments += 1
         log.error("parked %s: %s -- check the data directory's disk; see `harbour edge status`", segment, reason)
+
+    def _bug(self, segment: SegmentId) -> None:
+        bugs = self._bugs.get(segment, 0) + 1
+        self._bugs[segment] = bugs
+        pause = LOCAL_BACKOFF.seconds(bugs, self.rng)
+        self._not_before[segment] = self.clock() + pause
+        log.exception("BUG: the upload of %s failed in Harbour's own code; it is not parked and is tried again "
+                      "in %.1f s -- please report this traceback", segment, pause)
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -16,7 +16,7 @@ from edge_node.sync.memory_queue import MemorySegmentQueue as MemoryQueue
 from edge_node.sync.transport import HubAnswer
 from sync_protocol import Manifest, SegmentId
 from sync_protocol.chunking import ChunkSizer
-from sync_protocol.errors import ErrorCode, RemoteProtocolError
+from sync_protocol.errors import ErrorCode, LocalProtocolError, RemoteProtocolError
 from sync_protocol.limits import GENESIS_DIGEST
 from sync_protocol.manifest import sha256_hex
 from sync_protocol.segment_states import SegmentState
@@ -212,6 +212,35 @@ async def test_a_segment_whose_file_is_gone_is_parked_not_retried_forever(tmp_pa
     await run_until(agent, lambda: queue.segments[lost.segment].state is SegmentState.PARKED)
     assert "cannot be read on board" in queue.segments[lost.segment].park_reason
     assert kept.segment in queue.acked_order
+
+
+class BuggyTransport(SimulatedTransport):
+    """A transport whose first PATCH of one segment trips over a bug in our own code."""
+
+    def __init__(self, hub: SimulatedHub, buggy_key: str) -> None:
+        super().__init__(hub)
+        self.buggy_key = buggy_key
+        self.bugs = 0
+
+    async def patch(self, upload_key, offset, chunk, checksum, tail=None) -> HubAnswer:
+        if upload_key == self.buggy_key and not self.bugs:
+            self.bugs += 1
+            raise LocalProtocolError("sender asked for a chunk past the end (a bug)")
+        return await super().patch(upload_key, offset, chunk, checksum, tail)
+
+
+async def test_a_bug_is_logged_with_its_traceback_and_never_parks_the_segment(tmp_path, caplog):
+    queue, hub = MemoryQueue(), SimulatedHub()
+    hit = add_segment(queue, tmp_path, "telemetry", 1, 5000, priority=2)
+    other = add_segment(queue, tmp_path, "sales", 1, 5000, priority=3)
+    transport = BuggyTransport(hub, hit.segment.upload_key)
+    agent = make_agent(tmp_path, queue, transport)
+    agent.clock = lambda: asyncio.get_running_loop().time() + 1000 * transport.bugs  # skip the rest after it
+    await run_until(agent, lambda: {hit.segment, other.segment} <= set(queue.acked_order))
+    assert transport.bugs == 1 and queue.segments[hit.segment].state is not SegmentState.PARKED
+    bug_lines = [r for r in caplog.records if r.levelname == "ERROR" and "BUG" in r.getMessage()]
+    assert bug_lines and bug_lines[0].exc_info and bug_lines[0].exc_info[0] is LocalProtocolError
+    assert agent.describe()["parked_since_start"] == 0
 
 
 async def test_a_metered_link_is_never_probed(tmp_path):
