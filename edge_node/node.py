@@ -148,6 +148,8 @@ class EdgeNode:
         if conformed.num_rows == 0:
             return 0
         payload = _ipc_bytes(conformed)
+        # The one quota check of a write, on the bytes that will land in the log (a body's length says little:
+        # CSV or JSON shrinks, Parquet grows when decoded).
         self.check_quota(len(payload))
         self._schemas[name] = merged
         future = asyncio.get_running_loop().create_future()

@@ -107,7 +107,6 @@ async def ingest(request: web.Request) -> web.Response:
     length = request.content_length
     if length is not None and length > limit:
         raise _too_large(limit)
-    node.check_quota(length or 0)
     async with request.app[BUDGET_KEY].reserve(length if length is not None else limit):
         body = await _read_body(request, limit)
         if len(body) <= INLINE_DECODE_BYTES:

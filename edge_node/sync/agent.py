@@ -21,7 +21,7 @@ import asyncio
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -109,7 +109,7 @@ class AgentCounters:
     bytes_sent: int = 0
     pauses: int = 0
     last_ack_at: float | None = None
-    parked: dict[str, str] = field(default_factory=dict)  # segment -> reason
+    # Which segments are parked, and why, is the queue's (the ledger's) to know: ``queue.parked()``.
 
 
 class SyncAgent:
@@ -314,7 +314,6 @@ class SyncAgent:
         elif outcome.parked:
             await asyncio.to_thread(self.queue.mark_parked, segment, outcome.park_reason)
             self.counters.parked_segments += 1
-            self.counters.parked[str(segment)] = outcome.park_reason
             log.error("parked %s: %s -- it stays on disk; see `harbour edge status`", segment, outcome.park_reason)
         elif outcome.paused and upload.prepare:
             self._paused[segment] = upload.uploader.sender

@@ -145,7 +145,7 @@ async def test_a_parked_segment_does_not_block_the_ones_behind_it(tmp_path):
     await run_until(agent, lambda: len(queue.acked_order) == 4)
     assert queue.segments[first.segment].state is not SegmentState.ACKED
     await run_until(agent, lambda: queue.segments[first.segment].state is SegmentState.PARKED)
-    assert "403" in agent.counters.parked[str(first.segment)]
+    assert "403" in dict(queue.parked())[first.segment]
 
 
 async def test_a_thin_link_holds_bulk_back_and_sends_urgent_classes(tmp_path):
