@@ -208,7 +208,9 @@ async def test_a_segment_whose_file_is_gone_is_parked_not_retried_forever(tmp_pa
     kept = add_segment(queue, tmp_path, "sales", 1, 5000, priority=3)
     (tmp_path / "telemetry-1.parquet").unlink()  # the ship's disk lost it
     agent = make_agent(tmp_path, queue, SimulatedTransport(hub))
-    agent.clock = lambda: asyncio.get_running_loop().time() + 1000 * len(agent._local_failures)  # skip pauses
+    # skip the pauses after each failure
+    agent.clock = lambda: asyncio.get_running_loop().time() + 1000 * sum(
+        entry.local_failures for entry in agent._segments.values())
     await run_until(agent, lambda: queue.segments[lost.segment].state is SegmentState.PARKED)
     assert "cannot be read on board" in queue.segments[lost.segment].park_reason
     assert kept.segment in queue.acked_order
