@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,7 +88,7 @@ async def drain(hub_url: str, token: str, directory: Path, queued: list[tuple[Ma
     for manifest, path in queued:
         queue.add(manifest, path)
     agent = SyncAgent(queue, directory, transport, LinkMonitor(clock=loop.time), LinkPolicy(), loop.time,
-                      max_in_flight=cli_max_in_flight())
+                      rng=random.Random(0), max_in_flight=cli_max_in_flight())  # a bench run repeats its jitter
     started = loop.time()
     task = asyncio.create_task(agent.run())
     try:

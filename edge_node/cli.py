@@ -16,31 +16,24 @@ from pathlib import Path
 import click
 
 
-def _size(_ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
-    from .config import parse_size
+def _units(parser_name: str):
+    """A click callback parsing with ``sync_protocol.units.<parser_name>``: the one spelling of sizes,
+    durations and rates that the edge's flags, the hub's and the scenario files share."""
 
-    try:
-        return None if value is None else parse_size(value)
-    except ValueError as error:
-        raise click.BadParameter(str(error), param=param) from None
+    def parse(_ctx: click.Context, param: click.Parameter, value: str | None):
+        from sync_protocol import units
 
+        try:
+            return None if value is None else getattr(units, parser_name)(value)
+        except ValueError as error:
+            raise click.BadParameter(str(error), param=param) from None
 
-def _duration(_ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
-    from .config import parse_duration
-
-    try:
-        return None if value is None else parse_duration(value)
-    except ValueError as error:
-        raise click.BadParameter(str(error), param=param) from None
+    return parse
 
 
-def _rate(_ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
-    from sync_protocol.units import parse_rate
-
-    try:
-        return None if value is None else parse_rate(value)
-    except ValueError as error:
-        raise click.BadParameter(str(error), param=param) from None
+_size = _units("parse_size")
+_duration = _units("parse_duration")
+_rate = _units("parse_rate")
 
 
 def _listen(value: str) -> tuple[str, int]:
@@ -101,12 +94,16 @@ def edge() -> None:
 @click.option("--max-in-flight", default=64, show_default=True, type=click.IntRange(1, 256),
               envvar="HARBOUR_EDGE_MAX_IN_FLIGHT",
               help="Most segment uploads at once; the agent uses as many as the measured link needs (at least 3).")
+@click.option("--seed", type=int, envvar="HARBOUR_EDGE_SEED",
+              help="Seed of the node's randomness (the jitter of retries), to replay a run; the node logs the seed "
+              "it used. Default: a fresh one.")
 @click.option("--log-level", default="INFO", show_default=True, envvar="HARBOUR_EDGE_LOG_LEVEL",
               type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
 def run(site: str, data_dir: Path, listen: str, hub_url: str | None, token: str | None, token_file: Path | None,
         max_disk: int, seal_size: int, seal_age: float, retention: float, priorities: tuple[str, ...],
         max_body: int, housekeeping_interval: float, hub_ca: Path | None, max_upload_rate: float | None,
-        metered: bool, thin_link_below: float, thin_link_max_class: int, max_in_flight: int, log_level: str) -> None:
+        metered: bool, thin_link_below: float, thin_link_max_class: int, max_in_flight: int, seed: int | None,
+        log_level: str) -> None:
     """Run a ship's edge node: the ingest API for on-board applications (POST /v1/tables/TABLE,
     GET /v1/status, GET /healthz). A write is answered 200 only once its rows are on disk (fsync).
 
@@ -136,15 +133,23 @@ def run(site: str, data_dir: Path, listen: str, hub_url: str | None, token: str 
         claimed = claim(data_dir, host, port, time.time, token=secrets.token_urlsafe(16))
     except StartupError as error:
         sys.exit(f"harbour edge run: {error}")
-    from .runner import RunOptions, run_node
-    from .sync.service import SyncOptions
+    from sync_protocol import RemoteProtocolError, SiteId
 
-    sync = None
-    if hub_url and token:
-        sync = SyncOptions(hub_url, token, hub_ca, max_upload_rate, metered, thin_link_below, thin_link_max_class,
-                           max_in_flight)
-    run_node(RunOptions(site, data_dir, host, port, hub_url, token, max_disk, seal_size, seal_age, retention,
-                        parsed, max_body, housekeeping_interval, log_level.upper(), sync), claimed)
+    from .config import EdgeConfig
+    from .runner import run_node
+
+    try:
+        config = EdgeConfig(
+            site=SiteId(site), data_dir=data_dir, seal_bytes=seal_size, seal_age_seconds=seal_age,
+            max_disk_bytes=max_disk, retention_seconds=retention, priorities=parsed, max_body_bytes=max_body,
+            housekeeping_interval=housekeeping_interval, log_level=log_level.upper(), hub_url=hub_url or None,
+            hub_token=token if hub_url else None, hub_ca=hub_ca, max_upload_rate_bps=max_upload_rate,
+            metered=metered, thin_below_bps=thin_link_below, thin_max_class=thin_link_max_class,
+            max_in_flight=max_in_flight, seed=seed)
+    except (RemoteProtocolError, ValueError) as error:
+        claimed.release()
+        sys.exit(f"harbour edge run: {error}")
+    run_node(config, claimed)
 
 
 @edge.command()

@@ -1,17 +1,19 @@
 """Edge-local limits and settings, each with the reason it has its value.
 
 Limits both peers must agree on live in ``sync_protocol.limits``; the ones here only concern one ship's
-node and may differ between ships. ``EdgeConfig`` is the validated settings of one running node; the
-CLI builds it from flags, and tests build it directly with small values.
+node and may differ between ships. ``EdgeConfig`` is the one settings type of an edge process: the CLI
+builds it from flags (sizes and durations parsed by ``sync_protocol.units``), the runner wires the node and
+the sync service from it, and tests build it directly with small values.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from sync_protocol import SiteId
+
+from .sync.link import DEFAULT_THIN_BELOW_BPS, DEFAULT_THIN_MAX_CLASS
 
 DEFAULT_LISTEN = "127.0.0.1:8701"
 """The contract's default: loopback only, so nothing off the ship's host reaches the ingest API by accident."""
@@ -76,37 +78,11 @@ PARQUET_ROW_GROUP_BYTES = 32 * 1024 * 1024
 PARQUET_COMPRESSION_LEVEL = 1
 """zstd level 1: measured 356-404 MB/s with a ratio within ~15% of level 3 (perf-limits.md)."""
 
-_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)\s*", re.IGNORECASE)
-_SIZE_UNITS = {"": 1, "b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12,
-               "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
-_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|)\s*")
-_DURATION_UNITS = {"ms": 0.001, "": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_size(text: str) -> int:
-    """``20GiB``, ``512MB``, ``64mib``, ``1000`` (bytes) -> bytes."""
-    match = _SIZE.fullmatch(str(text))
-    if not match:
-        raise ValueError(f"{text!r} is not a size; write e.g. 20GiB, 512MB or 1048576")
-    unit = match.group(2).lower().removesuffix("b")
-    return int(float(match.group(1)) * _SIZE_UNITS[unit])
-
-
-def parse_duration(text: str) -> float:
-    """``300``, ``30s``, ``5m``, ``2h``, ``7d`` -> seconds."""
-    match = _DURATION.fullmatch(str(text))
-    if not match:
-        raise ValueError(f"{text!r} is not a duration; write e.g. 30s, 5m, 2h or 7d")
-    return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
-
-
-def format_size(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(value) < 1024:
-            return f"{value:.1f} {unit}" if unit != "B" else f"{int(value)} B"
-        value /= 1024
-    return f"{value:.1f} TiB"
+DEFAULT_MAX_IN_FLIGHT = 64
+"""Cap on uploads at once (each is one TCP connection). 100 Mbit/s with 600 ms RTT holds 7.5 MB per round
+trip; a port-call backlog of 1-2 MB segments sealed by age at sea needs ~40 uploads at once to keep such a
+link 90% busy (see ``SyncAgent._target_in_flight``); 64 leaves room without exhausting the hub's worker
+threads."""
 
 
 @dataclass(frozen=True)
@@ -120,8 +96,22 @@ class EdgeConfig:
     priorities: dict[str, int] = field(default_factory=dict)
     max_body_bytes: int = MAX_REQUEST_BODY_BYTES
     housekeeping_interval: float = SEAL_CHECK_INTERVAL_SECONDS
+    log_level: str = "INFO"
+    # Sync: without hub_url and hub_token the node keeps everything on board.
     hub_url: str | None = None
     hub_token: str | None = field(default=None, repr=False)  # never printed in logs
+    hub_ca: Path | None = None  # a private CA that signed the hub's certificate
+    max_upload_rate_bps: float | None = None  # bits per second; None: no cap
+    metered: bool = False
+    thin_below_bps: float = DEFAULT_THIN_BELOW_BPS
+    thin_max_class: int = DEFAULT_THIN_MAX_CLASS
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
+    seed: int | None = None  # of the sync's back-off jitter; None: a fresh one, logged so that it can be replayed
+
+    @property
+    def syncs(self) -> bool:
+        """Whether a hub is configured to sync to (else data is kept on board only)."""
+        return bool(self.hub_url and self.hub_token)
 
     def __post_init__(self) -> None:
         for name in ("seal_bytes", "max_disk_bytes", "max_body_bytes"):

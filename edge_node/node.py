@@ -20,7 +20,7 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import pyarrow as pa
 import pyarrow.ipc as pa_ipc
@@ -32,8 +32,7 @@ from .config import FRESH_SEAL_SECONDS, QUOTA_PRESSURE_FRACTION, SEAL_POLL_SECON
 from .ledger import SegmentLedger
 from .quota import DiskQuota, Usage
 
-if TYPE_CHECKING:
-    from .sync.service import SyncService
+NO_HUB_STATE = "no hub configured: data is kept on board only"
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +56,19 @@ def _ipc_bytes(table: pa.Table) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
+class SyncHooks(Protocol):
+    """What the node asks of the sync service (``edge_node.sync.service.SyncService`` has it). A Protocol, so
+    that the node does not import the sync layer above it: ``edge_node.runner`` wires the two together."""
+
+    state_line: str  # what the link is doing, quoted in status and in 507 answers
+
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+    def notify(self) -> None: ...
+    def seals_early(self, priority: int, class_pending: bool) -> bool: ...
+    def describe(self, pending_bytes: int) -> dict[str, Any]: ...
+
+
 class EdgeNode:
     def __init__(self, config: EdgeConfig, clock: Callable[[], float]) -> None:
         self.config = config
@@ -68,8 +80,6 @@ class EdgeNode:
         self.wal = wal.WriteAheadLog(self.data_dir / WAL_DIR, clock, config.seal_bytes)
         self.quota = DiskQuota(config.max_disk_bytes)
         self.stats = IngestStats()
-        # One line on what the link is doing, quoted in status and in 507 answers; the sync service keeps it fresh.
-        self.sync_state = "sync starting" if config.hub_url else "no hub configured: data is kept on board only"
         self._schemas: dict[str, pa.Schema] = {}
         self._segment_usage = (0, 0, 0)
         self._queue: list[tuple[wal.Append, asyncio.Future]] = []
@@ -78,7 +88,12 @@ class EdgeNode:
         self._seal_thread = ThreadPoolExecutor(1, thread_name_prefix="harbour-sealer")
         self._wake_sealer = asyncio.Event()
         self._background: asyncio.Task | None = None
-        self.sync: SyncService | None = None  # set by the runner when a hub is configured
+        self.sync: SyncHooks | None = None  # set by the runner when a hub is configured
+
+    @property
+    def sync_state(self) -> str:
+        """One line on what the link is doing, quoted in status and in 507 answers."""
+        return self.sync.state_line if self.sync is not None else NO_HUB_STATE
 
     # -- start-up ---------------------------------------------------------------------------------
 
@@ -133,6 +148,8 @@ class EdgeNode:
         if conformed.num_rows == 0:
             return 0
         payload = _ipc_bytes(conformed)
+        # The one quota check of a write, on the bytes that will land in the log (a body's length says little:
+        # CSV or JSON shrinks, Parquet grows when decoded).
         self.check_quota(len(payload))
         self._schemas[name] = merged
         future = asyncio.get_running_loop().create_future()

@@ -14,8 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sync_protocol import ErrorCode, RemoteProtocolError
-
-from .config import format_size
+from sync_protocol.units import format_size
 
 
 @dataclass(frozen=True)

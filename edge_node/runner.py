@@ -13,10 +13,11 @@ import asyncio
 import io
 import json
 import logging
+import random
+import secrets
 import signal
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 from aiohttp import web
 
-from sync_protocol import RemoteProtocolError, SiteId, log_hygiene
+from sync_protocol import RemoteProtocolError, log_hygiene
 
 from .config import EdgeConfig
 from .ledger import SegmentLedger
@@ -33,7 +34,7 @@ from .quota import Usage
 from .server import make_app
 from .startup import Claim
 from .status import build_status, offline_logs
-from .sync.service import SyncOptions, SyncService
+from .sync.service import SyncService
 
 log = logging.getLogger("edge_node")
 
@@ -41,54 +42,40 @@ LISTENING_LINE = "harbour edge listening on http://{host}:{port}"
 """Printed on stdout once the node serves: supervisors and tests wait for it (port 0 is resolved)."""
 
 
-@dataclass(frozen=True)
-class RunOptions:
-    site: str
-    data_dir: Path
-    host: str
-    port: int
-    hub_url: str | None
-    token: str | None
-    max_disk: int
-    seal_size: int
-    seal_age: float
-    retention: float
-    priorities: dict[str, int]
-    max_body: int
-    housekeeping_interval: float
-    log_level: str
-    sync: SyncOptions | None = None  # None: no hub, data stays on board
-
-
-def run_node(options: RunOptions, claim: Claim, clock: Callable[[], float] | None = None) -> None:
+def run_node(config: EdgeConfig, claim: Claim, clock: Callable[[], float] | None = None) -> None:
     """Run the node on DATA and the socket ``claim`` holds (it is released when the node stops)."""
     try:
-        _run_claimed(options, claim, clock)
+        _run_claimed(config, claim, clock)
     finally:
         claim.release()
 
 
-def _run_claimed(options: RunOptions, claim: Claim, clock: Callable[[], float] | None) -> None:
+def _run_claimed(config: EdgeConfig, claim: Claim, clock: Callable[[], float] | None) -> None:
     import time
 
-    logging.basicConfig(level=options.log_level, stream=sys.stderr,
+    logging.basicConfig(level=config.log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log_hygiene.install(logging.getLogger().handlers, time.monotonic)  # no token in any log line
     try:
-        config = EdgeConfig(
-            site=SiteId(options.site), data_dir=options.data_dir, seal_bytes=options.seal_size,
-            seal_age_seconds=options.seal_age, max_disk_bytes=options.max_disk, retention_seconds=options.retention,
-            priorities=options.priorities, max_body_bytes=options.max_body,
-            housekeeping_interval=options.housekeeping_interval, hub_url=options.hub_url, hub_token=options.token)
         node = EdgeNode(config, clock or time.time)
     except (RemoteProtocolError, ValueError, RuntimeError) as error:
         sys.exit(f"harbour edge run: {error}")
     node.recover()
-    if options.sync is not None:
-        node.sync = SyncService(node, options.sync)
+    if config.syncs:
+        node.sync = SyncService(config, ledger=node.ledger, wal=node.wal, usage=node.usage, clock=node.clock,
+                                rng=seeded_rng(config))
     else:
         log.info("no --hub given: data is kept locally only")
     asyncio.run(_serve(node, claim))
+
+
+def seeded_rng(config: EdgeConfig) -> random.Random:
+    """The one source of randomness of the node (back-off jitter). Seeded from ``--seed`` and the site, so
+    that the ships of one scenario, given one seed, still draw different numbers; without ``--seed`` from a
+    fresh seed that is logged, so a run that went wrong can be replayed."""
+    seed = config.seed if config.seed is not None else secrets.randbits(32)
+    log.info("random seed %d (--seed %d replays this node's back-off)", seed, seed)
+    return random.Random(f"{seed}:{config.site}")
 
 
 async def _serve(node: EdgeNode, claim: Claim) -> None:

@@ -3,6 +3,7 @@
 Order of steps, and why each crash point is safe:
 
 1. write ``<seq>.parquet.tmp`` and fsync it            -- crash: a stray .tmp, removed at start-up
+   (hashed as it is written, and its schema taken from the footer the writer made: never read back)
 2. rename to ``<seq>.parquet``, fsync the directory     -- crash: a file no ledger row names; the log is
                                                            still there and is sealed again to the same name
 3. commit the segment and ``sealed_log_no`` in the ledger -- the commit point: the rows now live in the segment
@@ -19,6 +20,7 @@ import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -34,7 +36,6 @@ log = logging.getLogger(__name__)
 SEGMENTS_DIR = "segments"
 SEGMENT_SUFFIX = ".parquet"
 TMP_SUFFIX = ".tmp"
-HASH_BLOCK_BYTES = 1024 * 1024
 
 
 def segment_path(data_dir: Path, table: str, seq: int) -> Path:
@@ -71,17 +72,37 @@ def remove_stray_tmp_files(data_dir: Path) -> None:
         tmp.unlink()
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        while block := file.read(HASH_BLOCK_BYTES):
-            digest.update(block)
-    return digest.hexdigest()
+class _HashingSink:
+    """The segment file as the Parquet writer sees it: every byte also goes into the sha256 and the size,
+    so the manifest is made without reading the file back."""
+
+    def __init__(self, file: BinaryIO) -> None:
+        self.file = file
+        self.sha256 = hashlib.sha256()
+        self.size = 0
+        self.closed = False
+
+    def write(self, data: bytes) -> int:
+        self.sha256.update(data)
+        self.size += memoryview(data).nbytes
+        return self.file.write(data)
+
+    def tell(self) -> int:
+        return self.size
+
+    def flush(self) -> None:
+        self.file.flush()
+
+    def close(self) -> None:  # the sealer fsyncs and closes the real file itself
+        self.flush()
+        self.closed = True
 
 
-def _write_parquet(log_file: Path, target: Path, site: SiteId, quarantine: Path) -> int:
-    """Stream the log's records into ``target`` in bounded row groups; returns the row count."""
+def _write_parquet(log_file: Path, target: _HashingSink, site: SiteId, quarantine: Path) -> tuple[int, pa.Schema]:
+    """Stream the log's records into ``target`` in bounded row groups; returns the row count and the schema
+    a reader of the file sees (Parquet stores some types differently: date64 reads back as date32)."""
     writer: pq.ParquetWriter | None = None
+    footers: list[pq.FileMetaData] = []
     buffered: list[pa.Table] = []
     buffered_rows = buffered_bytes = rows = 0
     scans: list[wal.LogScan] = []
@@ -93,7 +114,7 @@ def _write_parquet(log_file: Path, target: Path, site: SiteId, quarantine: Path)
             dictionary, encodings = column_encodings(group.schema)
             writer = pq.ParquetWriter(target, group.schema, compression="zstd",
                                       compression_level=PARQUET_COMPRESSION_LEVEL, use_dictionary=dictionary,
-                                      column_encoding=encodings)
+                                      column_encoding=encodings, metadata_collector=footers)
         writer.write_table(group, row_group_size=max(group.num_rows, 1))
         buffered, buffered_rows, buffered_bytes = [], 0, 0
 
@@ -113,7 +134,7 @@ def _write_parquet(log_file: Path, target: Path, site: SiteId, quarantine: Path)
             writer.close()
     if scans and scans[0].problem:
         wal.repair_log(scans[0], quarantine)  # logs it; the whole records before the fault are sealed
-    return rows
+    return rows, footers[0].schema.to_arrow_schema() if footers else pa.schema([])
 
 
 def seal_log(
@@ -125,18 +146,20 @@ def seal_log(
     final = segment_path(data_dir, table, seq)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.with_name(final.name + TMP_SUFFIX)
-    rows = _write_parquet(log_file, tmp, site, quarantine)
+    with open(tmp, "wb") as file:
+        sink = _HashingSink(file)
+        rows, file_schema = _write_parquet(log_file, sink, site, quarantine)
+        file.flush()
+        os.fsync(file.fileno())
     if rows == 0:
         tmp.unlink(missing_ok=True)
         log_file.unlink()
         return None
-    with open(tmp, "rb") as file:
-        os.fsync(file.fileno())
     os.replace(tmp, final)
     wal.fsync_dir(final.parent)
     manifest = Manifest.create(
-        SegmentId(site, TableName(table), seq), row_count=rows, byte_size=final.stat().st_size,
-        sha256=_file_sha256(final), schema_fingerprint=schemas.fingerprint(pq.read_schema(final)),
+        SegmentId(site, TableName(table), seq), row_count=rows, byte_size=sink.size,
+        sha256=sink.sha256.hexdigest(), schema_fingerprint=schemas.fingerprint(file_schema),
         prev_sha256=prev_sha256, priority=priority, clock=clock,
     )
     ledger.record_sealed(manifest, str(final.relative_to(data_dir)), wal.log_number(log_file), table_schema)

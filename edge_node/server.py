@@ -17,9 +17,10 @@ from contextlib import asynccontextmanager
 from aiohttp import web
 
 from sync_protocol import ErrorCode, RemoteProtocolError, TableName, encode_error_body
+from sync_protocol.units import format_size
 
 from . import codecs
-from .config import MAX_INFLIGHT_BODY_BYTES, format_size
+from .config import MAX_INFLIGHT_BODY_BYTES
 from .node import EdgeNode
 from .release import RELEASE_PATH, TOKEN_HEADER, NotParked, parse_request_body, release_parked
 from .status import backlog_by_class, build_status
@@ -106,7 +107,6 @@ async def ingest(request: web.Request) -> web.Response:
     length = request.content_length
     if length is not None and length > limit:
         raise _too_large(limit)
-    node.check_quota(length or 0)
     async with request.app[BUDGET_KEY].reserve(length if length is not None else limit):
         body = await _read_body(request, limit)
         if len(body) <= INLINE_DECODE_BYTES:
@@ -159,7 +159,8 @@ async def release(request: web.Request) -> web.Response:
 async def healthz(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
     if node.quota.would_exceed(node.usage(), 0):
-        return _json_error(503, ErrorCode.DISK_FULL, "disk quota reached: writes are refused",
+        # The code's own status (507, as for a refused write); a 503 said "try again soon", not "disk full".
+        return _json_error(ErrorCode.DISK_FULL.status, ErrorCode.DISK_FULL, "disk quota reached: writes are refused",
                            "see GET /v1/status for what is waiting to be synced")
     return web.json_response({"ok": True, "site": str(node.config.site)})
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from sync_protocol.units import format_size
+
 from . import wal
-from .config import DEFAULT_PRIORITY, format_size
+from .config import DEFAULT_PRIORITY
 from .ledger import SegmentLedger, TableCounts
 from .quota import Usage
 

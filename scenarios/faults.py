@@ -23,18 +23,43 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
+from .link_driver import ShipLink
 from .plan import FaultEvent
-
-if TYPE_CHECKING:
-    from .runner import Fleet
+from .supervisor import ManagedProcess
 
 DISK_FULL_MAX_FLOOD_SECONDS = 45.0
 """A flood that has not reached the quota by then gives up (the report says so): the scenario's
 max_disk is too large for the run."""
+
+
+class ShipUnderTest(Protocol):
+    """What a fault does to one ship (``runner.Ship`` has it): its link, its edge process, its power."""
+
+    link: ShipLink
+    edge: ManagedProcess
+    edge_up: asyncio.Event
+    restart_lock: asyncio.Lock
+    quota_refusals: int
+
+
+class Fleet(Protocol):
+    """What the executors act on and read (``runner.Fleet`` has it, and passes itself to ``run_faults``):
+    a Protocol here rather than an import of the runner, so that faults stay below the runner."""
+
+    hub: ManagedProcess
+    hub_up: asyncio.Event
+    hub_restart_lock: asyncio.Lock
+
+    @property
+    def ships(self) -> Mapping[str, ShipUnderTest]: ...
+    def clock(self) -> float: ...
+    echo: Callable[[str], None]
+    async def edge_status(self, ship: Any) -> dict[str, Any] | None: ...
+    async def flood_until_full(self, ship: Any, max_seconds: float) -> int: ...
 
 
 @dataclass

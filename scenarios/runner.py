@@ -143,6 +143,7 @@ class Fleet:
         self.operator_token = tokens.pop("")
         options = [f"--{key}={value}" for key, value in self.scenario.edge_options]
         options += [f"--priority={t.name}={t.priority}" for t in self.scenario.tables]
+        options.append(f"--seed={self.plan.seed}")  # each edge mixes in its site: a run replays from its seed
         for ship_plan, spec in zip(self.plan.ships, self.scenario.ships, strict=True):
             first = ship_plan.changes[0]
             proxy = await LinkProxy("127.0.0.1", self.hub.port, state=first.state).start()

@@ -8,7 +8,7 @@ An ``UploadSender`` is told what happened and says what to send next. The edge's
         do the request over HTTP (read the chunk from the segment file, checksum it, PATCH it)
         report the outcome: on_created / on_offset / on_chunk_accepted / on_error / on_connection_lost
 
-It never sleeps, reads a clock or opens a socket: back-off between retries (tenacity) and the
+It never sleeps, reads a clock or opens a socket: back-off between retries (``backoff``, with an rng) and the
 timing of chunks belong to the caller, which passes elapsed seconds in.
 
 The rules that matter:

@@ -1,8 +1,10 @@
-"""Sizes and rates as operators write them: ``20GiB``, ``64MiB``, ``2Mbit``, ``256kbit/s``.
+"""Sizes, durations and rates as operators write them: ``20GiB``, ``20g``, ``5m``, ``2Mbit``, ``256kbit/s``.
 
-Shared by both nodes' command lines and the scenario files, so that one spelling means one thing
-everywhere. Sizes use bytes (``B``, ``KB``=1000, ``KiB``=1024, ...); rates use *bits* per second,
-as links are sold (``2Mbit`` = 2,000,000 bit/s = 250,000 bytes/s).
+The one parser for both nodes' command lines, the edge's settings and the scenario files, so that one
+spelling means one thing everywhere (``--max-disk 20g`` on the command line and ``max_disk = "20g"`` in a
+scenario file). Sizes use bytes (``B``, ``K``/``KB``=1000, ``Ki``/``KiB``=1024, ..., case-insensitive);
+durations seconds (``250ms``, ``30s``, ``5m``, ``2h``, ``7d``, a bare number is seconds); rates use *bits*
+per second, as links are sold (``2Mbit`` = 2,000,000 bit/s = 250,000 bytes/s).
 """
 
 from __future__ import annotations
@@ -11,9 +13,11 @@ import re
 
 _SIZE_UNITS = {
     "": 1, "b": 1,
-    "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
-    "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40,
+    "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12,
+    "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40,
 }
+"""Size units without their optional trailing ``b``: ``20g``, ``20gb``, ``20gi`` and ``20GiB`` all parse."""
+_DURATION_UNITS = {"ms": 0.001, "": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _RATE_UNITS = {
     "bit": 1, "kbit": 10**3, "mbit": 10**6, "gbit": 10**9,
     "bps": 1, "kbps": 10**3, "mbps": 10**6, "gbps": 10**9,
@@ -22,12 +26,24 @@ _NUMBER_UNIT = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*")
 
 
 def parse_size(text: str) -> int:
-    """Bytes from ``20GiB``, ``512MB``, ``1048576``. Raises ValueError with the accepted spellings."""
+    """Bytes from ``20GiB``, ``20g``, ``512MB``, ``64mib``, ``1048576``. Raises ValueError with the accepted
+    spellings."""
     match = _NUMBER_UNIT.fullmatch(str(text))
     unit = match.group(2).lower() if match else None
+    if unit and unit[0] in "kmgt":
+        unit = unit.removesuffix("b")
     if match is None or unit not in _SIZE_UNITS:
         raise ValueError(f"{text!r} is not a size; write e.g. 20GiB, 512MiB, 64MB or a number of bytes")
     return int(float(match.group(1)) * _SIZE_UNITS[unit])
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from ``300``, ``250ms``, ``30s``, ``5m``, ``2h``, ``7d``. Raises ValueError on anything else."""
+    match = _NUMBER_UNIT.fullmatch(str(text))
+    unit = match.group(2) if match else None  # case matters: an ``M`` could be months
+    if match is None or unit not in _DURATION_UNITS:
+        raise ValueError(f"{text!r} is not a duration; write e.g. 30s, 5m, 2h or 7d")
+    return float(match.group(1)) * _DURATION_UNITS[unit]
 
 
 def parse_rate(text: str) -> float:
@@ -43,8 +59,8 @@ def parse_rate(text: str) -> float:
 
 
 def format_size(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024 or unit == "GiB":
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     raise AssertionError("unreachable")

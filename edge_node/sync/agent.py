@@ -21,26 +21,25 @@ import asyncio
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+import pyarrow as pa
+
 from sync_protocol import Manifest, SegmentId
+from sync_protocol.backoff import Backoff, Rng
 from sync_protocol.chunking import ChunkSizer
 from sync_protocol.limits import CHUNK_TARGET_SECONDS, MAX_CHUNK_BYTES, MIN_CHUNK_BYTES
 from sync_protocol.segment_states import SegmentState
 from sync_protocol.sender import UploadSender
 
+from ..config import DEFAULT_MAX_IN_FLIGHT
 from .link import LinkMonitor, LinkPolicy
 from .transport import HubTransport
 from .uploader import SegmentUploader, UploadOutcome, file_chunk_reader
 
 log = logging.getLogger("edge_node.sync")
-
-DEFAULT_MAX_IN_FLIGHT = 64
-"""Cap on uploads at once (each is one TCP connection). 100 Mbit/s with 600 ms RTT holds 7.5 MB per round
-trip; a port-call backlog of 1-2 MB segments sealed by age at sea needs ~40 uploads at once to keep such a
-link 90% busy (see ``_target_in_flight``); 64 leaves room without exhausting the hub's worker threads."""
 
 TARGET_UTILISATION = 0.9
 """Share of the link the agent aims to keep busy when sizing its concurrency."""
@@ -65,6 +64,15 @@ ROUND_FAILURE_PAUSE_SECONDS = 5.0
 LOCAL_FAILURES_BEFORE_PARKING = 3
 """A segment whose own file cannot be read (missing, shorter than its manifest) is tried this many times,
 with a growing pause, then parked with the reason: retrying cannot bring the bytes back."""
+
+LOCAL_BACKOFF = Backoff(first_seconds=2.0, cap_seconds=60.0)
+"""The pause after a segment's file could not be read: 2 s, then 4 s (plus jitter), time for a disk
+hiccup or a busy sealer to pass before the segment is tried again."""
+
+UNREADABLE_ON_BOARD = (OSError, pa.ArrowException)
+"""What an upload raises when the segment's own file cannot be read (missing, shorter than its manifest, a
+disk error). Only these count towards parking: any other exception is a bug in our code (a
+``LocalProtocolError``, say), logged with its traceback, and must not turn into a data state."""
 
 PROBE_SECONDS = 60.0
 """How often a class held back by the link policy sends one chunk to measure the link again."""
@@ -94,6 +102,26 @@ class _Upload:
 
 
 @dataclass
+class _Segment:
+    """What the agent knows of one segment between scheduling rounds: one record per segment, dropped once
+    the segment is acked or parked (the ledger keeps those states)."""
+
+    upload: _Upload | None = None  # a task running: sending, or only creating the upload (``prepare``)
+    resumable: UploadSender | None = None  # created at the hub, or paused mid-way: resumes at its offset
+    local_failures: int = 0  # its file could not be read; parked at LOCAL_FAILURES_BEFORE_PARKING
+    bugs: int = 0  # failed in our own code: retried with back-off, never parked
+    not_before: float = 0.0  # resting after a failure until then
+
+    @property
+    def sending(self) -> bool:
+        return self.upload is not None and not self.upload.prepare
+
+    @property
+    def preparing(self) -> bool:
+        return self.upload is not None and self.upload.prepare
+
+
+@dataclass
 class AgentCounters:
     acked_segments: int = 0
     acked_bytes: int = 0
@@ -101,13 +129,13 @@ class AgentCounters:
     bytes_sent: int = 0
     pauses: int = 0
     last_ack_at: float | None = None
-    parked: dict[str, str] = field(default_factory=dict)  # segment -> reason
+    # Which segments are parked, and why, is the queue's (the ledger's) to know: ``queue.parked()``.
 
 
 class SyncAgent:
     def __init__(
         self, queue: SegmentQueue, data_dir: Path, transport: HubTransport, monitor: LinkMonitor,
-        policy: LinkPolicy, clock: Callable[[], float], *, max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        policy: LinkPolicy, clock: Callable[[], float], *, rng: Rng, max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         sizer_factory: Callable[[], ChunkSizer] | None = None,
     ) -> None:
         if max_in_flight < 1:
@@ -118,17 +146,25 @@ class SyncAgent:
         self.monitor = monitor
         self.policy = policy
         self.clock = clock
+        self.rng = rng  # jitter for every back-off, seeded by the node: a run replays from its seed
         self.max_in_flight = max_in_flight
         self.sizer_factory = sizer_factory or self._sizer_for_link
         self.counters = AgentCounters()
-        self._uploads: dict[SegmentId, _Upload] = {}
-        self._preparing: dict[SegmentId, _Upload] = {}
-        self._paused: dict[SegmentId, UploadSender] = {}
+        self._segments: dict[SegmentId, _Segment] = {}
         self._waiting_class: int | None = None  # most urgent class that found no free slot
         self._last_probe = clock()  # the first probe a full interval after start: the link was just measured
-        self._local_failures: dict[SegmentId, int] = {}
-        self._not_before: dict[SegmentId, float] = {}  # segments resting after a local failure
         self._wake = asyncio.Event()
+
+    def _sending(self) -> dict[SegmentId, _Upload]:
+        return {segment: entry.upload for segment, entry in self._segments.items()
+                if entry.upload is not None and entry.sending}
+
+    def _running(self) -> list[_Upload]:
+        return [entry.upload for entry in self._segments.values() if entry.upload is not None]
+
+    def _ready_ahead(self) -> int:
+        """Uploads created at the hub (or being created) that wait for a free slot."""
+        return sum(1 for entry in self._segments.values() if entry.preparing or entry.resumable is not None)
 
     def notify(self) -> None:
         """A segment was sealed: look at the ledger now rather than at the next poll."""
@@ -146,65 +182,70 @@ class SyncAgent:
                     log.exception("sync round failed; trying again in %.0f s", ROUND_FAILURE_PAUSE_SECONDS)
                     await asyncio.sleep(ROUND_FAILURE_PAUSE_SECONDS)
         finally:
-            everything = [*self._uploads.values(), *self._preparing.values()]
+            everything = self._running()
             for upload in everything:
                 upload.task.cancel()
             await asyncio.gather(*(u.task for u in everything), return_exceptions=True)
 
     async def _wait_for_something(self) -> None:
         self._wake.clear()
-        tasks = [upload.task for upload in (*self._uploads.values(), *self._preparing.values())]
+        tasks = [upload.task for upload in self._running()]
         wake = asyncio.ensure_future(self._wake.wait())
         try:
             await asyncio.wait([wake, *tasks], timeout=IDLE_POLL_SECONDS, return_when=asyncio.FIRST_COMPLETED)
         finally:
             wake.cancel()
-        for uploads in (self._uploads, self._preparing):
-            for segment, upload in list(uploads.items()):
-                if upload.task.done():
-                    del uploads[segment]
-                    await self._finish(segment, upload)
+        for segment, entry in list(self._segments.items()):
+            if entry.upload is not None and entry.upload.task.done():
+                upload, entry.upload = entry.upload, None
+                await self._finish(segment, entry, upload)
 
     async def _schedule(self) -> None:
         pending = await asyncio.to_thread(self.queue.pending_segments, PENDING_WINDOW)
         allowed_up_to = self.policy.max_class(self.monitor.measured_state)
         self._waiting_class = None
         probe_budget = self.monitor.probe_bytes() if self._probe_due() else 0
+        sending = len(self._sending())
         for stored in pending:
             segment = stored.manifest.segment
-            if segment in self._uploads or self._not_before.get(segment, 0.0) > self.clock():
+            entry = self._segments.get(segment) or _Segment()
+            if entry.sending or entry.not_before > self.clock():
                 continue
             priority = stored.manifest.priority
             probe = priority > allowed_up_to
             if probe and probe_budget <= 0:
                 continue
-            if segment in self._preparing:
+            if entry.preparing:
                 continue
             if probe:
                 # A probe carries enough bytes to measure: small segments of held-back classes go together
                 # (in flight at once, they load the link as one big chunk would).
                 await self._start(stored, probe=True)
+                sending += 1
                 probe_budget -= stored.manifest.byte_size - self._offset_of(segment)
                 continue
-            if len(self._uploads) >= self._target_in_flight(pending):
+            if sending >= self._target_in_flight(pending):
                 if self._waiting_class is None or priority < self._waiting_class:
                     self._waiting_class = priority
                 if not probe:
                     await self._prepare(stored)
                 continue
             await self._start(stored, probe)
+            sending += 1
 
     async def _prepare(self, stored: StoredSegmentLike) -> None:
         """Create the upload now, so that its first chunk can go the moment a slot frees."""
         segment = stored.manifest.segment
-        if segment in self._paused or len(self._preparing) + len(self._paused) >= PREPARE_AHEAD:
+        entry = self._segments.get(segment)
+        if (entry is not None and entry.resumable is not None) or self._ready_ahead() >= PREPARE_AHEAD:
             return
         sender = await self._new_sender(stored)
         uploader = SegmentUploader(
             self.transport, sender, file_chunk_reader(self.data_dir / stored.path), self.monitor, self.clock,
-            should_pause=lambda: True,  # stop as soon as the hub has the upload and told us its offset
+            rng=self.rng, should_pause=lambda: True,  # stop as soon as the hub has the upload and told us its offset
         )
-        self._preparing[segment] = _Upload(uploader, asyncio.create_task(uploader.run()), probe=False, prepare=True)
+        self._segments.setdefault(segment, _Segment()).upload = _Upload(
+            uploader, asyncio.create_task(uploader.run()), probe=False, prepare=True)
 
     async def _new_sender(self, stored: StoredSegmentLike) -> UploadSender:
         resumed = stored.state is SegmentState.UPLOADING
@@ -233,7 +274,7 @@ class SyncAgent:
         """A new upload starts at its share of what the link has shown, not from scratch."""
         sizer = ChunkSizer()
         if self.monitor.rate_bytes:
-            share = self.monitor.rate_bytes * CHUNK_TARGET_SECONDS / max(1, len(self._uploads) + 1)
+            share = self.monitor.rate_bytes * CHUNK_TARGET_SECONDS / max(1, len(self._sending()) + 1)
             sizer.size = int(max(MIN_CHUNK_BYTES, min(MAX_CHUNK_BYTES, share)))
         return sizer
 
@@ -241,18 +282,19 @@ class SyncAgent:
         # A metered link is held back by decision, not by measurement: probing it would only spend money.
         # Urgent uploads in flight do not postpone a probe: on a ship with a steady trickle of telemetry
         # there always is one, and the port call would pass unnoticed.
-        if self.policy.metered or any(u.probe for u in self._uploads.values()):
+        if self.policy.metered or any(u.probe for u in self._sending().values()):
             return False
         return self.clock() - self._last_probe >= PROBE_SECONDS
 
     def _offset_of(self, segment: SegmentId) -> int:
-        upload = self._uploads.get(segment)
+        upload = self._sending().get(segment)
         return upload.uploader.sender.offset if upload else 0
 
     async def _start(self, stored: StoredSegmentLike, probe: bool) -> None:
         manifest = stored.manifest
         segment = manifest.segment
-        sender = self._paused.pop(segment, None)
+        entry = self._segments.setdefault(segment, _Segment())
+        sender, entry.resumable = entry.resumable, None
         if sender is None:
             sender = await self._new_sender(stored)
         else:
@@ -265,9 +307,10 @@ class SyncAgent:
             sender.sizer.size = max(sender.sizer.size, min(MAX_CHUNK_BYTES, self.monitor.probe_bytes()))
         uploader = SegmentUploader(
             self.transport, sender, file_chunk_reader(self.data_dir / stored.path), self.monitor, self.clock,
+            rng=self.rng,
         )
         uploader.should_pause = lambda: self._should_pause(uploader)
-        self._uploads[segment] = _Upload(uploader, asyncio.create_task(uploader.run()), probe)
+        entry.upload = _Upload(uploader, asyncio.create_task(uploader.run()), probe)
 
     def _should_pause(self, uploader: SegmentUploader) -> bool:
         priority = uploader.manifest.priority
@@ -276,19 +319,24 @@ class SyncAgent:
         waiting = self._waiting_class
         if waiting is None or waiting >= priority:
             return False
-        least_urgent = max(u.uploader.manifest.priority for u in self._uploads.values())
+        least_urgent = max(u.uploader.manifest.priority for u in self._sending().values())
         return priority == least_urgent
 
-    async def _finish(self, segment: SegmentId, upload: _Upload) -> None:
+    async def _finish(self, segment: SegmentId, entry: _Segment, upload: _Upload) -> None:
         try:
             outcome = upload.task.result()
         except asyncio.CancelledError:
             return
-        except Exception as error:  # an unreadable segment file, or a bug: retry a little, then park
-            await self._local_failure(segment, error)
+        except UNREADABLE_ON_BOARD as error:  # retry a little, then park: retrying cannot bring bytes back
+            await self._local_failure(segment, entry, error)
             return
-        self._local_failures.pop(segment, None)
-        self._not_before.pop(segment, None)
+        except Exception:  # a bug: surface it, keep the other uploads going, rest this one; never park it
+            self._bug(segment, entry)
+            return
+        entry.local_failures = entry.bugs = 0
+        entry.not_before = 0.0
+        if not outcome.paused:
+            del self._segments[segment]  # acked or parked: the ledger holds it from here
         self.counters.bytes_sent += outcome.bytes_sent
         manifest = upload.uploader.manifest
         if outcome.acked:
@@ -300,30 +348,34 @@ class SyncAgent:
         elif outcome.parked:
             await asyncio.to_thread(self.queue.mark_parked, segment, outcome.park_reason)
             self.counters.parked_segments += 1
-            self.counters.parked[str(segment)] = outcome.park_reason
             log.error("parked %s: %s -- it stays on disk; see `harbour edge status`", segment, outcome.park_reason)
         elif outcome.paused and upload.prepare:
-            self._paused[segment] = upload.uploader.sender
+            entry.resumable = upload.uploader.sender
         elif outcome.paused:
             self.counters.pauses += 1
-            self._paused[segment] = upload.uploader.sender
+            entry.resumable = upload.uploader.sender
             log.info("paused %s at %d of %d bytes to make way for more urgent data", segment,
                      upload.uploader.sender.offset, manifest.byte_size)
 
-    async def _local_failure(self, segment: SegmentId, error: Exception) -> None:
-        failures = self._local_failures.get(segment, 0) + 1
-        self._local_failures[segment] = failures
-        if failures < LOCAL_FAILURES_BEFORE_PARKING:
-            pause = 2.0 ** failures
-            self._not_before[segment] = self.clock() + pause
-            log.warning("upload of %s failed on board (%s); trying again in %.0f s", segment, error, pause)
+    async def _local_failure(self, segment: SegmentId, entry: _Segment, error: Exception) -> None:
+        entry.local_failures += 1
+        if entry.local_failures < LOCAL_FAILURES_BEFORE_PARKING:
+            pause = LOCAL_BACKOFF.seconds(entry.local_failures, self.rng)
+            entry.not_before = self.clock() + pause
+            log.warning("upload of %s failed on board (%s); trying again in %.1f s", segment, error, pause)
             return
         reason = f"the segment cannot be read on board: {error}"
         await asyncio.to_thread(self.queue.mark_parked, segment, reason)
-        self._local_failures.pop(segment, None)
-        self._not_before.pop(segment, None)
+        self._segments.pop(segment, None)
         self.counters.parked_segments += 1
         log.error("parked %s: %s -- check the data directory's disk; see `harbour edge status`", segment, reason)
+
+    def _bug(self, segment: SegmentId, entry: _Segment) -> None:
+        entry.bugs += 1
+        pause = LOCAL_BACKOFF.seconds(entry.bugs, self.rng)
+        entry.not_before = self.clock() + pause
+        log.exception("BUG: the upload of %s failed in Harbour's own code; it is not parked and is tried again "
+                      "in %.1f s -- please report this traceback", segment, pause)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -333,9 +385,9 @@ class SyncAgent:
             "in_flight": [
                 {"segment": str(segment), "offset": u.uploader.sender.offset,
                  "bytes": u.uploader.manifest.byte_size, "priority": u.uploader.manifest.priority, "probe": u.probe}
-                for segment, u in self._uploads.items()
+                for segment, u in self._sending().items()
             ],
-            "prepared": len(self._paused) + len(self._preparing),
+            "prepared": self._ready_ahead(),
             "acked_segments": self.counters.acked_segments,
             "parked_since_start": self.counters.parked_segments,  # the list with reasons: status "parked"
             "bytes_sent": self.counters.bytes_sent,

@@ -4,8 +4,9 @@ commits it, the segment is parked, or the agent asks it to make way for more urg
 The loop is the one the sender's docstring describes; what this module adds is the I/O around it:
 reading chunks from the segment file (in a thread: a chunk may be 16 MiB), checksumming them, timing
 requests for the link monitor, progress lines for long uploads, and back-off between transient
-failures with tenacity (exponential with jitter, capped, never giving up: a ship may be offline for
-weeks; ``Retry-After`` honoured). A permanent rejection is never retried: the sender parks.
+failures (``sync_protocol.backoff``: exponential with jitter from the node's seeded rng, capped, never
+giving up: a ship may be offline for weeks; ``Retry-After`` honoured). A permanent rejection is never
+retried: the sender parks.
 """
 
 from __future__ import annotations
@@ -17,9 +18,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_never, wait_exponential_jitter
-
 from sync_protocol import Manifest
+from sync_protocol.backoff import Backoff, Rng
 from sync_protocol.sender import PROGRESS_EVENTS, CreateUpload, ProbeOffset, SendChunk, TxEvent, TxState, UploadSender
 from sync_protocol.tus import TailClaim, checksum_of
 from sync_protocol.units import format_rate, format_size
@@ -50,11 +50,17 @@ CHECKSUM_ALGORITHM = "sha256"
 """Per-chunk checksum: sha256, the same algorithm as the segment digest (tus also allows sha1)."""
 
 
-_BACKOFF = wait_exponential_jitter(multiplier=BACKOFF_INITIAL_SECONDS, max=BACKOFF_CAP_SECONDS)
+LINK_BACKOFF = Backoff(BACKOFF_INITIAL_SECONDS, BACKOFF_CAP_SECONDS, free_failures=1)
+"""Counted in failures since the upload last moved forward (a HEAD that succeeds between two failing
+PATCHes is no progress). The first failure is retried at once: a single cut on a flapping link is best
+answered by reconnecting now."""
+
+QUIET_AFTER_ATTEMPTS = 3
+"""Retries of one step are logged at INFO this many times, then at DEBUG: a week offline is one story."""
 
 
 class Transient(Exception):
-    """The last step ended in a transient failure; tenacity backs off before the next one."""
+    """The last step ended in a transient failure; the uploader backs off before the next one."""
 
     def __init__(self, reason: str, retry_after: float = 0.0) -> None:
         super().__init__(reason)
@@ -91,7 +97,7 @@ def file_chunk_reader(path: Path) -> ChunkReader:
 class SegmentUploader:
     def __init__(
         self, transport: HubTransport, sender: UploadSender, read_chunk: ChunkReader, monitor: LinkMonitor,
-        clock: Callable[[], float], *, should_pause: Callable[[], bool] = lambda: False,
+        clock: Callable[[], float], *, rng: Rng, should_pause: Callable[[], bool] = lambda: False,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.transport = transport
@@ -101,6 +107,7 @@ class SegmentUploader:
         self.clock = clock
         self.should_pause = should_pause
         self.sleep = sleep
+        self.rng = rng
         self._concurrency = 1.0  # chunks on the link, on average, while the last chunk was sent
         self.bytes_sent = 0
         self._failures = 0  # failed steps since the upload last moved forward (drives the back-off)
@@ -115,15 +122,23 @@ class SegmentUploader:
         while not self.sender.done:
             if self.sender.state is TxState.SENDING and self.should_pause():
                 return UploadOutcome(False, False, True, bytes_sent=self.bytes_sent)
-            retrying = AsyncRetrying(
-                retry=retry_if_exception_type(Transient), wait=self._wait, stop=stop_never,
-                sleep=self.sleep, before_sleep=self._log_retry, reraise=True,
-            )
-            async for attempt in retrying:
-                with attempt:
-                    await self._step()
+            await self._step_until_it_succeeds()
         parked = self.sender.state is TxState.PARKED
         return UploadOutcome(not parked, parked, False, self.sender.park_reason, self.bytes_sent)
+
+    async def _step_until_it_succeeds(self) -> None:
+        attempt = 1
+        while True:
+            try:
+                await self._step()
+                return
+            except Transient as failure:
+                wait = self._wait(failure)
+                level = logging.INFO if attempt <= QUIET_AFTER_ATTEMPTS else logging.DEBUG
+                log.log(level, "%s: %s; retrying in %.1f s (attempt %d)", self.manifest.segment, failure, wait,
+                        attempt)
+                await self.sleep(wait)
+                attempt += 1
 
     async def _step(self) -> None:
         request = self.sender.next_request()
@@ -188,29 +203,9 @@ class SegmentUploader:
         log.info("uploading %s: %s of %s (%.0f%%), %s, ETA %s", self.manifest.segment, format_size(done),
                  format_size(size), 100 * done / size, format_rate(rate * 8), eta)
 
-    def _wait(self, state: RetryCallState) -> float:
-        # Counted in failures since the upload last moved forward, not in tenacity's attempts (a new
-        # retry loop starts after every successful request, and a HEAD that succeeds between two failing
-        # PATCHes is no progress). The first failure is retried at once: a single cut on a flapping link
-        # is best answered by reconnecting now.
-        backoff = 0.0 if self._failures <= 1 else _BACKOFF(_Attempt(self._failures - 1))
-        error = state.outcome.exception() if state.outcome else None
-        retry_after = error.retry_after if isinstance(error, Transient) else 0.0
-        return max(backoff, min(retry_after, MAX_RETRY_AFTER_SECONDS))
-
-    def _log_retry(self, state: RetryCallState) -> None:
-        error = state.outcome.exception() if state.outcome else None
-        wait = state.next_action.sleep if state.next_action else 0.0
-        level = logging.INFO if state.attempt_number <= 3 else logging.DEBUG
-        log.log(level, "%s: %s; retrying in %.1f s (attempt %d)", self.manifest.segment, error, wait,
-                state.attempt_number)
-
-
-@dataclass(frozen=True)
-class _Attempt:
-    """What tenacity's wait strategies read of a retry state: the attempt number."""
-
-    attempt_number: int
+    def _wait(self, failure: Transient) -> float:
+        backoff = LINK_BACKOFF.seconds(self._failures, self.rng)
+        return max(backoff, min(failure.retry_after, MAX_RETRY_AFTER_SECONDS))
 
 
 def _retry_after(answer: HubAnswer) -> float:

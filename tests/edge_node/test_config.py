@@ -1,41 +1,11 @@
-"""Sizes, durations and the validated node settings."""
+"""The validated node settings (sizes and durations: tests/sync_protocol/test_units.py)."""
 
 from pathlib import Path
 
 import pytest
 
-from edge_node.config import EdgeConfig, format_size, parse_duration, parse_size
+from edge_node.config import EdgeConfig
 from sync_protocol import SiteId
-
-
-@pytest.mark.parametrize(("text", "size"), [
-    ("20GiB", 20 * 2**30), ("512MB", 512 * 10**6), ("64mib", 64 * 2**20), ("1000", 1000), ("1.5KiB", 1536),
-    ("7 b", 7),
-])
-def test_parse_size(text, size):
-    assert parse_size(text) == size
-
-
-@pytest.mark.parametrize("text", ["", "GiB", "-1GiB", "12 parsecs", "1e9"])
-def test_parse_size_refuses_nonsense_with_an_example(text):
-    with pytest.raises(ValueError, match="20GiB"):
-        parse_size(text)
-
-
-@pytest.mark.parametrize(("text", "seconds"), [("300", 300), ("30s", 30), ("5m", 300), ("2h", 7200),
-                                               ("7d", 604800), ("250ms", 0.25)])
-def test_parse_duration(text, seconds):
-    assert parse_duration(text) == pytest.approx(seconds)
-
-
-def test_parse_duration_refuses_nonsense():
-    with pytest.raises(ValueError, match="5m"):
-        parse_duration("soon")
-
-
-def test_format_size():
-    assert format_size(512) == "512 B"
-    assert format_size(3 * 2**30) == "3.0 GiB"
 
 
 def test_config_rejects_non_positive_limits(tmp_path: Path):

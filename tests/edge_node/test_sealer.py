@@ -45,6 +45,27 @@ def test_segment_holds_the_rows_with_site_and_a_true_manifest(tmp_path):
     assert seal(tmp_path, ledger, path2).prev_sha256 == manifest.sha256
 
 
+def test_the_manifest_is_made_while_writing_and_matches_the_file_as_read(tmp_path, monkeypatch):
+    """sha256, size and schema fingerprint come from the bytes as they were written and the writer's footer;
+    they are what the hub will find when it reads the file (Parquet reads date64 back as date32, a list's
+    item as element, timestamp[s] as [ms]: the fingerprint is of what is read)."""
+    import datetime
+
+    from edge_node import schemas
+
+    monkeypatch.setattr(pq, "read_schema", lambda *a, **k: pytest.fail("the sealer read the segment back"))
+    table = pa.table({"d": pa.array([datetime.date(2025, 6, 1)] * 3, pa.date64()),
+                      "s": pa.array([1, 2, 3], pa.timestamp("s")), "l": pa.array([[1], [2, 3], []]),
+                      "v": pa.array([1.5, 2.5, None]), "name": ["a", "b", "c"]})
+    ledger = SegmentLedger(tmp_path, SITE, lambda: 1.0)
+    manifest = seal(tmp_path, ledger, write_log(tmp_path, [table, table]))
+    monkeypatch.undo()
+    segment = sealer.segment_path(tmp_path, "t", 1)
+    assert manifest.sha256 == hashlib.sha256(segment.read_bytes()).hexdigest()
+    assert manifest.byte_size == segment.stat().st_size and manifest.row_count == 6
+    assert manifest.schema_fingerprint == schemas.fingerprint(pq.read_schema(segment))
+
+
 @pytest.mark.guarantee("G1")
 def test_crash_before_the_ledger_commit_reseals_to_the_same_seq(tmp_path, monkeypatch):
     ledger = SegmentLedger(tmp_path, SITE, lambda: 1.0)

@@ -156,3 +156,23 @@ def test_quota_gives_507_with_how_much_is_pending(tmp_path, start_edge, http):
     assert answer["hint"] and answer["code"] == "disk-full"
     rows = run_query(edge.data_dir, "SELECT COUNT(*) AS n FROM telemetry").to_pylist()[0]["n"]
     assert rows == accepted * 5000
+
+
+async def test_healthz_at_full_quota_answers_507_with_the_disk_full_code(tmp_path):
+    """Status and code agree: ``disk-full`` means 507 everywhere (it was a 503 carrying a 507 code)."""
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from edge_node.config import EdgeConfig
+    from edge_node.node import EdgeNode
+    from edge_node.quota import Usage
+    from edge_node.server import make_app
+    from sync_protocol import ErrorCode, SiteId
+
+    node = EdgeNode(EdgeConfig(SiteId("ship-1"), tmp_path / "edge", max_disk_bytes=1000), lambda: 1000.0)
+    node.recover()
+    node.usage = lambda: Usage(2000, 2000, 1, 0)  # the disk filled up while the link was down
+    async with TestClient(TestServer(make_app(node))) as client:
+        answer = await client.get("/healthz")
+        body = await answer.json()
+    assert answer.status == ErrorCode.DISK_FULL.status == 507
+    assert body["code"] == "disk-full" and "disk quota reached" in body["error"]

@@ -65,3 +65,15 @@ def test_a_ship_group_gets_numbered_names(tmp_path, minimal):
 def test_an_unknown_file_lists_the_shipped_scenarios():
     with pytest.raises(ScenarioError, match="shipped scenarios: .*demo"):
         load("no-such-voyage")
+
+
+@pytest.mark.parametrize("max_disk", ["20g", "20GiB", "512MB", "64mib"])
+def test_a_ship_disk_is_spelled_as_on_the_edge_command_line(minimal, max_disk):
+    """``--max-disk 20g`` works on the command line, so ``max_disk = "20g"`` works in a scenario file."""
+    data = minimal(ships=[{"name": "aurora", "voyage": [["port", 1]], "max_disk": max_disk}])
+    assert parse(data).ships[0].max_disk == max_disk
+
+
+def test_a_ship_disk_that_is_not_a_size_is_named(minimal):
+    with pytest.raises(ScenarioError, match="max_disk: '20 parsecs' is not a size"):
+        parse(minimal(ships=[{"name": "aurora", "voyage": [["port", 1]], "max_disk": "20 parsecs"}]))

@@ -5,6 +5,7 @@ The real path (hub process, sockets, proxy with cuts and stalls) is in ``test_sy
 from __future__ import annotations
 
 import asyncio
+import random
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from edge_node.sync.transport import HubAnswer
 from hub.simulated_hub import InMemoryHub
 from sync_protocol import Manifest, SegmentId
 from sync_protocol.chunking import ChunkSizer
-from sync_protocol.errors import ErrorCode, RemoteProtocolError
+from sync_protocol.errors import ErrorCode, LocalProtocolError, RemoteProtocolError
 from sync_protocol.limits import GENESIS_DIGEST
 from sync_protocol.manifest import sha256_hex
 from sync_protocol.segment_states import SegmentState
@@ -97,7 +98,7 @@ def make_agent(tmp_path, queue, transport, *, policy=None, max_in_flight=2, moni
     policy = policy or LinkPolicy()
     monitor = monitor or LinkMonitor(clock=asyncio.get_running_loop().time)
     return SyncAgent(queue, tmp_path, transport, monitor, policy, asyncio.get_running_loop().time,
-                     max_in_flight=max_in_flight, sizer_factory=small_chunks)
+                     rng=random.Random(0), max_in_flight=max_in_flight, sizer_factory=small_chunks)
 
 
 @pytest.mark.guarantee("G8")
@@ -147,7 +148,7 @@ async def test_a_parked_segment_does_not_block_the_ones_behind_it(tmp_path):
     await run_until(agent, lambda: len(queue.acked_order) == 4)
     assert queue.segments[first.segment].state is not SegmentState.ACKED
     await run_until(agent, lambda: queue.segments[first.segment].state is SegmentState.PARKED)
-    assert "403" in agent.counters.parked[str(first.segment)]
+    assert "403" in dict(queue.parked())[first.segment]
 
 
 async def test_a_thin_link_holds_bulk_back_and_sends_urgent_classes(tmp_path):
@@ -179,7 +180,8 @@ def test_bad_agent_settings_are_refused(tmp_path):
     with pytest.raises(ValueError):
         LinkPolicy(thin_max_class=12)
     with pytest.raises(ValueError):
-        SyncAgent(MemoryQueue(), tmp_path, None, None, LinkPolicy(), lambda: 0.0, max_in_flight=0)
+        SyncAgent(MemoryQueue(), tmp_path, None, None, LinkPolicy(), lambda: 0.0, rng=random.Random(0),
+                  max_in_flight=0)
 
 
 async def test_segments_waiting_for_a_slot_are_created_at_the_hub_ahead(tmp_path):
@@ -209,10 +211,41 @@ async def test_a_segment_whose_file_is_gone_is_parked_not_retried_forever(tmp_pa
     kept = add_segment(queue, tmp_path, "sales", 1, 5000, priority=3)
     (tmp_path / "telemetry-1.parquet").unlink()  # the ship's disk lost it
     agent = make_agent(tmp_path, queue, SimulatedTransport(hub))
-    agent.clock = lambda: asyncio.get_running_loop().time() + 1000 * len(agent._local_failures)  # skip pauses
+    # skip the pauses after each failure
+    agent.clock = lambda: asyncio.get_running_loop().time() + 1000 * sum(
+        entry.local_failures for entry in agent._segments.values())
     await run_until(agent, lambda: queue.segments[lost.segment].state is SegmentState.PARKED)
     assert "cannot be read on board" in queue.segments[lost.segment].park_reason
     assert kept.segment in queue.acked_order
+
+
+class BuggyTransport(SimulatedTransport):
+    """A transport whose first PATCH of one segment trips over a bug in our own code."""
+
+    def __init__(self, hub: InMemoryHub, buggy_key: str) -> None:
+        super().__init__(hub)
+        self.buggy_key = buggy_key
+        self.bugs = 0
+
+    async def patch(self, upload_key, offset, chunk, checksum, tail=None) -> HubAnswer:
+        if upload_key == self.buggy_key and not self.bugs:
+            self.bugs += 1
+            raise LocalProtocolError("sender asked for a chunk past the end (a bug)")
+        return await super().patch(upload_key, offset, chunk, checksum, tail)
+
+
+async def test_a_bug_is_logged_with_its_traceback_and_never_parks_the_segment(tmp_path, caplog):
+    queue, hub = MemoryQueue(), InMemoryHub()
+    hit = add_segment(queue, tmp_path, "telemetry", 1, 5000, priority=2)
+    other = add_segment(queue, tmp_path, "sales", 1, 5000, priority=3)
+    transport = BuggyTransport(hub, hit.segment.upload_key)
+    agent = make_agent(tmp_path, queue, transport)
+    agent.clock = lambda: asyncio.get_running_loop().time() + 1000 * transport.bugs  # skip the rest after it
+    await run_until(agent, lambda: {hit.segment, other.segment} <= set(queue.acked_order))
+    assert transport.bugs == 1 and queue.segments[hit.segment].state is not SegmentState.PARKED
+    bug_lines = [r for r in caplog.records if r.levelname == "ERROR" and "BUG" in r.getMessage()]
+    assert bug_lines and bug_lines[0].exc_info and bug_lines[0].exc_info[0] is LocalProtocolError
+    assert agent.describe()["parked_since_start"] == 0
 
 
 async def test_a_metered_link_is_never_probed(tmp_path):

@@ -153,7 +153,8 @@ async def test_a_parked_segment_is_reported_and_other_tables_keep_flowing(superv
         return data[offset:offset + length]
 
     loop = asyncio.get_running_loop()
-    outcome = await SegmentUploader(transport, UploadSender(manifest), read, LinkMonitor(loop.time), loop.time).run()
+    outcome = await SegmentUploader(transport, UploadSender(manifest), read, LinkMonitor(loop.time), loop.time,
+                                    rng=random.Random(0)).run()
     await transport.close()
     assert outcome.acked
 

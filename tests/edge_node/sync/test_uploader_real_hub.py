@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import random
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -62,7 +63,7 @@ async def upload_all(segments, transport, chunk=64 * 1024):
     for manifest, path in segments:
         sender = UploadSender(manifest, sizer=ChunkSizer(size=chunk, minimum=4096, maximum=chunk))
         uploader = SegmentUploader(transport, sender, file_chunk_reader(path), monitor,
-                                   asyncio.get_running_loop().time)
+                                   asyncio.get_running_loop().time, rng=random.Random(0))
         outcomes.append(await asyncio.wait_for(uploader.run(), 120))
     return outcomes
 
@@ -141,7 +142,8 @@ async def test_a_stalled_link_is_noticed_and_the_upload_resumes_at_the_hubs_offs
     transport = AiohttpHubTransport(proxy.url, token, stall_seconds=2.0)
     monitor = LinkMonitor(clock=asyncio.get_running_loop().time)
     sender = UploadSender(manifest, sizer=ChunkSizer(size=32 * 1024, minimum=4096, maximum=32 * 1024))
-    uploader = SegmentUploader(transport, sender, file_chunk_reader(path), monitor, asyncio.get_running_loop().time)
+    uploader = SegmentUploader(transport, sender, file_chunk_reader(path), monitor, asyncio.get_running_loop().time,
+                               rng=random.Random(0))
     task = asyncio.create_task(uploader.run())
     while sender.offset < manifest.byte_size // 3:
         await asyncio.sleep(0.05)
