@@ -163,3 +163,21 @@ def test_json_lists_keep_their_nulls(line, values):
     table = decode_body(JSON_LINES, line + b"\n")
     table.validate(full=True)
     assert table.column("l").to_pylist() == [values]
+
+
+@pytest.mark.guarantee("G6")
+@pytest.mark.parametrize(("body", "refused"), [
+    (b'{"a": ' + b"[" * 32 + b"1" + b"]" * 32 + b"}\n", False),  # the deepest column the type rules allow
+    (b'{"a": ' + b"[" * 33 + b"1" + b"]" * 33 + b"}\n", True),
+    (b'{"a": ' + b"[" * 10_000 + b"]" * 10_000 + b"}", True),
+    (b'{"a": "x"}\n' * 3 + b'{"a": "' + b"[{" * 5_000 + b'"}\n', False),  # brackets inside a string
+    (b'{"a": "\\"' + b"[" * 50 + b'"}\n', False),  # after an escaped quote, still inside the string
+    (b'{"p": "' + b"x" * (3 << 20) + b'", "a": ' + b"[" * 40 + b"]" * 40 + b"}\n", True),  # a line past a slice
+    (b'{"a": "x"}\n' * 300_000 + b'{"a": ' + b"{\"b\": " * 40 + b"1" + b"}" * 40 + b"}\n", True),
+])
+def test_json_nesting_is_bounded_before_pyarrow_reads_it(body, refused):
+    if refused:
+        with pytest.raises(RemoteProtocolError, match="nested more than 32 levels"):
+            decode_body(JSON_LINES, body)
+    else:
+        decode_body(JSON_LINES, body)

@@ -63,6 +63,8 @@ BAD_BODIES = [
     (JSON_LINES, b'{"id": "text now"}\n', "'id'"),  # schema conflict with the int64 column
     (JSON_LINES, b'{"_site": "forged"}\n', "column name"),
     (CSV, ("," .join(f"c{i}" for i in range(3000)) + "\n" + ",".join("1" * 3000) + "\n").encode(), "at most"),
+    # 10,000 levels deep: pyarrow's reader takes minutes on it (time grows with the cube of the depth)
+    (JSON_LINES, b'{"id": 1, "x": ' + b"[" * 10_000 + b"]" * 10_000 + b"}\n", "nested more than 32"),
 ]
 
 
