@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager
 from aiohttp import web
 
 from sync_protocol import ErrorCode, RemoteProtocolError, TableName, encode_error_body
+from sync_protocol.tus import expect_refusal
 from sync_protocol.units import format_size
 
 from . import codecs
@@ -165,10 +166,41 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"ok": True, "site": str(node.config.site)})
 
 
+async def answer_expect_header(request: web.Request) -> web.StreamResponse | None:
+    """Every route's ``Expect`` handling: 100 Continue, or the 417 ``sync_protocol.tus.expect_refusal`` gives."""
+    refusal = expect_refusal(request.headers.get("Expect", ""))
+    if refusal is not None:
+        return web.Response(status=417, body=refusal, content_type="application/json")
+    if request.version == web.HttpVersion11:
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0  # the 100 is not part of the answer's size
+    return None
+
+async def unmatched(request: web.Request) -> web.StreamResponse:
+    """The last route, for every path and method no other route takes: a 405 naming the allowed methods or a 404.
+    aiohttp answers those itself with routes it makes per request and its own Expect handling (a non-ASCII Expect
+    header made that a 500); through this route they get ``answer_expect_header`` and the JSON error body."""
+    allowed: set[str] = set()
+    for resource in request.app.router.resources():
+        if resource is not request.match_info.route.resource:
+            allowed |= (await resource.resolve(request))[1]
+    if allowed:
+        raise web.HTTPMethodNotAllowed(request.method, allowed)
+    raise web.HTTPNotFound()
+
+
+def route_the_rest(app: web.Application) -> None:
+    """Give every route ``answer_expect_header``; called once every other route is registered."""
+    app.router.add_route("*", "/{path:.*}", unmatched)
+    for route in app.router.routes():
+        route._expect_handler = answer_expect_header  # noqa: SLF001 -- aiohttp's add_* take it, add_page_routes does not
+
+
 def make_app(node: EdgeNode, release_token: str = "") -> web.Application:
     """``release_token``: the token in the data directory's lock file; empty turns POST /v1/parked/release off."""
     # client_max_size only bounds request.read(); ingest streams and enforces the limit itself.
-    app = web.Application(middlewares=[error_middleware], client_max_size=node.config.max_body_bytes)
+    app = web.Application(middlewares=[error_middleware],
+                          client_max_size=node.config.max_body_bytes)
     app[NODE_KEY] = node
     app[RELEASE_TOKEN_KEY] = release_token
     app[BUDGET_KEY] = ByteBudget(max(MAX_INFLIGHT_BODY_BYTES, node.config.max_body_bytes))
@@ -176,6 +208,7 @@ def make_app(node: EdgeNode, release_token: str = "") -> web.Application:
     app.router.add_get("/v1/status", status)
     app.router.add_get("/healthz", healthz)
     app.router.add_post(RELEASE_PATH, release)
+    route_the_rest(app)
 
     async def on_startup(_: web.Application) -> None:
         await node.start()

@@ -34,12 +34,14 @@ from sync_protocol.tus import (
     UPLOAD_OFFSET,
     UPLOADS_PATH,
     check_tus_resumable,
+    expect_refusal,
     options_headers,
     parse_checksum,
     parse_content_length,
     parse_length,
     parse_offset,
     parse_tail_claim,
+    single_header,
 )
 
 from . import auth
@@ -143,10 +145,14 @@ def _hub_milliseconds(request: web.Request, started: float) -> float:
 # -- helpers ---------------------------------------------------------------------------------------------
 
 
+def _header(request: web.Request, name: str) -> str | None:
+    return single_header(name, request.headers.getall(name, []))
+
+
 async def _principal(request: web.Request) -> Principal:
     context = request.app[CONTEXT]
     principal = await context.run_in_thread(
-        auth.authenticate, context.registry, request.headers.get("Authorization")
+        auth.authenticate, context.registry, single_header("Authorization", request.headers.getall("Authorization", []))
     )
     request["principal"] = principal
     return principal
@@ -169,7 +175,7 @@ async def _upload_request(request: web.Request) -> SegmentId:
     principal = await _principal(request)  # an anonymous caller learns nothing, not even that a key is bad
     segment = SegmentId.from_upload_key(key)
     await _as_site(request, segment.site, principal)
-    check_tus_resumable(request.headers.get(TUS_RESUMABLE))
+    check_tus_resumable(_header(request, TUS_RESUMABLE))
     return segment
 
 
@@ -183,9 +189,9 @@ async def options(request: web.Request) -> web.Response:
 
 async def create(request: web.Request) -> web.Response:
     principal = await _principal(request)
-    check_tus_resumable(request.headers.get(TUS_RESUMABLE))
-    length = parse_length(request.headers.get(UPLOAD_LENGTH))
-    metadata = request.headers.get(UPLOAD_METADATA)
+    check_tus_resumable(_header(request, TUS_RESUMABLE))
+    length = parse_length(_header(request, UPLOAD_LENGTH))
+    metadata = _header(request, UPLOAD_METADATA)
     if metadata is None:
         raise RemoteProtocolError(
             "Upload-Metadata with the Harbour segment manifest is required", code=ErrorCode.BAD_MANIFEST,
@@ -208,10 +214,10 @@ async def patch(request: web.Request) -> web.Response:
             f"PATCH needs Content-Type {PATCH_CONTENT_TYPE}", code=ErrorCode.UNSUPPORTED_MEDIA_TYPE,
             op="patching", subject=str(segment),
         )
-    offset = parse_offset(request.headers.get(UPLOAD_OFFSET))
+    offset = parse_offset(_header(request, UPLOAD_OFFSET))
     length = parse_content_length(request.headers.get("Content-Length"))
-    checksum = parse_checksum(request.headers.get(UPLOAD_CHECKSUM))
-    tail = parse_tail_claim(request.headers.get(HARBOUR_TAIL_SHA256))
+    checksum = parse_checksum(_header(request, UPLOAD_CHECKSUM))
+    tail = parse_tail_claim(_header(request, HARBOUR_TAIL_SHA256))
     body = TimedBody(PatchBody(request.content))
     request["body"] = body
     answer = await request.app[CONTEXT].uploads.patch(segment, offset, length, checksum, body, tail)
@@ -331,6 +337,36 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"ok": healthy}, status=200 if healthy else 503)
 
 
+async def answer_expect_header(request: web.Request) -> web.StreamResponse | None:
+    """Every route's ``Expect`` handling: 100 Continue, or the 417 ``sync_protocol.tus.expect_refusal`` gives."""
+    refusal = expect_refusal(request.headers.get("Expect", ""))
+    if refusal is not None:
+        return web.Response(status=417, body=refusal, content_type="application/json")
+    if request.version == web.HttpVersion11:
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0  # the 100 is not part of the answer's size
+    return None
+
+async def unmatched(request: web.Request) -> web.StreamResponse:
+    """The last route, for every path and method no other route takes: a 405 naming the allowed methods or a 404.
+    aiohttp answers those itself with routes it makes per request and its own Expect handling (a non-ASCII Expect
+    header made that a 500); through this route they get ``answer_expect_header`` and the JSON error body."""
+    allowed: set[str] = set()
+    for resource in request.app.router.resources():
+        if resource is not request.match_info.route.resource:
+            allowed |= (await resource.resolve(request))[1]
+    if allowed:
+        raise web.HTTPMethodNotAllowed(request.method, allowed)
+    raise web.HTTPNotFound()
+
+
+def route_the_rest(app: web.Application) -> None:
+    """Give every route ``answer_expect_header``; called once every other route is registered."""
+    app.router.add_route("*", "/{path:.*}", unmatched)
+    for route in app.router.routes():
+        route._expect_handler = answer_expect_header  # noqa: SLF001 -- aiohttp's add_* take it, add_page_routes does not
+
+
 def build_app(context: HubContext, page: PageContext) -> web.Application:
     app = web.Application(middlewares=[error_middleware], client_max_size=64 * 1024)
     app[CONTEXT] = context
@@ -345,4 +381,5 @@ def build_app(context: HubContext, page: PageContext) -> web.Application:
     app.router.add_get("/v1/fleet", fleet, allow_head=False)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
+    route_the_rest(app)
     return app

@@ -20,7 +20,7 @@ import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from .errors import ErrorCode, RemoteProtocolError
+from .errors import ErrorCode, RemoteProtocolError, encode_error_body
 from .limits import (
     CHECKSUM_ALGORITHMS,
     MAX_SEGMENT_BYTES,
@@ -71,6 +71,25 @@ def _non_negative(header: str, text: str | None) -> int:
     if not (value.isascii() and value.isdigit()) or len(value) > 19:
         raise _bad(f"{header} must be a non-negative decimal integer, got {text[:40]!r}", header)
     return int(value)
+
+
+def single_header(name: str, values: list[str]) -> str | None:
+    """The one value of a header that may appear once (``values``: every occurrence, as received). A repeated
+    Upload-Offset, Upload-Length or Authorization is ambiguous -- two middleboxes disagreeing, or a smuggling
+    attempt -- and taking the first would act on a value the sender may not have meant: 400."""
+    if len(values) > 1:
+        raise _bad(f"the {name} header appears {len(values)} times; send it once", name)
+    return values[0] if values else None
+
+
+def expect_refusal(value: str) -> bytes | None:
+    """``None`` when an ``Expect`` header asks for ``100 Continue``, the only expectation HTTP/1.1 defines (RFC 9110
+    10.1.1); otherwise the JSON body of the 417 that answers it. Decided here because aiohttp's own handler quotes
+    the value in its 417 text, and a non-ASCII byte there turned the answer into a 500."""
+    if value.strip().lower() == "100-continue":
+        return None
+    return encode_error_body(ErrorCode.BAD_REQUEST, "only 'Expect: 100-continue' is supported",
+                             "send the request without an Expect header")
 
 
 def check_tus_resumable(value: str | None) -> None:

@@ -7,6 +7,7 @@ import base64
 import hashlib
 import itertools
 import json
+import socket
 import threading
 import time
 
@@ -505,3 +506,45 @@ def test_duplicate_completions_commit_once(shared_hub, site):
     time.sleep(0.5)
     got = shared_hub.query(f"SELECT count(*) AS n FROM dupes WHERE _site = '{name}'")
     assert got == [{"n": 2000}]
+
+
+# -- headers no well-behaved client sends ---------------------------------------------------------
+
+
+def raw(port: int, request: bytes) -> tuple[int, bytes]:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+        connection.sendall(request)
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            piece = connection.recv(4096)
+            if not piece:
+                break
+            answer += piece
+    return int(answer.split(b" ", 2)[1]), answer
+
+
+@pytest.mark.guarantee("G6")
+def test_a_non_ascii_expect_header_is_417_not_500(shared_hub):
+    for path in ("/healthz", UPLOADS_PATH):
+        status, answer = raw(shared_hub.port, f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n".encode()
+                             + b"Expect: 1\xff\r\n\r\n")
+        assert status == 417 and b"100-continue" in answer
+    assert shared_hub.request("GET", "/healthz").status == 200
+
+
+@pytest.mark.guarantee("G6")
+@pytest.mark.parametrize("header", ["Upload-Offset", "Tus-Resumable", "Authorization"])
+def test_a_repeated_singleton_header_is_400_and_changes_nothing(shared_hub, site, header):
+    name, token = site
+    segment = chain(name, "telemetry", 1)[0]
+    shared_hub.create(token, segment)
+    values = {"Upload-Offset": ("0", "100"), "Tus-Resumable": ("1.0.0", "1.0.0"),
+              "Authorization": (f"Bearer {token}", "Bearer hbs_other")}[header]
+    lines = {"Authorization": f"Bearer {token}", "Tus-Resumable": "1.0.0", "Upload-Offset": "0",
+             "Content-Type": "application/offset+octet-stream", "Content-Length": str(len(segment.data))}
+    head = f"PATCH {UPLOADS_PATH}/{segment.key} HTTP/1.1\r\nHost: x\r\n"
+    head += "".join(f"{k}: {v}\r\n" for k, v in lines.items() if k != header)
+    head += "".join(f"{header}: {v}\r\n" for v in values)
+    status, answer = raw(shared_hub.port, head.encode() + b"\r\n" + segment.data)
+    assert status == 400 and f"{header} header appears 2 times".encode() in answer
+    assert shared_hub.head(token, segment.key).offset == 0

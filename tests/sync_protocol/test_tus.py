@@ -83,3 +83,23 @@ def test_fuzzed_headers_only_raise_remote_protocol_errors(text):
 def test_expires_is_clamped_to_what_an_http_date_can_say():
     assert format_expires(1e15).endswith("9999 23:59:59 GMT")
     assert format_expires(-5) == "Thu, 01 Jan 1970 00:00:00 GMT"
+
+
+def test_a_header_that_may_appear_once_is_refused_when_repeated():
+    from sync_protocol.tus import single_header
+
+    assert single_header("Upload-Offset", []) is None and single_header("Upload-Offset", ["5"]) == "5"
+    with pytest.raises(RemoteProtocolError, match="appears 2 times") as error:
+        single_header("Upload-Offset", ["0", "4096"])
+    assert error.value.status == 400
+
+
+@pytest.mark.parametrize(("value", "refused"), [("100-continue", False), (" 100-Continue ", False), ("", True),
+                                                 ("1\udcff", True), ("100-continue, x", True)])
+def test_only_100_continue_is_an_expectation_met(value, refused):
+    from sync_protocol.tus import expect_refusal
+
+    body = expect_refusal(value)
+    assert (body is not None) == refused
+    if body is not None:
+        assert b"100-continue" in body and (not value or value.encode("utf-8", "surrogateescape") not in body)
