@@ -29,12 +29,23 @@ from .status import backlog_by_class, build_status
 log = logging.getLogger(__name__)
 
 READ_CHUNK_BYTES = 256 * 1024
+
+BODY_IDLE_TIMEOUT_SECONDS = 15.0
+"""A write whose body sends nothing for this long is answered 408 and its share of the in-flight budget freed.
+Applications on board write over the ship's LAN, where a body never pauses this long; without it, four
+connections announcing 64 MiB and sending nothing held the whole budget, and every other write waited forever."""
+
+BODY_GRACE_SECONDS = 30.0
+MIN_BODY_BYTES_PER_SECOND = 256 * 1024
+"""A body must arrive within ``BODY_GRACE_SECONDS`` plus its announced size at this rate (a 64 MiB body: 4.8 min):
+a trickle of a byte every few seconds (which the idle timeout alone lets through) cannot hold the budget."""
 INLINE_DECODE_BYTES = 64 * 1024
 """Bodies up to this size decode on the event loop: a thread hand-off costs more than decoding them,
 and small writes are the ones whose rate group commit must keep up."""
 NODE_KEY = web.AppKey("node", EdgeNode)
 BUDGET_KEY = web.AppKey("budget", object)
 RELEASE_TOKEN_KEY = web.AppKey("release_token", str)
+BODY_IDLE_TIMEOUT_KEY = web.AppKey("body_idle_timeout", float)
 
 
 class ByteBudget:
@@ -89,13 +100,33 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
                            "retry; if it persists, send the node's log to support")
 
 
-async def _read_body(request: web.Request, limit: int) -> bytes:
+def _too_slow(received: int, why: str) -> RemoteProtocolError:
+    return RemoteProtocolError(
+        f"the body {why} after {format_size(received)}; nothing was stored", code=ErrorCode.BODY_TIMEOUT,
+        op="reading body", subject="request body", hint="send the whole body without pausing; retry the write",
+        headers={"Connection": "close"},
+    )
+
+
+async def _read_body(request: web.Request, limit: int, idle_timeout: float) -> bytes:
+    """The whole body, at most ``limit`` bytes, or a 408 when it stalls for ``idle_timeout`` or comes slower
+    than ``MIN_BODY_BYTES_PER_SECOND`` after a grace period."""
+    loop = asyncio.get_running_loop()
+    announced = request.content_length if request.content_length is not None else limit
+    deadline = loop.time() + BODY_GRACE_SECONDS + announced / MIN_BODY_BYTES_PER_SECOND
     body = bytearray()
-    async for chunk in request.content.iter_chunked(READ_CHUNK_BYTES):
+    while True:
+        left = deadline - loop.time()
+        try:
+            async with asyncio.timeout(min(idle_timeout, left)):
+                chunk = await request.content.read(READ_CHUNK_BYTES)
+        except TimeoutError:
+            raise _too_slow(len(body), "stopped arriving" if left > idle_timeout else "came too slowly") from None
+        if not chunk:
+            return bytes(body)
         body += chunk
         if len(body) > limit:
             raise _too_large(limit)
-    return bytes(body)
 
 
 async def ingest(request: web.Request) -> web.Response:
@@ -109,7 +140,7 @@ async def ingest(request: web.Request) -> web.Response:
     if length is not None and length > limit:
         raise _too_large(limit)
     async with request.app[BUDGET_KEY].reserve(length if length is not None else limit):
-        body = await _read_body(request, limit)
+        body = await _read_body(request, limit, request.app[BODY_IDLE_TIMEOUT_KEY])
         if len(body) <= INLINE_DECODE_BYTES:
             data = codecs.decode_body(content_type, body)
         else:
@@ -196,13 +227,15 @@ def route_the_rest(app: web.Application) -> None:
         route._expect_handler = answer_expect_header  # noqa: SLF001 -- aiohttp's add_* take it, add_page_routes does not
 
 
-def make_app(node: EdgeNode, release_token: str = "") -> web.Application:
+def make_app(node: EdgeNode, release_token: str = "",
+             body_idle_timeout: float = BODY_IDLE_TIMEOUT_SECONDS) -> web.Application:
     """``release_token``: the token in the data directory's lock file; empty turns POST /v1/parked/release off."""
     # client_max_size only bounds request.read(); ingest streams and enforces the limit itself.
     app = web.Application(middlewares=[error_middleware],
                           client_max_size=node.config.max_body_bytes)
     app[NODE_KEY] = node
     app[RELEASE_TOKEN_KEY] = release_token
+    app[BODY_IDLE_TIMEOUT_KEY] = body_idle_timeout
     app[BUDGET_KEY] = ByteBudget(max(MAX_INFLIGHT_BODY_BYTES, node.config.max_body_bytes))
     app.router.add_post("/v1/tables/{table}", ingest)
     app.router.add_get("/v1/status", status)

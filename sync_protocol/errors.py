@@ -63,6 +63,9 @@ class ErrorCode(enum.Enum):
         409, PeerAction.PARK, "prev-sha256 does not match the digest the hub holds for seq - 1"
     )
     UPLOAD_GONE = ErrorSpec(410, PeerAction.RESTART_UPLOAD, "the upload was terminated or expired")
+    BODY_TIMEOUT = ErrorSpec(
+        408, PeerAction.RETRY, "the request body stopped arriving, or came too slowly; nothing was stored"
+    )
     PRECONDITION_FAILED = ErrorSpec(412, PeerAction.FIX_REQUEST, "Tus-Resumable is missing or unsupported")
     TOO_LARGE = ErrorSpec(413, PeerAction.PARK, "the segment or request body is larger than the hub allows")
     UNSUPPORTED_MEDIA_TYPE = ErrorSpec(415, PeerAction.FIX_REQUEST, "the Content-Type is not accepted here")

@@ -1,12 +1,15 @@
 """The ingest API of a real ``harbour edge run`` process over a real socket: bad input gets a clear 4xx
 JSON error, nothing is stored, and the node stays up (G6); the quota answers 507 (G7)."""
 
+import asyncio
 import http.client
 import io
 import json
+import time
 import urllib.request
 from urllib.parse import urlsplit
 
+import aiohttp
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -178,3 +181,37 @@ async def test_healthz_at_full_quota_answers_507_with_the_disk_full_code(tmp_pat
         body = await answer.json()
     assert answer.status == ErrorCode.DISK_FULL.status == 507
     assert body["code"] == "disk-full" and "disk quota reached" in body["error"]
+
+
+@pytest.mark.guarantee("G7")
+async def test_bodies_that_stall_are_408_and_free_the_budget_for_other_writes(tmp_path):
+    """Bodies announced as large and never sent once held the whole in-flight budget: every other write hung."""
+    from aiohttp.test_utils import TestServer
+
+    from edge_node.config import MAX_INFLIGHT_BODY_BYTES, EdgeConfig
+    from edge_node.node import EdgeNode
+    from edge_node.server import make_app
+    from sync_protocol import SiteId
+
+    node = EdgeNode(EdgeConfig(SiteId("ship-1"), tmp_path / "edge"), time.time)
+    node.recover()
+    async with TestServer(make_app(node, body_idle_timeout=0.5)) as server:
+        announced = 64 * 1024 * 1024
+        stalled = []
+        for _ in range(MAX_INFLIGHT_BODY_BYTES // announced + 1):  # more than the whole budget
+            reader, writer = await asyncio.open_connection(server.host, server.port)
+            writer.write(f"POST /v1/tables/events HTTP/1.1\r\nHost: x\r\nContent-Type: {CSV}\r\n"
+                         f"Content-Length: {announced}\r\n\r\nid\n1\n".encode())
+            await writer.drain()
+            stalled.append((reader, writer))
+        good = encode_arrow_stream(GOOD)
+        async with aiohttp.ClientSession() as session:
+            started = time.monotonic()
+            async with session.post(f"http://{server.host}:{server.port}/v1/tables/events", data=good,
+                                    headers={"Content-Type": ARROW_STREAM}) as answer:
+                assert answer.status == 200
+            assert time.monotonic() - started < 10
+        for reader, writer in stalled:
+            head = await asyncio.wait_for(reader.read(4096), 10)
+            assert head.startswith(b"HTTP/1.1 408") and b"body-timeout" in head, head[:300]
+            writer.close()
