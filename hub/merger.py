@@ -19,9 +19,10 @@ serial anyway) repeats, per table with committed segments waiting:
 A crash between 2 and 4 leaves an open batch. On start, ``reconcile`` asks the Delta table for the
 last application-transaction version of ``MERGER_APP_ID``: if it is at least the batch id, the append
 happened and the batch is finished; otherwise it did not and the segments go back to waiting. Batches of
-one table are written in id order by this one thread, so "at least" is exact. Many small commits make a
-Delta table slow (research: 21 -> 66 ms per commit over 500 commits), hence the batching, plus a
-periodic ``optimize.compact()`` and ``vacuum``.
+one table are written in id order by this one thread, so "at least" is exact. The states a segment and a
+batch go through are ``sync_protocol.merge_states`` (``MERGE_TRANSITIONS``, ``BATCH_TRANSITIONS``). Many
+small commits make a Delta table slow (research: 21 -> 66 ms per commit over 500 commits), hence the
+batching, plus a periodic ``optimize.compact()`` and ``vacuum``.
 """
 
 from __future__ import annotations
@@ -42,11 +43,12 @@ from deltalake.exceptions import TableNotFoundError
 
 from sync_protocol import LocalProtocolError, RemoteProtocolError, table_values
 from sync_protocol.identifiers import SegmentId, TableName
+from sync_protocol.merge_states import MergeState
 
 from . import schema as schemas
 from .faults import CrashHook, no_crash
 from .layout import HubLayout
-from .ledger import MERGED, CommittedSegment, SegmentLedger
+from .ledger import CommittedSegment, SegmentLedger
 from .staging import StagingArea
 
 log = logging.getLogger("harbour.hub.merger")
@@ -373,7 +375,7 @@ class Merger:
                 segment = SegmentId.from_upload_key(path.name.removesuffix(".seg"))
             except Exception:  # not one of ours: leave it for the operator
                 continue
-            if self._ledger.segment_state(segment) == MERGED:
+            if self._ledger.segment_state(segment) is MergeState.MERGED:
                 path.unlink(missing_ok=True)
         for batch in self._ledger.open_batches():
             delta = self._table(batch.table)
