@@ -175,7 +175,9 @@ class SqliteLedger:
         ).fetchone()
         return None if row is None else manifest_from_row(row)
 
-    def _neighbours(self, db, manifest: Manifest) -> tuple[ChainLink | None, ChainLink | None]:
+    @staticmethod
+    def _check_chain(db, manifest: Manifest) -> None:
+        """The one chain check: ``manifest`` against its committed neighbours, as ``db`` sees them."""
         site, table, seq = _key(manifest.segment)
         found = {
             r[0]: ChainLink(r[1], r[2])
@@ -184,11 +186,12 @@ class SqliteLedger:
                 [site, table, seq - 1, seq + 1],
             ).fetchall()
         }
-        return found.get(seq - 1), found.get(seq + 1)
+        check_link(manifest, found.get(seq - 1), found.get(seq + 1))
 
     def check_chain(self, manifest: Manifest) -> None:
-        """Refuse (CHAIN_CONFLICT) a manifest that would splice the committed hash chain."""
-        check_link(manifest, *self._neighbours(self._database.db, manifest))
+        """Refuse (CHAIN_CONFLICT) a manifest that would splice the committed hash chain: the early answer at
+        creation; ``commit`` runs the same check again inside its transaction (see ``UploadLedger.check_chain``)."""
+        self._check_chain(self._database.db, manifest)
 
     def commit(self, manifest: Manifest, now: float) -> bool:
         """Commit exactly once. True if this call committed it, False if it already was (same digest);
@@ -202,7 +205,7 @@ class SqliteLedger:
                     raise segment_conflict(manifest)
                 db.execute("DELETE FROM uploads WHERE site = ? AND tbl = ? AND seq = ?", _key(manifest.segment))
                 return False
-            check_link(manifest, *self._neighbours(db, manifest))
+            self._check_chain(db, manifest)  # the authoritative check: under the write lock, so no race passes it
             db.execute(
                 f"INSERT INTO segments ({MANIFEST_SELECT}, committed_at, state)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
