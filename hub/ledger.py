@@ -1,6 +1,7 @@
 """The exactly-once segment ledger (G2, G3, G8).
 
-Two kinds of record live here:
+Every record holds its manifest as columns (``hub.ledger_schema``, which also upgrades a ``hub.db`` that an older hub
+made); three kinds of record live here:
 
 * **upload records** (``uploads``): the manifest and the *durable* offset of every upload not yet
   committed. The offset is written after the staging file's fsync and before the answer, so after a
@@ -14,7 +15,8 @@ Two kinds of record live here:
 
 Merge batches (``merge_batches``) record which segments a Delta commit holds: the batch id is written
 into that commit as a Delta application transaction (``app_id=MERGER_APP_ID, version=batch_id``), so
-a restarted hub can tell whether a batch it planned reached the table (see ``hub/merger.py``).
+a restarted hub can tell whether a batch it planned reached the table (see ``hub/merger.py``). Segment and
+batch states move only as ``sync_protocol.merge_states`` allows.
 
 Handlers and the merger see only the ``SegmentLedger`` protocol; ``SqliteLedger`` is the embedded
 implementation, and a PostgreSQL one can follow without touching them.
@@ -27,21 +29,36 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from sync_protocol.chain import ChainLink, ChainStatus, chain_from_runs, check_link
-from sync_protocol.identifiers import SegmentId, SiteId, TableName
+from sync_protocol.identifiers import SegmentId, TableName
 from sync_protocol.limits import FIRST_SEQ, GENESIS_DIGEST
 from sync_protocol.manifest import Manifest
+from sync_protocol.merge_states import (
+    AWAITING_MERGE,
+    BATCH_START,
+    MERGE_START,
+    BatchState,
+    MergeEvent,
+    MergeState,
+    merge_move,
+    next_batch_state,
+    next_merge_state,
+)
 
 from .db import Database
+from .ledger_schema import MANIFEST_SELECT, ensure_schema, manifest_from_row, manifest_values
 from .upload_storage import StagedUpload, UploadLedger, segment_conflict
 
-COMMITTED, MERGING, MERGED, QUARANTINED = "committed", "merging", "merged", "quarantined"
+_STAGED = f"SELECT {MANIFEST_SELECT}, durable_offset, expires_at FROM uploads"
+_COMMITTED = f"SELECT {MANIFEST_SELECT}, committed_at, state FROM segments"
+_AWAITING_VALUES = sorted(state.value for state in AWAITING_MERGE)
+_AWAITING = ", ".join("?" * len(_AWAITING_VALUES))
 
 
 @dataclass(frozen=True)
 class CommittedSegment:
     manifest: Manifest
     committed_at: float
-    state: str
+    state: MergeState
 
     @property
     def segment(self) -> SegmentId:
@@ -87,7 +104,7 @@ class SegmentLedger(UploadLedger, Protocol):
     def finish_batch(self, batch_id: int, delta_version: int | None, now: float) -> None: ...
     def abandon_batch(self, batch_id: int) -> None: ...
     def quarantine(self, segment: SegmentId, reason: str, now: float) -> None: ...
-    def segment_state(self, segment: SegmentId) -> str | None: ...
+    def segment_state(self, segment: SegmentId) -> MergeState | None: ...
     # status
     def progress(self) -> list[TableProgress]: ...
     def quarantined(self) -> list[QuarantineEntry]: ...
@@ -95,8 +112,12 @@ class SegmentLedger(UploadLedger, Protocol):
     def rows_merged_since(self, since: float) -> dict[str, int]: ...
 
 
-def _manifest(text: str) -> Manifest:
-    return Manifest.from_upload_metadata(text)
+def _staged(row) -> StagedUpload:
+    return StagedUpload(manifest_from_row(row), *row[-2:])
+
+
+def _committed(row) -> CommittedSegment:
+    return CommittedSegment(manifest_from_row(row), row[-2], MergeState(row[-1]))
 
 
 class SqliteLedger:
@@ -105,52 +126,23 @@ class SqliteLedger:
     def __init__(self, database: Database, clock: Callable[[], float]) -> None:
         self._database = database
         self._clock = clock
-        self._ensure_schema()
-
-    def _ensure_schema(self) -> None:
-        db = self._database.db
-        db.execute(
-            "CREATE TABLE IF NOT EXISTS uploads (site TEXT NOT NULL, tbl TEXT NOT NULL, seq INTEGER NOT NULL,"
-            " metadata TEXT NOT NULL, durable_offset INTEGER NOT NULL, expires_at REAL NOT NULL,"
-            " PRIMARY KEY (site, tbl, seq))"
-        )
-        db.execute(
-            "CREATE TABLE IF NOT EXISTS segments (site TEXT NOT NULL, tbl TEXT NOT NULL, seq INTEGER NOT NULL,"
-            " sha256 TEXT NOT NULL, prev_sha256 TEXT NOT NULL, row_count INTEGER NOT NULL,"
-            " byte_size INTEGER NOT NULL, metadata TEXT NOT NULL, committed_at REAL NOT NULL,"
-            " state TEXT NOT NULL, batch_id INTEGER, merged_at REAL, delta_version INTEGER, reason TEXT,"
-            " PRIMARY KEY (site, tbl, seq))"
-        )
-        db.execute("CREATE INDEX IF NOT EXISTS segments_state ON segments(state, tbl, committed_at)")
-        db.execute(
-            "CREATE TABLE IF NOT EXISTS refused_manifests (site TEXT NOT NULL, tbl TEXT NOT NULL,"
-            " seq INTEGER NOT NULL, metadata TEXT NOT NULL, reason TEXT NOT NULL, refused_at REAL NOT NULL,"
-            " PRIMARY KEY (site, tbl, seq))"
-        )
-        db.execute(
-            "CREATE TABLE IF NOT EXISTS merge_batches (batch_id INTEGER PRIMARY KEY AUTOINCREMENT,"
-            " tbl TEXT NOT NULL, state TEXT NOT NULL)"
-        )
+        ensure_schema(database)
 
     # -- uploads -------------------------------------------------------------------------------------
 
     def staged(self, segment: SegmentId) -> StagedUpload | None:
-        row = self._database.db.execute(
-            "SELECT metadata, durable_offset, expires_at FROM uploads WHERE site = ? AND tbl = ? AND seq = ?",
-            _key(segment),
-        ).fetchone()
-        return None if row is None else StagedUpload(_manifest(row[0]), row[1], row[2])
+        row = self._database.db.execute(f"{_STAGED} WHERE site = ? AND tbl = ? AND seq = ?", _key(segment)).fetchone()
+        return None if row is None else _staged(row)
 
     def all_staged(self) -> list[StagedUpload]:
-        rows = self._database.db.execute("SELECT metadata, durable_offset, expires_at FROM uploads").fetchall()
-        return [StagedUpload(_manifest(r[0]), r[1], r[2]) for r in rows]
+        return [_staged(row) for row in self._database.db.execute(_STAGED).fetchall()]
 
     def save_staged(self, manifest: Manifest, offset: int, expires_at: float) -> None:
         with self._database.write() as db:
             db.execute(
-                "INSERT OR REPLACE INTO uploads (site, tbl, seq, metadata, durable_offset, expires_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                [*_key(manifest.segment), manifest.to_upload_metadata(), offset, expires_at],
+                f"INSERT OR REPLACE INTO uploads ({MANIFEST_SELECT}, durable_offset, expires_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [*manifest_values(manifest), offset, expires_at],
             )
 
     def drop_staged(self, segment: SegmentId) -> None:
@@ -163,27 +155,29 @@ class SqliteLedger:
         with self._database.write() as db:
             db.execute("DELETE FROM uploads WHERE site = ? AND tbl = ? AND seq = ?", _key(manifest.segment))
             db.execute(
-                "INSERT OR REPLACE INTO refused_manifests (site, tbl, seq, metadata, reason, refused_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)", [*_key(manifest.segment), manifest.to_upload_metadata(), reason, now],
+                f"INSERT OR REPLACE INTO refused_manifests ({MANIFEST_SELECT}, reason, refused_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [*manifest_values(manifest), reason, now],
             )
 
     def refusal(self, manifest: Manifest) -> str | None:
         """Why exactly this manifest was refused before, or None."""
         row = self._database.db.execute(
-            "SELECT reason FROM refused_manifests WHERE site = ? AND tbl = ? AND seq = ? AND metadata = ?",
-            [*_key(manifest.segment), manifest.to_upload_metadata()],
+            f"SELECT {MANIFEST_SELECT}, reason FROM refused_manifests WHERE site = ? AND tbl = ? AND seq = ?",
+            _key(manifest.segment),
         ).fetchone()
-        return None if row is None else row[0]
+        return row[-1] if row is not None and manifest_from_row(row) == manifest else None
 
     # -- commit --------------------------------------------------------------------------------------
 
     def committed(self, segment: SegmentId) -> Manifest | None:
         row = self._database.db.execute(
-            "SELECT metadata FROM segments WHERE site = ? AND tbl = ? AND seq = ?", _key(segment)
+            f"SELECT {MANIFEST_SELECT} FROM segments WHERE site = ? AND tbl = ? AND seq = ?", _key(segment)
         ).fetchone()
-        return None if row is None else _manifest(row[0])
+        return None if row is None else manifest_from_row(row)
 
-    def _neighbours(self, db, manifest: Manifest) -> tuple[ChainLink | None, ChainLink | None]:
+    @staticmethod
+    def _check_chain(db, manifest: Manifest) -> None:
+        """The one chain check: ``manifest`` against its committed neighbours, as ``db`` sees them."""
         site, table, seq = _key(manifest.segment)
         found = {
             r[0]: ChainLink(r[1], r[2])
@@ -192,11 +186,12 @@ class SqliteLedger:
                 [site, table, seq - 1, seq + 1],
             ).fetchall()
         }
-        return found.get(seq - 1), found.get(seq + 1)
+        check_link(manifest, found.get(seq - 1), found.get(seq + 1))
 
     def check_chain(self, manifest: Manifest) -> None:
-        """Refuse (CHAIN_CONFLICT) a manifest that would splice the committed hash chain."""
-        check_link(manifest, *self._neighbours(self._database.db, manifest))
+        """Refuse (CHAIN_CONFLICT) a manifest that would splice the committed hash chain: the early answer at
+        creation; ``commit`` runs the same check again inside its transaction (see ``UploadLedger.check_chain``)."""
+        self._check_chain(self._database.db, manifest)
 
     def commit(self, manifest: Manifest, now: float) -> bool:
         """Commit exactly once. True if this call committed it, False if it already was (same digest);
@@ -210,12 +205,11 @@ class SqliteLedger:
                     raise segment_conflict(manifest)
                 db.execute("DELETE FROM uploads WHERE site = ? AND tbl = ? AND seq = ?", _key(manifest.segment))
                 return False
-            check_link(manifest, *self._neighbours(db, manifest))
+            self._check_chain(db, manifest)  # the authoritative check: under the write lock, so no race passes it
             db.execute(
-                "INSERT INTO segments (site, tbl, seq, sha256, prev_sha256, row_count, byte_size, metadata,"
-                " committed_at, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [*_key(manifest.segment), manifest.sha256, manifest.prev_sha256, manifest.row_count,
-                 manifest.byte_size, manifest.to_upload_metadata(), now, COMMITTED],
+                f"INSERT INTO segments ({MANIFEST_SELECT}, committed_at, state)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [*manifest_values(manifest), now, MERGE_START.value],
             )
             db.execute("DELETE FROM uploads WHERE site = ? AND tbl = ? AND seq = ?", _key(manifest.segment))
             db.execute("DELETE FROM refused_manifests WHERE site = ? AND tbl = ? AND seq = ?", _key(manifest.segment))
@@ -225,77 +219,72 @@ class SqliteLedger:
 
     def tables_pending(self) -> list[TableName]:
         rows = self._database.db.execute(
-            "SELECT DISTINCT tbl FROM segments WHERE state = ? ORDER BY tbl", [COMMITTED]
+            "SELECT DISTINCT tbl FROM segments WHERE state = ? ORDER BY tbl", [MergeState.COMMITTED.value]
         ).fetchall()
         return [TableName(r[0]) for r in rows]
 
     def pending(self, table: TableName, limit: int) -> list[CommittedSegment]:
         rows = self._database.db.execute(
-            "SELECT metadata, committed_at, state FROM segments WHERE state = ? AND tbl = ?"
-            " ORDER BY committed_at, site, seq LIMIT ?",
-            [COMMITTED, str(table), limit],
+            f"{_COMMITTED} WHERE state = ? AND tbl = ? ORDER BY committed_at, site, seq LIMIT ?",
+            [MergeState.COMMITTED.value, str(table), limit],
         ).fetchall()
-        return [CommittedSegment(_manifest(r[0]), r[1], r[2]) for r in rows]
+        return [_committed(r) for r in rows]
 
     def plan_batch(self, table: TableName, segments: list[SegmentId]) -> MergeBatch:
         with self._database.write() as db:
             batch_id = db.execute(
-                "INSERT INTO merge_batches (tbl, state) VALUES (?, 'open')", [str(table)]
+                "INSERT INTO merge_batches (tbl, state) VALUES (?, ?)", [str(table), BATCH_START.value]
             ).lastrowid
             for segment in segments:
                 if segment.table != table:
                     raise ValueError(f"segment {segment} planned into a batch of table {table}")
-                db.execute(
-                    "UPDATE segments SET state = ?, batch_id = ? WHERE site = ? AND tbl = ? AND seq = ? AND state = ?",
-                    [MERGING, batch_id, *_key(segment), COMMITTED],
-                )
+                _move_segments(db, MergeEvent.PLANNED, "site = ? AND tbl = ? AND seq = ?", _key(segment),
+                               batch_id=batch_id)
         return self._batch(batch_id)
 
     def _batch(self, batch_id: int) -> MergeBatch:
         db = self._database.db
         table = db.execute("SELECT tbl FROM merge_batches WHERE batch_id = ?", [batch_id]).fetchone()[0]
-        rows = db.execute(
-            "SELECT metadata, committed_at, state FROM segments WHERE batch_id = ? ORDER BY site, seq", [batch_id]
-        ).fetchall()
-        return MergeBatch(batch_id, TableName(table), tuple(CommittedSegment(_manifest(r[0]), r[1], r[2])
-                                                             for r in rows))
+        rows = db.execute(f"{_COMMITTED} WHERE batch_id = ? ORDER BY site, seq", [batch_id]).fetchall()
+        return MergeBatch(batch_id, TableName(table), tuple(_committed(r) for r in rows))
 
     def open_batches(self) -> list[MergeBatch]:
         rows = self._database.db.execute(
-            "SELECT batch_id FROM merge_batches WHERE state = 'open' ORDER BY batch_id"
+            "SELECT batch_id FROM merge_batches WHERE state = ? ORDER BY batch_id", [BatchState.OPEN.value]
         ).fetchall()
         return [self._batch(r[0]) for r in rows]
 
     def finish_batch(self, batch_id: int, delta_version: int | None, now: float) -> None:
+        """The batch's Delta commit happened: the batch is done and its segments merged."""
         with self._database.write() as db:
-            db.execute(
-                "UPDATE segments SET state = ?, merged_at = ?, delta_version = ? WHERE batch_id = ? AND state = ?",
-                [MERGED, now, delta_version, batch_id, MERGING],
-            )
-            db.execute("UPDATE merge_batches SET state = 'done' WHERE batch_id = ?", [batch_id])
+            _move_batch(db, batch_id, MergeEvent.BATCH_COMMITTED)
+            _move_segments(db, MergeEvent.BATCH_COMMITTED, "batch_id = ?", [batch_id], merged_at=now,
+                           delta_version=delta_version)
 
     def abandon_batch(self, batch_id: int) -> None:
         """The batch never reached the table: its segments go back to waiting."""
         with self._database.write() as db:
-            db.execute(
-                "UPDATE segments SET state = ?, batch_id = NULL WHERE batch_id = ? AND state = ?",
-                [COMMITTED, batch_id, MERGING],
-            )
-            db.execute("UPDATE merge_batches SET state = 'abandoned' WHERE batch_id = ?", [batch_id])
+            _move_batch(db, batch_id, MergeEvent.BATCH_ABANDONED)
+            _move_segments(db, MergeEvent.BATCH_ABANDONED, "batch_id = ?", [batch_id], batch_id=None)
 
     def quarantine(self, segment: SegmentId, reason: str, now: float) -> None:
         with self._database.write() as db:
+            row = db.execute("SELECT state FROM segments WHERE site = ? AND tbl = ? AND seq = ?", _key(segment)
+                             ).fetchone()
+            if row is None:
+                raise KeyError(f"segment {segment} is not committed")
+            target = next_merge_state(MergeState(row[0]), MergeEvent.REFUSED)
             db.execute(
                 "UPDATE segments SET state = ?, reason = ?, merged_at = ?, batch_id = NULL"
                 " WHERE site = ? AND tbl = ? AND seq = ?",
-                [QUARANTINED, reason, now, *_key(segment)],
+                [target.value, reason, now, *_key(segment)],
             )
 
-    def segment_state(self, segment: SegmentId) -> str | None:
+    def segment_state(self, segment: SegmentId) -> MergeState | None:
         row = self._database.db.execute(
             "SELECT state FROM segments WHERE site = ? AND tbl = ? AND seq = ?", _key(segment)
         ).fetchone()
-        return None if row is None else row[0]
+        return None if row is None else MergeState(row[0])
 
     # -- status --------------------------------------------------------------------------------------
 
@@ -304,10 +293,10 @@ class SqliteLedger:
         summary = db.execute(
             "SELECT site, tbl, COUNT(*), SUM(row_count),"
             " SUM(CASE WHEN state = ? THEN row_count ELSE 0 END),"
-            " SUM(CASE WHEN state IN (?, ?) THEN 1 ELSE 0 END),"
+            f" SUM(CASE WHEN state IN ({_AWAITING}) THEN 1 ELSE 0 END),"
             " SUM(CASE WHEN state = ? THEN 1 ELSE 0 END)"
             " FROM segments GROUP BY site, tbl ORDER BY site, tbl",
-            [MERGED, COMMITTED, MERGING, QUARANTINED],
+            [MergeState.MERGED.value, *_AWAITING_VALUES, MergeState.QUARANTINED.value],
         ).fetchall()
         runs, breaks = self._chain_runs(db), self._chain_breaks(db)
         return [
@@ -346,7 +335,7 @@ class SqliteLedger:
     def quarantined(self) -> list[QuarantineEntry]:
         rows = self._database.db.execute(
             "SELECT site, tbl, seq, reason, merged_at FROM segments WHERE state = ? ORDER BY site, tbl, seq",
-            [QUARANTINED],
+            [MergeState.QUARANTINED.value],
         ).fetchall()
         return [QuarantineEntry(SegmentId.of(r[0], r[1], r[2]), r[3] or "", r[4] or 0.0) for r in rows]
 
@@ -354,20 +343,39 @@ class SqliteLedger:
         """Rows per site that reached the merged tables at or after ``since`` (the fleet page's "today")."""
         rows = self._database.db.execute(
             "SELECT site, SUM(row_count) FROM segments WHERE state = ? AND merged_at >= ? GROUP BY site",
-            [MERGED, since],
+            [MergeState.MERGED.value, since],
         ).fetchall()
         return {r[0]: r[1] or 0 for r in rows}
 
     def oldest_pending_commit(self) -> float | None:
         row = self._database.db.execute(
-            "SELECT MIN(committed_at) FROM segments WHERE state IN (?, ?)", [COMMITTED, MERGING]
+            f"SELECT MIN(committed_at) FROM segments WHERE state IN ({_AWAITING})",
+            _AWAITING_VALUES,
         ).fetchone()
         return row[0] if row else None
 
-    def sites_seen(self) -> list[SiteId]:
-        rows = self._database.db.execute("SELECT DISTINCT site FROM segments ORDER BY site").fetchall()
-        return [SiteId(r[0]) for r in rows]
 
 
 def _key(segment: SegmentId) -> list:
     return [str(segment.site), str(segment.table), segment.seq]
+
+
+def _move_segments(db, event: MergeEvent, where: str, params: list, **columns) -> None:
+    """Move the segments ``where`` selects by ``event``, as ``MERGE_TRANSITIONS`` allows (segments in any other
+    state are left alone), setting ``columns`` as well."""
+    sources, target = merge_move(event)
+    assignments = "".join(f", {name} = ?" for name in columns)
+    db.execute(
+        f"UPDATE segments SET state = ?{assignments} WHERE {where}"
+        f" AND state IN ({', '.join('?' * len(sources))})",
+        [target.value, *columns.values(), *params, *sorted(source.value for source in sources)],
+    )
+
+
+def _move_batch(db, batch_id: int, event: MergeEvent) -> None:
+    """Move one batch by ``event``; ``LocalProtocolError`` if ``BATCH_TRANSITIONS`` does not allow it."""
+    row = db.execute("SELECT state FROM merge_batches WHERE batch_id = ?", [batch_id]).fetchone()
+    if row is None:
+        raise KeyError(f"no merge batch {batch_id}")
+    target = next_batch_state(BatchState(row[0]), event)
+    db.execute("UPDATE merge_batches SET state = ? WHERE batch_id = ?", [target.value, batch_id])

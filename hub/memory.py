@@ -81,7 +81,7 @@ class MemoryLedger:
                 raise segment_conflict(manifest)
             self._staged.pop(segment, None)
             return False
-        self.check_chain(manifest)
+        self.check_chain(manifest)  # again: the check at creation was early, this one is the guard
         self._committed[segment] = manifest
         self._staged.pop(segment, None)
         self._refused.pop(segment, None)

@@ -11,7 +11,7 @@ serial anyway) repeats, per table with committed segments waiting:
    its file moves to ``DIR/quarantine``, the ledger keeps the reason, status shows it, and the batch
    goes on without it, so one bad segment never blocks a site's later ones;
 2. **plan** the batch in the ledger: a new, increasing ``batch_id`` and the list of its segments;
-3. append the rows (plus lineage columns ``_site``, ``_seq``, ``_ingested_at``) with one
+3. append the rows (plus lineage columns ``_site``, checked in step 1, ``_seq``, ``_ingested_at``) with one
    ``write_deltalake`` call whose commit carries the Delta *application transaction*
    ``(MERGER_APP_ID, batch_id)`` and, for people reading the log, the segment list in its metadata;
 4. **finish** the batch in the ledger, then delete the merged segments' files.
@@ -19,9 +19,10 @@ serial anyway) repeats, per table with committed segments waiting:
 A crash between 2 and 4 leaves an open batch. On start, ``reconcile`` asks the Delta table for the
 last application-transaction version of ``MERGER_APP_ID``: if it is at least the batch id, the append
 happened and the batch is finished; otherwise it did not and the segments go back to waiting. Batches of
-one table are written in id order by this one thread, so "at least" is exact. Many small commits make a
-Delta table slow (research: 21 -> 66 ms per commit over 500 commits), hence the batching, plus a
-periodic ``optimize.compact()`` and ``vacuum``.
+one table are written in id order by this one thread, so "at least" is exact. The states a segment and a
+batch go through are ``sync_protocol.merge_states`` (``MERGE_TRANSITIONS``, ``BATCH_TRANSITIONS``). Many
+small commits make a Delta table slow (research: 21 -> 66 ms per commit over 500 commits), hence the
+batching, plus a periodic ``optimize.compact()`` and ``vacuum``.
 """
 
 from __future__ import annotations
@@ -42,11 +43,12 @@ from deltalake.exceptions import TableNotFoundError
 
 from sync_protocol import LocalProtocolError, RemoteProtocolError, table_values
 from sync_protocol.identifiers import SegmentId, TableName
+from sync_protocol.merge_states import MergeState
 
 from . import schema as schemas
 from .faults import CrashHook, no_crash
 from .layout import HubLayout
-from .ledger import MERGED, CommittedSegment, SegmentLedger
+from .ledger import CommittedSegment, SegmentLedger
 from .staging import StagingArea
 
 log = logging.getLogger("harbour.hub.merger")
@@ -80,6 +82,16 @@ COMPACT_EVERY_COMMITS = 100
 VACUUM_RETENTION_HOURS = 168
 """Files removed by compaction are deleted a week later: queries running over an older snapshot and
 copies to object storage have that long to finish."""
+
+@dataclass(frozen=True)
+class ReadSegment:
+    """A committed segment read for a merge: its data columns in storage types (values checked once, here) and
+    its lineage column ``_site`` (the edge's own, once checked, or the hub's for a segment without one)."""
+
+    segment: CommittedSegment
+    data: pa.Table
+    site: pa.ChunkedArray
+
 
 @dataclass
 class MergeStats:
@@ -191,27 +203,27 @@ class Merger:
         if not waiting:
             return 0
         current = schemas.canonical(self._stored_schema(self._table(table)))
-        accepted: list[tuple[CommittedSegment, pa.Table]] = []
+        accepted: list[ReadSegment] = []
         rows = 0
         for segment in waiting:
             if accepted and rows + segment.manifest.row_count > MAX_BATCH_ROWS:
                 break
-            data, problem = self._read(segment)
-            if data is not None:
-                fitted = schemas.plan(str(table), current, data.schema)
+            read, problem = self._read(segment)
+            if read is not None:
+                fitted = schemas.plan(str(table), current, read.data.schema)
                 if fitted.schema is None:
                     problem = "schema conflict: " + "; ".join(fitted.conflicts)
             if problem is not None:
                 self._quarantine(segment, problem)
                 continue
             current = fitted.schema
-            accepted.append((segment, data))
-            rows += data.num_rows
+            accepted.append(read)
+            rows += read.data.num_rows
         if accepted:
             self._append_isolating(table, accepted)
         return len(waiting)
 
-    def _read(self, segment: CommittedSegment) -> tuple[pa.Table | None, str | None]:
+    def _read(self, segment: CommittedSegment) -> tuple[ReadSegment | None, str | None]:
         """The segment's rows in storage types (``sync_protocol.table_values``), or why it cannot be merged."""
         path = self._staging.path(segment.segment)
         try:
@@ -222,11 +234,11 @@ class Merger:
             return None, f"not a readable Parquet file: {type(error).__name__}: {str(error)[:300]}"
         if data.num_rows != segment.manifest.row_count:
             return None, f"file has {data.num_rows} rows, its manifest says {segment.manifest.row_count}"
-        data, conflict = schemas.strip_edge_site(data, str(segment.segment.site))
+        data, site, conflict = schemas.split_site(data, str(segment.segment.site))
         if conflict:
             return None, conflict
-        try:
-            return schemas.to_storage(data), None
+        try:  # the edge checked these values too; the hub checks again because any tus client may upload
+            return ReadSegment(segment, schemas.to_storage(data), site), None
         except RemoteProtocolError as error:
             return None, f"the type rules refuse it: {error.message}"
         except Exception as error:  # a value no rule foresaw must cost one segment, not the table
@@ -241,7 +253,7 @@ class Merger:
 
     # -- appending, and narrowing a refused batch down to its culprits ------------------------------
 
-    def _append_isolating(self, table: TableName, accepted: list[tuple[CommittedSegment, pa.Table]]) -> None:
+    def _append_isolating(self, table: TableName, accepted: list[ReadSegment]) -> None:
         """Append ``accepted``. When Delta refuses the batch for a reason the type rules did not foresee,
         halve it until the refused segments stand alone: those are quarantined with Delta's reason, the
         rest merge (G7: one segment never stalls a table, nor the tables after it). An ``OSError`` is the
@@ -261,20 +273,20 @@ class Merger:
         self._append_isolating(table, accepted[:middle])
         self._append_isolating(table, accepted[middle:])
 
-    def _blame(self, table: TableName, item: tuple[CommittedSegment, pa.Table], error: Exception) -> None:
+    def _blame(self, table: TableName, item: ReadSegment, error: Exception) -> None:
         """Quarantine a segment Delta refused alone -- but only once the same rows are refused by a scratch
         table of the same schema too: otherwise the table (or its storage) is at fault, and it is retried."""
         if not self._refused_alone(table, item):
             raise error
-        self._quarantine(item[0], f"Delta Lake refused its rows: {_first_line(error)}")
+        self._quarantine(item.segment, f"Delta Lake refused its rows: {_first_line(error)}")
 
-    def _refused_alone(self, table: TableName, item: tuple[CommittedSegment, pa.Table]) -> bool:
+    def _refused_alone(self, table: TableName, item: ReadSegment) -> bool:
         stored = self._stored_schema(self._table(table))
         with tempfile.TemporaryDirectory(prefix=".merge-probe-", dir=self._layout.root) as scratch:
             if stored is not None:
                 DeltaTable.create(scratch, schema=stored, partition_by=[schemas.SITE_COLUMN])
             current = schemas.canonical(stored)
-            fitted = schemas.plan(str(table), current, item[1].schema)
+            fitted = schemas.plan(str(table), current, item.data.schema)
             try:
                 _write(scratch, self._rows(fitted.schema, [item]))
             except OSError:
@@ -283,36 +295,40 @@ class Merger:
                 return True
         return False
 
-    def _rows(self, schema: pa.Schema, accepted: list[tuple[CommittedSegment, pa.Table]]) -> pa.Table:
-        """The batch's rows: each segment conformed to ``schema``, plus the lineage columns."""
+    def _rows(self, schema: pa.Schema, accepted: list[ReadSegment]) -> pa.Table:
+        """The batch's rows: each segment conformed to ``schema`` (the one conform of its rows at the hub), plus the
+        lineage columns."""
         parts = []
-        for segment, data in accepted:
-            conformed = schemas.conform(data, schema)
+        for item in accepted:
+            conformed = schemas.conform(item.data, schema)
             n = conformed.num_rows
-            ingested = int(segment.committed_at * 1_000_000)
+            ingested = int(item.segment.committed_at * 1_000_000)
             lineage = [
-                pa.array([str(segment.segment.site)] * n, pa.string()),
-                pa.array([segment.segment.seq] * n, pa.int64()),
+                item.site,
+                pa.array([item.segment.segment.seq] * n, pa.int64()),
                 pa.array([ingested] * n, pa.timestamp("us", tz="UTC")),
             ]
             parts.append(pa.Table.from_arrays(
                 [*conformed.columns, *lineage], schema=pa.schema([*schema, *schemas.LINEAGE_FIELDS])))
         return pa.concat_tables(parts)
 
-    def _append(self, table: TableName, accepted: list[tuple[CommittedSegment, pa.Table]]) -> None:
+    def _append(self, table: TableName, accepted: list[ReadSegment]) -> None:
         delta = self._table(table)
         stored = self._stored_schema(delta)
         schema = schemas.canonical(stored)
-        for segment, data in accepted:  # planned together before; a subset of them fits as well
-            fitted = schemas.plan(str(table), schema, data.schema)
+        # Planned together in merge_table; planned again here (schemas only, no rows) because a batch Delta
+        # refused is appended in halves: each half fits the table as the halves before it left it, and gets no
+        # column that only the other half brings.
+        for item in accepted:
+            fitted = schemas.plan(str(table), schema, item.data.schema)
             if fitted.schema is None:
-                raise LocalProtocolError(f"{segment.segment} no longer fits {table}: {fitted.conflicts}",
+                raise LocalProtocolError(f"{item.segment.segment} no longer fits {table}: {fitted.conflicts}",
                                          op="planning a merge batch", subject=str(table))
             schema = fitted.schema
         if delta is not None:
             self._widen(table, delta, stored, schema)
         batch_rows = self._rows(schema, accepted)
-        planned = self._ledger.plan_batch(table, [segment.segment for segment, _ in accepted])
+        planned = self._ledger.plan_batch(table, [item.segment.segment for item in accepted])
         self._crash("before-delta-commit")
         metadata = {"harbour.batch": str(planned.batch_id),
                     "harbour.segments": json.dumps([s.segment.upload_key for s in planned.segments])}
@@ -328,8 +344,8 @@ class Merger:
         version = self._table(table).version()
         self._ledger.finish_batch(planned.batch_id, version, self._clock())
         self._last_commit_at[str(table)] = time.monotonic()
-        for segment, _ in accepted:
-            self._staging.delete(segment.segment)
+        for item in accepted:
+            self._staging.delete(item.segment.segment)
         self.stats.rows += batch_rows.num_rows
         self.stats.commits += 1
         log.info("merged %d segments (%d rows) into %s at version %s", len(accepted), batch_rows.num_rows,
@@ -373,7 +389,7 @@ class Merger:
                 segment = SegmentId.from_upload_key(path.name.removesuffix(".seg"))
             except Exception:  # not one of ours: leave it for the operator
                 continue
-            if self._ledger.segment_state(segment) == MERGED:
+            if self._ledger.segment_state(segment) is MergeState.MERGED:
                 path.unlink(missing_ok=True)
         for batch in self._ledger.open_batches():
             delta = self._table(batch.table)

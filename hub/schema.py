@@ -5,8 +5,8 @@ What a column may hold and how it widens is decided once, in ``sync_protocol.tab
 so a segment an unmodified edge sealed always fits. What is left here is the hub's own part:
 
 * **Lineage columns** (``_site``, ``_seq``, ``_ingested_at``): a segment may carry only ``_site``, the
-  edge's own, which must be text naming the uploader; any other ``_`` column is a conflict, so a ship
-  cannot claim rows for another site.
+  edge's own, which must be text naming the uploader (then it is kept as the merged rows' ``_site``); any
+  other ``_`` column is a conflict, so a ship cannot claim rows for another site.
 * **In place or rewritten.** Delta's schema merge adds columns and struct fields and gives a null column
   its first type in place; it cannot change a column's type (delta-rs would cast 2.5 into an int64
   column as 2, silently). So a widening of an existing column (int64 -> float64, date -> timestamp, a
@@ -38,7 +38,7 @@ LINEAGE_FIELDS = (
 SEGMENT = "this segment"
 
 __all__ = ["LINEAGE_FIELDS", "LINEAGE_PREFIX", "SchemaPlan", "canonical", "conform", "data_columns", "in_place",
-           "plan", "strip_edge_site", "to_storage"]
+           "plan", "split_site", "to_storage"]
 
 
 def data_columns(schema: pa.Schema) -> pa.Schema:
@@ -94,22 +94,26 @@ def in_place(stored: pa.DataType, planned: pa.DataType) -> bool:
         return False
 
 
-def strip_edge_site(table: pa.Table, site: str) -> tuple[pa.Table, str | None]:
-    """Edges write the lineage column ``_site`` into their segments (so a ship's own files say where they
-    come from). The hub trusts only the authenticated upload: a ``_site`` that is not text, or names any
-    other site, is a conflict (G5); a matching one is dropped here, and the merger adds its own."""
+def split_site(table: pa.Table, site: str) -> tuple[pa.Table, pa.ChunkedArray | None, str | None]:
+    """A segment's data columns and its lineage column ``_site``, or why it cannot be merged.
+
+    Edges write ``_site`` into their segments (a ship's own files say where they come from). The hub trusts
+    only the authenticated upload: a ``_site`` that is not text, or names any other site, is a conflict (G5).
+    A matching one is kept as the merged rows' ``_site``: the column is made once, at the edge, and checked
+    once, here. Only a segment without one (sent by another tus client) gets its ``_site`` from the hub."""
     if SITE_COLUMN not in table.column_names:
-        return table, None
+        return table, pa.chunked_array([pa.array([site] * table.num_rows, pa.string())]), None
     if table.column_names.count(SITE_COLUMN) > 1:
-        return table, "column '_site' appears more than once"
+        return table, None, "column '_site' appears more than once"
     column = table.column(SITE_COLUMN)
     value_type = column.type.value_type if pat.is_dictionary(column.type) else column.type
     if not (pat.is_string(value_type) or pat.is_large_string(value_type) or pat.is_string_view(value_type)):
-        return table, f"column '_site' is {column.type}; it must be a string naming the uploader {site!r}"
+        return table, None, f"column '_site' is {column.type}; it must be a string naming the uploader {site!r}"
     try:
         column.validate(full=True)
     except pa.ArrowInvalid as error:
-        return table, f"column '_site' is not valid UTF-8 text: {str(error)[:200]}"
-    if table.num_rows and (column.null_count or not pc.all(pc.equal(column.cast(pa.string()), site)).as_py()):
-        return table, f"column '_site' names another site than the uploader {site!r}"
-    return table.drop_columns([SITE_COLUMN]), None
+        return table, None, f"column '_site' is not valid UTF-8 text: {str(error)[:200]}"
+    as_text = column.cast(pa.string())
+    if table.num_rows and (as_text.null_count or not pc.all(pc.equal(as_text, site)).as_py()):
+        return table, None, f"column '_site' names another site than the uploader {site!r}"
+    return table.drop_columns([SITE_COLUMN]), as_text, None

@@ -46,7 +46,11 @@ class UploadLedger(Protocol):
         """Why exactly this manifest was refused before, or None."""
 
     def check_chain(self, manifest: Manifest) -> None:
-        """Raise ``RemoteProtocolError`` (chain-conflict) if ``manifest`` would splice the committed chain."""
+        """Raise ``RemoteProtocolError`` (chain-conflict) if ``manifest`` would splice the committed chain.
+
+        Asked at creation only, as an early refusal: over a thin satellite link it saves sending a whole
+        segment the commit would refuse. It cannot be the guard: a neighbour may commit while the upload runs,
+        so ``commit`` checks the chain again, with the same code, inside its transaction (G2, G8)."""
 
     def committed(self, segment: SegmentId) -> Manifest | None: ...
 

@@ -194,7 +194,8 @@ class UploadService:
                 return decision
             assert isinstance(decision, CheckManifest)
             # A manifest that would splice the committed chain, or that lied about its file before, is
-            # refused before any byte is sent.
+            # refused before any byte is sent: on a thin link that saves a whole upload. The commit checks the
+            # chain again inside its transaction (a neighbour may commit meanwhile); this is the early answer.
             await self._io(self._ledger.check_chain, manifest)
             refused = await self._io(self._ledger.refusal, manifest)
             decision = receiver.manifest_checked(decision, refused, self._clock())

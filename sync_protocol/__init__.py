@@ -9,6 +9,8 @@ passed in by the callers (``tests/sync_protocol/test_purity.py`` holds us to it)
 * ``receiver``    -- the hub's upload state machine (``RECEIVER_TRANSITIONS``)
 * ``sender``      -- the edge's upload state machine (``SENDER_TRANSITIONS``)
 * ``segment_states`` -- a segment's life on the edge (``SEGMENT_TRANSITIONS``)
+* ``merge_states`` -- a committed segment's life at the hub and its merge batch (``MERGE_TRANSITIONS``,
+  ``BATCH_TRANSITIONS``)
 * ``chain``       -- hash-chain watermark and gaps per (site, table)
 * ``segment_contents`` -- what a segment file must hold for its manifest to be true; the schema fingerprint
 * ``chunking``    -- chunk size adapted to the measured link

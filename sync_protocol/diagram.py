@@ -10,6 +10,7 @@ import enum
 from collections.abc import Mapping
 
 from .errors import ErrorCode
+from .merge_states import BATCH_START, BATCH_TRANSITIONS, MERGE_START, MERGE_TRANSITIONS, BatchState, MergeState
 from .receiver import RECEIVER_TRANSITIONS, RxState
 from .segment_states import SEGMENT_TRANSITIONS, SegmentState
 from .sender import SENDER_TRANSITIONS, TxState
@@ -50,6 +51,12 @@ def generated_sections() -> dict[str, str]:
         ),
         "segment-diagram": mermaid_state_diagram(
             SEGMENT_TRANSITIONS, SegmentState.OPEN, (SegmentState.COLLECTED,)
+        ),
+        "merge-diagram": mermaid_state_diagram(
+            MERGE_TRANSITIONS, MERGE_START, (MergeState.MERGED, MergeState.QUARANTINED)
+        ),
+        "batch-diagram": mermaid_state_diagram(
+            BATCH_TRANSITIONS, BATCH_START, (BatchState.DONE, BatchState.ABANDONED)
         ),
         "error-table": error_table(),
     }

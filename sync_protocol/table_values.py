@@ -2,7 +2,9 @@
 
 ``table_types`` decides the types; this module moves values into them. The edge calls ``to_storage``
 on each decoded write and ``conform`` to fit it to the table; the hub calls both on each segment, so a
-value the edge accepted converts at the hub the same way, and one it refused never reaches Delta.
+value the edge accepted converts at the hub the same way, and one it refused never reaches Delta. The hub
+checks again what an edge checked because it cannot know the uploader is an unmodified Harbour edge (any tus
+client may send a segment): the values are checked once per side, in ``to_storage``; ``conform`` only widens.
 
 Checks, each refused with a message that names the column:
 
@@ -177,6 +179,12 @@ def convert_column(column: pa.ChunkedArray | pa.Array, target: pa.DataType, name
     return _map_chunks(column, target, lambda chunk: _cast(chunk, target, name))
 
 
+def _widen_column(column: pa.ChunkedArray | pa.Array, target: pa.DataType, name: str) -> pa.ChunkedArray:
+    """One column whose values ``to_storage`` checked already, widened to ``target`` (casts stay overflow-checked)."""
+    _require_wider(column.type, target, name)
+    return _map_chunks(column, target, lambda chunk: _cast(chunk, target, name))
+
+
 def to_storage(table: pa.Table) -> pa.Table:
     """``table`` with every column in its storage type (names as written). Raises RemoteProtocolError for
     a type Harbour does not store, ValueRefused for a value it cannot hold."""
@@ -198,7 +206,10 @@ def to_storage(table: pa.Table) -> pa.Table:
 def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     """``table`` with exactly ``schema``'s columns (matched ignoring case; the schema's spelling wins), in
     its order and types; missing columns are null. ``schema`` comes from ``table_types.plan``, so it is at
-    least as wide as every column of ``table``; a written column it lacks must be all null."""
+    least as wide as every column of ``table``; a written column it lacks must be all null.
+
+    ``table`` comes from ``to_storage``, which checked every value (UTF-8, ranges): conforming only reshapes and
+    widens, so a row's values are checked once on each side (the edge's ingest, the hub's merge)."""
     by_lower = {name.lower(): index for index, name in enumerate(table.column_names)}
     columns = []
     for field in schema:
@@ -208,7 +219,7 @@ def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
         elif table.schema.field(index).type.equals(field.type):
             columns.append(table.column(index))
         else:
-            columns.append(convert_column(table.column(index), field.type, field.name))
+            columns.append(_widen_column(table.column(index), field.type, field.name))
     for name_lower, index in by_lower.items():
         if table.column(index).null_count != table.num_rows:
             raise LocalProtocolError(f"column {table.column_names[index]!r} is not in the table's schema",

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from hub.ledger import COMMITTED, MERGED, MERGING, QUARANTINED
+from sync_protocol.errors import LocalProtocolError
 from sync_protocol.identifiers import SegmentId, TableName
 from sync_protocol.limits import GENESIS_DIGEST
 from sync_protocol.manifest import Manifest
+from sync_protocol.merge_states import MergeState
 
 from .conftest import chain
 
@@ -22,7 +23,7 @@ def test_batches_move_segments_through_their_states(ledger):
     waiting = ledger.pending(telemetry, 10)
     assert [w.segment.seq for w in waiting] == [1, 2, 3]
     batch = ledger.plan_batch(telemetry, [w.segment for w in waiting[:2]])
-    assert [s.state for s in batch.segments] == [MERGING, MERGING]
+    assert [s.state for s in batch.segments] == [MergeState.MERGING, MergeState.MERGING]
     assert [w.segment.seq for w in ledger.pending(telemetry, 10)] == [3]
     assert [b.batch_id for b in ledger.open_batches()] == [batch.batch_id]
     ledger.abandon_batch(batch.batch_id)
@@ -31,9 +32,23 @@ def test_batches_move_segments_through_their_states(ledger):
     assert again.batch_id > batch.batch_id
     ledger.finish_batch(again.batch_id, 7, 10.0)
     assert ledger.open_batches() == []
-    assert ledger.segment_state(SegmentId.of("ship-a", "telemetry", 2)) == MERGED
+    assert ledger.segment_state(SegmentId.of("ship-a", "telemetry", 2)) is MergeState.MERGED
     with pytest.raises(ValueError):
         ledger.plan_batch(telemetry, [SegmentId.of("ship-b", "events", 1)])
+
+
+def test_moves_the_merge_tables_do_not_allow_are_bugs(ledger):
+    (segment,) = chain("ship-a", "telemetry", 1)
+    ledger.commit(segment.manifest, 1.0)
+    batch = ledger.plan_batch(TableName("telemetry"), [segment.manifest.segment])
+    with pytest.raises(LocalProtocolError, match="not allowed in state 'merging'"):
+        ledger.quarantine(segment.manifest.segment, "a batch in flight is not the merger's to set aside", 2.0)
+    ledger.finish_batch(batch.batch_id, 3, 2.0)
+    with pytest.raises(LocalProtocolError, match="not allowed in state 'done'"):
+        ledger.abandon_batch(batch.batch_id)
+    with pytest.raises(LocalProtocolError, match="not allowed in state 'merged'"):
+        ledger.quarantine(segment.manifest.segment, "merged rows cannot be taken back", 3.0)
+    assert ledger.segment_state(segment.manifest.segment) is MergeState.MERGED
 
 
 @pytest.mark.guarantee("G8")
@@ -51,8 +66,8 @@ def test_quarantine_and_progress(ledger, clock):
     assert (progress.chain.watermark, progress.chain.highest, progress.chain.gaps) == (2, 4, ((3, 3),))
     (entry,) = ledger.quarantined()
     assert entry.segment.seq == 2 and entry.reason == "schema conflict: x"
-    assert ledger.segment_state(entry.segment) == QUARANTINED
-    assert ledger.segment_state(segments[3].manifest.segment) == COMMITTED
+    assert ledger.segment_state(entry.segment) is MergeState.QUARANTINED
+    assert ledger.segment_state(segments[3].manifest.segment) is MergeState.COMMITTED
     assert ledger.oldest_pending_commit() == clock()
 
 
@@ -62,9 +77,10 @@ def test_quarantine_and_progress(ledger, clock):
 def _insert(database, site: str, table: str, seq: int, sha256: str, prev_sha256: str) -> None:
     """A committed row as it stands in the table, bypassing the chain check (to make breaks and far seqs)."""
     with database.write() as db:
-        db.execute("INSERT INTO segments (site, tbl, seq, sha256, prev_sha256, row_count, byte_size, metadata,"
-                   " committed_at, state) VALUES (?, ?, ?, ?, ?, 1, 1, '', 0, 'committed')",
-                   [site, table, seq, sha256, prev_sha256])
+        db.execute("INSERT INTO segments (site, tbl, seq, sha256, prev_sha256, row_count, byte_size,"
+                   " schema_fingerprint, priority, created_at_ms, committed_at, state)"
+                   " VALUES (?, ?, ?, ?, ?, 1, 1, ?, 5, 0, 0, 'committed')",
+                   [site, table, seq, sha256, prev_sha256, "f" * 64])
 
 
 @pytest.mark.guarantee("G8")

@@ -6,11 +6,11 @@ import pyarrow as pa
 import pytest
 from deltalake import DeltaTable
 
-from hub.ledger import MERGED
 from hub.merger import MERGER_APP_ID, Merger
 from hub.query import run_query
 from hub.staging import StagingArea
 from sync_protocol.identifiers import TableName
+from sync_protocol.merge_states import MergeState
 
 from .conftest import Segment, chain, make_segment, rows_table
 
@@ -100,7 +100,7 @@ def test_reconcile_finishes_batches_that_reached_the_table_and_reopens_the_rest(
     commit(ledger, staging, second)
     ledger.plan_batch(TableName("telemetry"), [second.manifest.segment])  # planned, never written
     assert merger.reconcile() == (1, 1)
-    assert ledger.segment_state(first.manifest.segment) == MERGED
+    assert ledger.segment_state(first.manifest.segment) is MergeState.MERGED
     assert not staging.path(first.manifest.segment).exists()
     merger.run_once()
     assert query(layout, "SELECT _site, count(*) FROM telemetry GROUP BY 1 ORDER BY 1") == [

@@ -78,17 +78,21 @@ def test_conform_casts_fills_and_orders():
     (pa.array([None], pa.string()), "another site"),
 ])
 def test_a_site_column_that_is_not_the_uploaders_name_is_refused(column, fragment):
-    _, problem = schema.strip_edge_site(pa.table({"v": [1], "_site": column}), "ship-1")
-    assert problem is not None and fragment in problem
+    _, site, problem = schema.split_site(pa.table({"v": [1], "_site": column}), "ship-1")
+    assert problem is not None and fragment in problem and site is None
 
 
-def test_an_edges_own_site_column_is_dropped():
-    kept, problem = schema.strip_edge_site(pa.table({"v": [1, 2], "_site": ["ship-1", "ship-1"]}), "ship-1")
-    assert problem is None and kept.column_names == ["v"]
+def test_an_edges_own_site_column_is_checked_once_and_kept_as_the_lineage_column():
+    data, site, problem = schema.split_site(pa.table({"v": [1, 2], "_site": ["ship-1", "ship-1"]}), "ship-1")
+    assert problem is None and data.column_names == ["v"] and site.to_pylist() == ["ship-1", "ship-1"]
     dictionary = pa.array(["ship-1"]).dictionary_encode()
-    kept, problem = schema.strip_edge_site(pa.table({"v": [1], "_site": dictionary}), "ship-1")
-    assert problem is None and kept.column_names == ["v"]
+    data, site, problem = schema.split_site(pa.table({"v": [1], "_site": dictionary}), "ship-1")
+    assert problem is None and data.column_names == ["v"] and site.type == pa.string()
     twice = pa.Table.from_arrays([pa.array(["ship-1"]), pa.array(["ship-1"])], names=["_site", "_site"])
-    assert "more than once" in schema.strip_edge_site(twice, "ship-1")[1]
-    untouched, problem = schema.strip_edge_site(pa.table({"v": [1]}), "ship-1")
-    assert problem is None and untouched.column_names == ["v"]
+    assert "more than once" in schema.split_site(twice, "ship-1")[2]
+
+
+def test_a_segment_without_a_site_column_gets_the_uploaders():
+    data, site, problem = schema.split_site(pa.table({"v": [1, 2]}), "ship-1")
+    assert problem is None and data.column_names == ["v"]
+    assert site.type == pa.string() and site.to_pylist() == ["ship-1", "ship-1"]

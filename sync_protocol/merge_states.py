@@ -1,0 +1,116 @@
+"""The life of a committed segment at the hub, and of the merge batch that carries it: two transition tables (G2).
+
+Theory of operation
+-------------------
+A segment the hub committed (``hub.ledger``) waits to be merged into its Delta table (``hub.merger``)::
+
+    committed --planned--> merging --batch reached the table--> merged
+        |  ^                  |
+        |  +------------------+ batch never reached the table
+        +--cannot be merged--> quarantined
+
+A **merge batch** is the set of segments one Delta commit holds. Planning it opens it and moves its segments
+to ``merging``; the batch then ends exactly one way, and the same event moves the batch and every segment in
+it: ``done`` (the Delta commit carrying the batch id happened, the segments are ``merged``) or ``abandoned``
+(it did not, the segments wait again). A crash leaves a batch ``open``; the merger's start-up ``reconcile``
+asks the Delta table which of the two it was. ``merged`` and ``quarantined`` are final: a merged segment's rows
+are in the table, and a quarantined one is set aside with its reason for an operator.
+
+The ledger applies these tables, never state strings of its own: a move the table does not allow is a bug in
+the hub (``LocalProtocolError``), not something to write down.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+
+from .errors import LocalProtocolError
+
+
+class MergeState(enum.Enum):
+    COMMITTED = "committed"
+    MERGING = "merging"
+    MERGED = "merged"
+    QUARANTINED = "quarantined"
+
+
+class BatchState(enum.Enum):
+    OPEN = "open"
+    DONE = "done"
+    ABANDONED = "abandoned"
+
+
+class MergeEvent(enum.Enum):
+    PLANNED = "planned into a batch"
+    BATCH_COMMITTED = "batch reached the table"
+    BATCH_ABANDONED = "batch never reached the table"
+    REFUSED = "cannot be merged"
+
+
+MERGE_TRANSITIONS: dict[MergeState, dict[MergeEvent, MergeState]] = {
+    MergeState.COMMITTED: {
+        MergeEvent.PLANNED: MergeState.MERGING,
+        # unreadable, not what its manifest says, refused by the type rules or by Delta alone: set aside so
+        # that one segment never blocks its site's later ones (G7)
+        MergeEvent.REFUSED: MergeState.QUARANTINED,
+    },
+    MergeState.MERGING: {
+        MergeEvent.BATCH_COMMITTED: MergeState.MERGED,
+        MergeEvent.BATCH_ABANDONED: MergeState.COMMITTED,
+    },
+    MergeState.MERGED: {},
+    MergeState.QUARANTINED: {},
+}
+
+BATCH_TRANSITIONS: dict[BatchState, dict[MergeEvent, BatchState]] = {
+    BatchState.OPEN: {
+        MergeEvent.BATCH_COMMITTED: BatchState.DONE,
+        MergeEvent.BATCH_ABANDONED: BatchState.ABANDONED,
+    },
+    BatchState.DONE: {},
+    BatchState.ABANDONED: {},
+}
+
+MERGE_START = MergeState.COMMITTED
+"""What a segment is the moment the ledger commits it."""
+
+BATCH_START = BatchState.OPEN
+"""What a batch is the moment it is planned."""
+
+AWAITING_MERGE = frozenset(state for state, moves in MERGE_TRANSITIONS.items() if moves)
+"""Segments not yet settled (neither merged nor quarantined): status counts them as pending."""
+
+
+def _next(transitions: Mapping[enum.Enum, Mapping[MergeEvent, enum.Enum]], kind: str, state: enum.Enum,
+          event: MergeEvent) -> enum.Enum:
+    target = transitions[state].get(event)
+    if target is None:
+        raise LocalProtocolError(
+            f"{kind} event {event.value!r} is not allowed in state {state.value!r}",
+            op=f"changing {kind} state",
+            hint="see MERGE_TRANSITIONS and BATCH_TRANSITIONS in sync_protocol/merge_states.py",
+        )
+    return target
+
+
+def next_merge_state(state: MergeState, event: MergeEvent) -> MergeState:
+    """The segment's state after ``event``; ``LocalProtocolError`` for a move the table does not allow."""
+    return _next(MERGE_TRANSITIONS, "segment", state, event)
+
+
+def next_batch_state(state: BatchState, event: MergeEvent) -> BatchState:
+    """The batch's state after ``event``; ``LocalProtocolError`` for a move the table does not allow."""
+    return _next(BATCH_TRANSITIONS, "batch", state, event)
+
+
+def merge_move(event: MergeEvent) -> tuple[frozenset[MergeState], MergeState]:
+    """(the states ``event`` moves a segment from, the state it moves it to): what a ledger needs to move a set of
+    segments in one statement (``UPDATE ... SET state = target WHERE ... AND state IN sources``)."""
+    moves = {(source, target) for source, events in MERGE_TRANSITIONS.items()
+             for move, target in events.items() if move is event}
+    targets = {target for _, target in moves}
+    if len(targets) != 1:
+        raise LocalProtocolError(f"segment event {event.value!r} has {len(targets)} target states, not one",
+                                 op="moving a set of segments", hint="move them one at a time with next_merge_state")
+    return frozenset(source for source, _ in moves), targets.pop()
