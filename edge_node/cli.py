@@ -49,55 +49,51 @@ def edge() -> None:
 
 
 @edge.command()
-@click.option("--site", required=True, envvar="HARBOUR_EDGE_SITE",
+@click.option("--site", required=True,
               help="This ship's site id ([a-z0-9][a-z0-9-]{0,62}), as registered at the hub. A data directory "
               "belongs to one site for life.")
 @click.option("--data", "data_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              envvar="HARBOUR_EDGE_DATA", help="Data directory (created if new): write-ahead log, segments, ledger.")
-@click.option("--listen", default="127.0.0.1:8701", show_default=True, envvar="HARBOUR_EDGE_LISTEN",
+              help="Data directory (created if new): write-ahead log, segments, ledger.")
+@click.option("--listen", default="127.0.0.1:8701", show_default=True,
               help="HOST:PORT of the ingest API. Port 0 picks a free port (printed at start).")
-@click.option("--hub", "hub_url", envvar="HARBOUR_EDGE_HUB", help="URL of the hub to sync to (http:// or https://). "
+@click.option("--hub", "hub_url", help="URL of the hub to sync to (http:// or https://). "
               "Without it the node keeps everything on board and syncs nothing.")
-@click.option("--token", envvar="HARBOUR_EDGE_TOKEN", help="This site's hub token (prefer --token-file: "
+@click.option("--token", help="This site's hub token (prefer --token-file: "
               "command lines are visible to other users of the machine).")
 @click.option("--token-file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
-              envvar="HARBOUR_EDGE_TOKEN_FILE", help="File holding the site's hub token (first line).")
-@click.option("--max-disk", default="20GiB", show_default=True, callback=_size, envvar="HARBOUR_EDGE_MAX_DISK",
+              help="File holding the site's hub token (first line).")
+@click.option("--max-disk", default="20GiB", show_default=True, callback=_size,
               help="Disk quota for the data directory (e.g. 20GiB, 500MB). When reached, writes get 507 and "
               "nothing stored is dropped; acked segments are collected early to make room.")
-@click.option("--seal-size", default="64MiB", show_default=True, callback=_size, envvar="HARBOUR_EDGE_SEAL_SIZE",
+@click.option("--seal-size", default="64MiB", show_default=True, callback=_size,
               help="Seal a table's write-ahead log into a Parquet segment once it holds this much.")
-@click.option("--seal-age", default="5m", show_default=True, callback=_duration, envvar="HARBOUR_EDGE_SEAL_AGE",
+@click.option("--seal-age", default="5m", show_default=True, callback=_duration,
               help="...or once its oldest row is this old (e.g. 30s, 5m), so quiet tables still sync soon.")
-@click.option("--retention", default="7d", show_default=True, callback=_duration, envvar="HARBOUR_EDGE_RETENTION",
+@click.option("--retention", default="7d", show_default=True, callback=_duration,
               help="Keep segments this long after the hub acknowledged them (for local queries), then delete.")
-@click.option("--priority", "priorities", multiple=True, metavar="TABLE=N", envvar="HARBOUR_EDGE_PRIORITY",
+@click.option("--priority", "priorities", multiple=True, metavar="TABLE=N",
               help="Priority class of a table for sync, 0 (first, e.g. alarms) to 9 (bulk); default 5. Repeatable.")
-@click.option("--max-body", default="64MiB", show_default=True, callback=_size, envvar="HARBOUR_EDGE_MAX_BODY",
+@click.option("--max-body", default="64MiB", show_default=True, callback=_size,
               help="Largest accepted request body; larger writes get 413.")
-@click.option("--housekeeping-interval", default="1s", callback=_duration, hidden=True,
-              envvar="HARBOUR_EDGE_HOUSEKEEPING_INTERVAL")
-@click.option("--hub-ca", type=click.Path(dir_okay=False, exists=True, path_type=Path), envvar="HARBOUR_EDGE_HUB_CA",
+@click.option("--housekeeping-interval", default="1s", callback=_duration, hidden=True)
+@click.option("--hub-ca", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="PEM file of a private CA that signed the hub's certificate (verification is always on).")
-@click.option("--max-upload-rate", callback=_rate, envvar="HARBOUR_EDGE_MAX_UPLOAD_RATE",
+@click.option("--max-upload-rate", callback=_rate,
               help="Cap on sync upload bandwidth, in bits per second (e.g. 2Mbit, 512kbit), so that sync never "
               "starves the ship's other traffic. Default: no cap.")
-@click.option("--metered/--unmetered", default=False, show_default=True, envvar="HARBOUR_EDGE_METERED",
+@click.option("--metered/--unmetered", default=False, show_default=True,
               help="A metered link (at sea, every byte costs): only urgent classes are sent (--thin-link-max-class).")
 @click.option("--thin-link-below", default="1Mbit", show_default=True, callback=_rate,
-              envvar="HARBOUR_EDGE_THIN_LINK_BELOW",
               help="A link measured below this rate counts as thin (a satellite link at sea) and gets the same "
               "policy as a metered one.")
 @click.option("--thin-link-max-class", default=1, show_default=True, type=click.IntRange(0, 9),
-              envvar="HARBOUR_EDGE_THIN_LINK_MAX_CLASS",
               help="On a thin or metered link, only classes 0..N are sent; the rest wait for a good link (port).")
 @click.option("--max-in-flight", default=64, show_default=True, type=click.IntRange(1, 256),
-              envvar="HARBOUR_EDGE_MAX_IN_FLIGHT",
               help="Most segment uploads at once; the agent uses as many as the measured link needs (at least 3).")
-@click.option("--seed", type=int, envvar="HARBOUR_EDGE_SEED",
+@click.option("--seed", type=int,
               help="Seed of the node's randomness (the jitter of retries), to replay a run; the node logs the seed "
               "it used. Default: a fresh one.")
-@click.option("--log-level", default="INFO", show_default=True, envvar="HARBOUR_EDGE_LOG_LEVEL",
+@click.option("--log-level", default="INFO", show_default=True,
               type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
 def run(site: str, data_dir: Path, listen: str, hub_url: str | None, token: str | None, token_file: Path | None,
         max_disk: int, seal_size: int, seal_age: float, retention: float, priorities: tuple[str, ...],

@@ -22,12 +22,12 @@ from sync_protocol import log_hygiene
 from sync_protocol.errors import RemoteProtocolError
 from sync_protocol.identifiers import SiteId
 
-DATA_HELP = "the hub's data directory (created if new); env HARBOUR_HUB_DATA"
+DATA_HELP = "the hub's data directory"
 
 
 def _data_option(command):
     return click.option(
-        "--data", "data", envvar="HARBOUR_HUB_DATA", required=True, help=DATA_HELP,
+        "--data", "data", required=True, help=DATA_HELP,
         type=click.Path(file_okay=False, path_type=Path),
     )(command)
 
@@ -88,8 +88,8 @@ def hub() -> None:
 
 @hub.command()
 @_data_option
-@click.option("--listen", default="127.0.0.1:8700", show_default=True, callback=_listen, envvar="HARBOUR_HUB_LISTEN",
-              help="HOST:PORT to serve on; env HARBOUR_HUB_LISTEN")
+@click.option("--listen", default="127.0.0.1:8700", show_default=True, callback=_listen,
+              help="HOST:PORT to serve on")
 @click.option("--tls-cert", type=click.Path(dir_okay=False, exists=True, path_type=Path), help="PEM certificate")
 @click.option("--tls-key", type=click.Path(dir_okay=False, exists=True, path_type=Path), help="PEM private key")
 @click.option("--log-level", default="info", show_default=True,

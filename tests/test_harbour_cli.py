@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -12,8 +13,9 @@ import pytest
 HARBOUR = shutil.which("harbour", path=str(Path(sys.executable).parent)) or "harbour"
 
 
-def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([HARBOUR, *args], capture_output=True, text=True, timeout=60)
+def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([HARBOUR, *args], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, **(env or {})})
 
 
 @pytest.mark.parametrize("args", [(), ("hub",), ("edge",), ("scenario",)])
@@ -75,3 +77,32 @@ def test_every_command_takes_config_and_names_its_environment_variables():
 def test_a_missing_config_file_is_a_clear_error(tmp_path):
     result = run("--config", str(tmp_path / "absent.toml"), "scenario", "--help")
     assert result.returncode == 2 and "cannot read" in result.stderr
+
+
+def test_environment_variables_are_named_after_the_flags_on_every_command(tmp_path):
+    data = tmp_path / "ship-data"
+    result = run("edge", "status", env={"HARBOUR_EDGE_DATA": str(data), "HARBOUR_EDGE_FORMAT": "json"})
+    assert result.returncode == 0, result.stderr  # was HARBOUR_EDGE_DATA_DIR / HARBOUR_EDGE_FMT here only
+    assert result.stdout.lstrip().startswith("{")
+    for args, variable in ((("edge", "run"), "HARBOUR_EDGE_DATA"), (("edge", "status"), "HARBOUR_EDGE_DATA"),
+                           (("edge", "run"), "HARBOUR_EDGE_MAX_DISK"), (("hub", "query"), "HARBOUR_HUB_FORMAT"),
+                           (("hub", "run"), "HARBOUR_HUB_DATA"), (("scenario", "run"), "HARBOUR_SCENARIO_REPORT")):
+        out = " ".join(run(*args, "--help").stdout.split())
+        assert out.count(variable + ";") + out.count(variable + "]") == 1, (args, variable, out)
+
+
+def test_config_keys_are_the_flag_names_and_unknown_keys_are_refused(tmp_path):
+    data = tmp_path / "ship-data"
+    config = tmp_path / "edge.toml"
+    config.write_text(f'[edge]\ndata = "{data}"\nhub = "http://hub.invalid:8700"\n[edge.status]\nformat = "json"\n')
+    result = run("edge", "status", "--config", str(config))
+    assert result.returncode == 0 and result.stdout.lstrip().startswith("{"), result.stderr
+    config.write_text(f'[edge]\ndata_dir = "{data}"\n')
+    wrong = run("edge", "status", "--config", str(config))
+    assert wrong.returncode == 2 and "unknown key(s) data_dir" in wrong.stderr and "data" in wrong.stderr
+    config.write_text('[edge.status]\nmax-disk = "1g"\n')  # an edge option, but not one of `edge status`
+    wrong = run("edge", "status", "--config", str(config))
+    assert wrong.returncode == 2 and "[edge.status] has unknown key(s) max-disk" in wrong.stderr
+    config.write_text('[edge.stauts]\nformat = "json"\n')
+    wrong = run("edge", "status", "--config", str(config))
+    assert wrong.returncode == 2 and "[edge.stauts] names no command" in wrong.stderr
