@@ -149,16 +149,34 @@ def run(site: str, data_dir: Path, listen: str, hub_url: str | None, token: str 
 
 
 @edge.command()
-@click.option("--data", "data_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+@click.option("--data", "data_dir", required=True, type=click.Path(file_okay=False, exists=True, path_type=Path),
               help="The edge node's data directory (works while the node runs).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-def status(data_dir: Path, fmt: str) -> None:
-    """Per table: pending rows/bytes/segments, parked, acked, age of the oldest pending row."""
-    from .runner import offline_status
+@click.option("--watch", is_flag=True, help="Redraw every --interval seconds until Ctrl-C.")
+@click.option("--interval", type=click.FloatRange(min=0.2), default=2.0, show_default=True, metavar="SECONDS",
+              help="How often --watch redraws.")
+def status(data_dir: Path, fmt: str, watch: bool, interval: float) -> None:
+    """What the ship still has to send, and how the link is doing.
+
+    With a node running on DIR, asks it (link state, measured rate and round trip, last error in words, what
+    is in flight, ETA or "waiting for a link"); otherwise reads the data directory and says why. Per table:
+    pending rows/bytes/segments, parked, acked, age of the oldest pending row.
+    """
+    from .live_status import current_status
     from .status import render_text
 
-    report = offline_status(data_dir, time.time)
-    click.echo(json.dumps(report, indent=2) if fmt == "json" else render_text(report))
+    while True:
+        report = current_status(data_dir, time.time)
+        text = json.dumps(report, indent=2) if fmt == "json" else render_text(report)
+        if not watch:
+            click.echo(text)
+            return
+        click.clear()
+        click.echo(f"{text}\n\n(every {interval:g} s; Ctrl-C stops)")
+        try:
+            time.sleep(interval)
+        except KeyboardInterrupt:
+            return
 
 
 @edge.command()

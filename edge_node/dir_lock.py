@@ -131,6 +131,12 @@ def read_holder(data_dir: Path) -> LockHolder | None:
         return None
 
 
+def running_holder(data_dir: Path) -> LockHolder | None:
+    """The process the lock file describes, if it still runs (or runs on another host, where we cannot tell)."""
+    holder = read_holder(data_dir)
+    return holder if holder is not None and _alive(holder) else None
+
+
 def this_host() -> str:
     return os.uname().nodename
 

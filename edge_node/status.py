@@ -91,7 +91,10 @@ def offline_logs(data_dir: Path) -> dict[str, wal.PendingLog]:
 
 
 def render_text(report: dict[str, Any]) -> str:
-    lines = [f"site {report['site'] or '(none yet)'} -- link: {report['link']}",
+    source = f"asked the running node at {report['node']}" if report.get("source") == "node" else "read from disk"
+    head = (f"site {report['site'] or '(none yet)'} ({source})\n{link_line(report)}" if "source" in report
+            else f"site {report['site'] or '(none yet)'} -- link: {report['link']}")
+    lines = [head,
              f"disk: {format_size(report['disk']['used_bytes'])} used"
              + (f" of {format_size(report['disk']['max_bytes'])}" if report["disk"]["max_bytes"] else "")]
     header = ("table", "pending rows", "pending bytes", "segments", "parked", "acked rows", "oldest pending")
@@ -106,3 +109,29 @@ def render_text(report: dict[str, Any]) -> str:
         lines.append(f"parked segments ({len(report['parked'])}): fix the cause, then `harbour edge release`")
         lines += [f"  {p['segment']}: {p['reason'] or 'no reason recorded'}" for p in report["parked"]]
     return "\n".join(lines)
+
+
+def link_line(report: dict[str, Any]) -> str:
+    """One line on the link, in words: state, rate and round trip, the last error, the backlog and its ETA."""
+    if report.get("source") != "node":
+        return f"link: unknown -- read from disk: {report.get('why', 'no node answered')}"
+    sync = report.get("sync")
+    if sync is None:
+        return "link: none -- the node runs without --hub and keeps everything on board"
+    link = sync.get("link", {})
+    parts = [f"link: {link.get('state', 'unknown')}"]
+    if link.get("measured_rate"):
+        parts.append(("at least " if link.get("rate_is_lower_bound") else "") + link["measured_rate"])
+    if link.get("rtt_ms") is not None:
+        parts.append(f"RTT {link['rtt_ms']} ms")
+    line = ", ".join(parts) + f" (to {sync.get('hub')})"
+    if link.get("last_error") and link.get("state") in ("down", "unknown"):
+        line += f"\nlast error: {link['last_error']}"
+    backlog = sync.get("backlog_bytes") or 0
+    if backlog:
+        eta = sync.get("eta_seconds")
+        when = f"ETA {eta:.0f} s" if eta and link.get("state") not in ("down", None) else "waiting for a link"
+        line += f"\nbacklog: {format_size(backlog)}, {when}; {len(sync.get('in_flight', []))} upload(s) in flight"
+    else:
+        line += "\nbacklog: nothing to send"
+    return line

@@ -77,3 +77,39 @@ def test_status_and_query_next_to_a_running_node(tmp_path, start_edge, http):
     assert bad.returncode == 1 and "nowhere" in bad.stderr
     assert "secret-token" not in process.stderr()
     assert process.stop() == 0  # SIGTERM stops it cleanly
+
+
+def test_status_asks_the_running_node_and_says_when_it_reads_the_disk(tmp_path, start_edge, http):
+    data = tmp_path / "d"
+    process = start_edge(data, "--hub", "http://127.0.0.1:9", "--token", "not-checked")  # nothing listens on 9
+    http.post(process.url, "telemetry", http.arrow(pa.table({"v": [1, 2, 3]})))
+    text = harbour("edge", "status", "--data", str(data))
+    assert text.returncode == 0, text.stderr
+    lines = text.stdout.splitlines()
+    assert lines[0] == f"site ship-1 (asked the running node at {process.url})"
+    assert lines[1].startswith("link: ") and "(to http://127.0.0.1:9)" in lines[1]
+    as_json = json.loads(harbour("edge", "status", "--data", str(data), "--format", "json").stdout)
+    assert as_json["source"] == "node" and as_json["sync"]["hub"] == "http://127.0.0.1:9"
+    process.stop()
+    offline = harbour("edge", "status", "--data", str(data)).stdout.splitlines()
+    assert offline[0] == "site ship-1 (read from disk)"
+    assert offline[1] == f"link: unknown -- read from disk: no node is running on {data}"
+
+
+def test_status_on_a_mistyped_directory_is_an_error_and_creates_nothing(tmp_path):
+    result = harbour("edge", "status", "--data", str(tmp_path / "ship-dtaa"))
+    assert result.returncode == 2 and "does not exist" in result.stderr
+    assert not (tmp_path / "ship-dtaa").exists()
+
+
+def test_status_watch_redraws_until_stopped(tmp_path, start_edge):
+    data = tmp_path / "d"
+    start_edge(data).stop()
+    watching = subprocess.Popen([sys.executable, "-m", "harbour_cli", "edge", "status", "--data", str(data),
+                                 "--watch", "--interval", "0.3"], stdout=subprocess.PIPE, text=True)
+    try:
+        out, _ = watching.communicate(timeout=4)
+    except subprocess.TimeoutExpired:
+        watching.terminate()
+        out, _ = watching.communicate(timeout=10)
+    assert out.count("(every 0.3 s; Ctrl-C stops)") >= 3 and out.count("site ship-1") >= 3
