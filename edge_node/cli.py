@@ -109,10 +109,11 @@ def run(site: str, data_dir: Path, listen: str, hub_url: str | None, token: str 
     import secrets
 
     from .startup import StartupError, claim
+    from .sync.contact import read_token_file
 
     host, port = _listen(listen)
     if token_file is not None:
-        token = token_file.read_text().strip().splitlines()[0] if token_file.read_text().strip() else None
+        token = read_token_file(token_file)
     parsed: dict[str, int] = {}
     for item in priorities:
         table, _, level = item.partition("=")
@@ -139,7 +140,8 @@ def run(site: str, data_dir: Path, listen: str, hub_url: str | None, token: str 
             site=SiteId(site), data_dir=data_dir, seal_bytes=seal_size, seal_age_seconds=seal_age,
             max_disk_bytes=max_disk, retention_seconds=retention, priorities=parsed, max_body_bytes=max_body,
             housekeeping_interval=housekeeping_interval, log_level=log_level.upper(), hub_url=hub_url or None,
-            hub_token=token if hub_url else None, hub_ca=hub_ca, max_upload_rate_bps=max_upload_rate,
+            hub_token=token if hub_url else None, hub_token_file=token_file if hub_url else None,
+            hub_ca=hub_ca, max_upload_rate_bps=max_upload_rate,
             metered=metered, thin_below_bps=thin_link_below, thin_max_class=thin_link_max_class,
             max_in_flight=max_in_flight, seed=seed)
     except (RemoteProtocolError, ValueError) as error:

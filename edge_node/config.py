@@ -100,6 +100,7 @@ class EdgeConfig:
     # Sync: without hub_url and hub_token the node keeps everything on board.
     hub_url: str | None = None
     hub_token: str | None = field(default=None, repr=False)  # never printed in logs
+    hub_token_file: Path | None = None  # read again whenever it changes: a rotated token needs no restart
     hub_ca: Path | None = None  # a private CA that signed the hub's certificate
     max_upload_rate_bps: float | None = None  # bits per second; None: no cap
     metered: bool = False

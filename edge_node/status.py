@@ -125,7 +125,9 @@ def link_line(report: dict[str, Any]) -> str:
     if link.get("rtt_ms") is not None:
         parts.append(f"RTT {link['rtt_ms']} ms")
     line = ", ".join(parts) + f" (to {sync.get('hub')})"
-    if link.get("last_error") and link.get("state") in ("down", "unknown"):
+    if sync.get("hub_problem"):
+        line += f"\nproblem: {sync['hub_problem']}"
+    elif link.get("last_error") and link.get("state") in ("down", "unknown"):
         line += f"\nlast error: {link['last_error']}"
     backlog = sync.get("backlog_bytes") or 0
     if backlog:

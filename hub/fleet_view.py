@@ -77,7 +77,11 @@ def _flags(site: dict, since: float | None, missing: int, breaks: int, backlog: 
     flags = []
     if not site["registered"]:
         flags.append(Flag(ATTENTION, "not registered (revoked or unknown site)"))
-    if since is None:
+    refused = site.get("seconds_since_token_refused")
+    if refused is not None and refused <= SILENT_AFTER_SECONDS:
+        flags.append(Flag(ATTENTION, f"token refused by the hub {age_text(refused)} ago: rotate it (`harbour "
+                                     f"hub add-site {site['site']} --rotate`) and put it in the ship's --token-file"))
+    elif since is None:
         flags.append(Flag(SILENT, "never in contact"))
     elif since > SILENT_AFTER_SECONDS:
         flags.append(Flag(SILENT, f"no contact for {age_text(since)}"))

@@ -8,6 +8,7 @@ rejected request with the site and the reason (G5, G6).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -78,6 +79,7 @@ class HubContext:
     healthy: Callable[[], bool]
     reports: SiteReportStore
     last_contact_written: dict[str, float] = field(default_factory=dict)
+    last_refusal_written: dict[str, float] = field(default_factory=dict)  # site claimed by a refused token
 
 
 CONTEXT = web.AppKey("harbour_hub_context", HubContext)
@@ -151,11 +153,26 @@ def _header(request: web.Request, name: str) -> str | None:
 
 async def _principal(request: web.Request) -> Principal:
     context = request.app[CONTEXT]
-    principal = await context.run_in_thread(
-        auth.authenticate, context.registry, single_header("Authorization", request.headers.getall("Authorization", []))
-    )
+    try:
+        authorization = single_header("Authorization", request.headers.getall("Authorization", []))
+        principal = await context.run_in_thread(auth.authenticate, context.registry, authorization)
+    except RemoteProtocolError as error:
+        if error.code is ErrorCode.UNAUTHORIZED:
+            await _note_refused(request, context)
+        raise
     request["principal"] = principal
     return principal
+
+
+async def _note_refused(request: web.Request, context: HubContext) -> None:
+    """A request for a registered site came with a token the hub refused: record when, so the fleet page says
+    "token refused" instead of "silent" (the site is only what the request claims: nothing else is trusted)."""
+    claimed = request.get("site")
+    now = context.clock()
+    if not claimed or now - context.last_refusal_written.get(claimed, float("-inf")) < CONTACT_RECORD_INTERVAL_SECONDS:
+        return
+    context.last_refusal_written[claimed] = now
+    await context.run_in_thread(context.registry.note_refused_token, claimed)
 
 
 async def _as_site(request: web.Request, site: SiteId, principal: Principal) -> None:
@@ -188,6 +205,8 @@ async def options(request: web.Request) -> web.Response:
 
 
 async def create(request: web.Request) -> web.Response:
+    with contextlib.suppress(RemoteProtocolError):  # only to say which site a refused token claimed to be
+        request["site"] = str(Manifest.from_upload_metadata(request.headers.get(UPLOAD_METADATA, "")).segment.site)
     principal = await _principal(request)
     check_tus_resumable(_header(request, TUS_RESUMABLE))
     length = parse_length(_header(request, UPLOAD_LENGTH))

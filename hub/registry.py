@@ -16,11 +16,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import hashlib
 import hmac
 import re
 import secrets
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -79,6 +81,9 @@ class SiteRegistry:
             " rotated_at REAL, revoked_at REAL, last_contact REAL)"
         )
         db.execute("CREATE UNIQUE INDEX IF NOT EXISTS sites_token ON sites(token_hash)")
+        if "token_refused_at" not in {row[1] for row in db.execute("PRAGMA table_info(sites)").fetchall()}:
+            with contextlib.suppress(sqlite3.OperationalError):  # another process added it in the meantime
+                db.execute("ALTER TABLE sites ADD COLUMN token_refused_at REAL")
         db.execute(
             "CREATE TABLE IF NOT EXISTS operators (name TEXT PRIMARY KEY, token_hash TEXT,"
             " created_at REAL NOT NULL, revoked_at REAL)"
@@ -181,11 +186,18 @@ class SiteRegistry:
         with self._database.write() as db:
             db.execute("UPDATE sites SET last_contact = ? WHERE site = ?", [self._clock(), str(site)])
 
+    def note_refused_token(self, site: str) -> None:
+        """A request claiming to be ``site`` came with a token the hub refused (a wrong or old token on board).
+        Only a registered site's row changes: a made-up name leaves no trace."""
+        with self._database.write() as db:
+            db.execute("UPDATE sites SET token_refused_at = ? WHERE site = ?", [self._clock(), site])
+
     def sites(self) -> list[dict]:
         rows = self._database.db.execute(
-            "SELECT site, created_at, rotated_at, revoked_at, last_contact FROM sites ORDER BY site"
+            "SELECT site, created_at, rotated_at, revoked_at, last_contact, token_refused_at FROM sites ORDER BY site"
         ).fetchall()
         return [
-            {"site": r[0], "created_at": r[1], "rotated_at": r[2], "revoked_at": r[3], "last_contact": r[4]}
+            {"site": r[0], "created_at": r[1], "rotated_at": r[2], "revoked_at": r[3], "last_contact": r[4],
+             "token_refused_at": r[5]}
             for r in rows
         ]

@@ -47,12 +47,18 @@ def _backlog(stored: StoredReport | None, now: float) -> dict | None:
     }
 
 
-def _new_site(name: str, registered: bool, last_contact: float | None, now: float) -> dict:
+def _new_site(name: str, registered: bool, last_contact: float | None, now: float,
+              token_refused_at: float | None = None) -> dict:
+    refused = None
+    if token_refused_at is not None and (last_contact is None or token_refused_at > last_contact):
+        refused = token_refused_at
     return {
         "site": name,
         "registered": registered,
         "last_contact": _iso(last_contact),
         "seconds_since_contact": None if last_contact is None else round(now - last_contact, 1),
+        # the ship tried with a token the hub refused, after its last good contact: not silent, misconfigured
+        "seconds_since_token_refused": None if refused is None else round(now - refused, 1),
         "backlog": None,
         "rows_merged_today": 0,
         "tables": {},
@@ -65,7 +71,8 @@ def fleet_report(ledger: SqliteLedger, registry: SiteRegistry, clock: Callable[[
     now = clock()
     sites: dict[str, dict] = {}
     for row in registry.sites():
-        sites[row["site"]] = _new_site(row["site"], row["revoked_at"] is None, row["last_contact"], now)
+        sites[row["site"]] = _new_site(row["site"], row["revoked_at"] is None, row["last_contact"], now,
+                                       row["token_refused_at"])
     for progress in ledger.progress():
         site = sites.setdefault(progress.site, _new_site(progress.site, False, None, now))
         chain = progress.chain

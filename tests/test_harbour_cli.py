@@ -81,6 +81,7 @@ def test_a_missing_config_file_is_a_clear_error(tmp_path):
 
 def test_environment_variables_are_named_after_the_flags_on_every_command(tmp_path):
     data = tmp_path / "ship-data"
+    data.mkdir()
     result = run("edge", "status", env={"HARBOUR_EDGE_DATA": str(data), "HARBOUR_EDGE_FORMAT": "json"})
     assert result.returncode == 0, result.stderr  # was HARBOUR_EDGE_DATA_DIR / HARBOUR_EDGE_FMT here only
     assert result.stdout.lstrip().startswith("{")
@@ -93,6 +94,7 @@ def test_environment_variables_are_named_after_the_flags_on_every_command(tmp_pa
 
 def test_config_keys_are_the_flag_names_and_unknown_keys_are_refused(tmp_path):
     data = tmp_path / "ship-data"
+    data.mkdir()
     config = tmp_path / "edge.toml"
     config.write_text(f'[edge]\ndata = "{data}"\nhub = "http://hub.invalid:8700"\n[edge.status]\nformat = "json"\n')
     result = run("edge", "status", "--config", str(config))

@@ -20,6 +20,7 @@ from ..ledger import SegmentLedger, TableCounts
 from ..quota import Usage
 from ..wal import WriteAheadLog
 from .agent import SyncAgent
+from .contact import TokenSource
 from .link import LinkMonitor, LinkPolicy, RatePacer
 from .transport import AiohttpHubTransport, LinkDown
 
@@ -62,7 +63,8 @@ class SyncService:
         loop = asyncio.get_running_loop()
         pacer = RatePacer(self.config.max_upload_rate_bps, loop.time) if self.config.max_upload_rate_bps else None
         assert self.config.hub_url and self.config.hub_token  # checked when made
-        self.transport = AiohttpHubTransport(self.config.hub_url, self.config.hub_token, pacer=pacer,
+        token = TokenSource(self.config.hub_token, self.config.hub_token_file)
+        self.transport = AiohttpHubTransport(self.config.hub_url, token, pacer=pacer,
                                              ca_file=self.config.hub_ca,
                                              max_connections=self.config.max_in_flight + 2)  # + the report
         self.agent = SyncAgent(self.ledger, self.config.data_dir, self.transport, self.monitor, self.policy,
@@ -94,6 +96,7 @@ class SyncService:
         report["hub"] = self.config.hub_url
         cap = self.config.max_upload_rate_bps
         report["upload_cap"] = format_rate(cap) if cap else None
+        report["hub_problem"] = self.transport.contact.describe() if self.transport else None
         report["backlog_bytes"] = pending_bytes
         report["eta_seconds"] = round(pending_bytes / rate) if rate and pending_bytes else (0 if not pending_bytes
                                                                                             else None)

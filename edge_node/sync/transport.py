@@ -33,6 +33,8 @@ from sync_protocol.tus import (
     TailClaim,
 )
 
+from .contact import HubContact, problem_of_error
+
 STALL_SECONDS = 20.0
 """No byte moved and no answer for this long means the link is dead, even if no socket says so. The
 requirement is to notice a half-open link within 30 s; a geostationary round trip is ~0.6 s, and the
@@ -111,12 +113,13 @@ def client_ssl_context(ca_file: Path | None) -> ssl.SSLContext:
 
 class AiohttpHubTransport:
     def __init__(
-        self, hub_url: str, token: str, *, pacer: UploadPacer | None = None, ca_file: Path | None = None,
-        clock: Callable[[], float] | None = None, stall_seconds: float = STALL_SECONDS,
-        max_connections: int = 66,
+        self, hub_url: str, token: str | Callable[[], str], *, pacer: UploadPacer | None = None,
+        ca_file: Path | None = None, clock: Callable[[], float] | None = None, stall_seconds: float = STALL_SECONDS,
+        max_connections: int = 66, contact: HubContact | None = None,
     ) -> None:
         self.base = hub_url.rstrip("/")
-        self._headers = {"Authorization": f"Bearer {token}", TUS_RESUMABLE: TUS_VERSION}
+        self._token = token if callable(token) else (lambda: token)  # a token file is read again when it changes
+        self.contact = contact or HubContact(self.base)
         self._pacer = pacer
         self._stall = stall_seconds
         self._clock = clock or (lambda: asyncio.get_running_loop().time())
@@ -129,6 +132,10 @@ class AiohttpHubTransport:
 
     async def close(self) -> None:
         await self._session.close()
+
+    @property
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._token()}", TUS_RESUMABLE: TUS_VERSION}
 
     def _url(self, upload_key: str | None = None) -> str:
         return f"{self.base}{UPLOADS_PATH}" + (f"/{upload_key}" if upload_key else "")
@@ -164,10 +171,13 @@ class AiohttpHubTransport:
                 async with self._session.request(method, url, headers=headers, data=data, json=json) as response:
                     deadline.reschedule(self._clock() + self._stall)
                     content = await response.content.read(MAX_ERROR_BODY_BYTES)
+                    self.contact.answered(response.status)
                     return HubAnswer(response.status, response.headers, content, self._clock() - started, paced[0])
-        except TimeoutError:
+        except TimeoutError as error:
+            self.contact.failed(problem_of_error(error, self.base))
             raise LinkDown(f"{method} {url}: no progress for {self._stall:.0f} s (stalled link)") from None
         except (aiohttp.ClientError, OSError) as error:
+            self.contact.failed(problem_of_error(error, self.base))
             raise LinkDown(f"{method} {url}: {type(error).__name__}: {error}") from None
 
     async def _paced(self, body: bytes, deadline: asyncio.Timeout, paced: list[float]) -> AsyncIterator[bytes]:

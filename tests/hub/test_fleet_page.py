@@ -14,7 +14,9 @@ import pytest
 
 from hub.fleet_page import TEMPLATES, render_login, render_page, render_parts
 from hub.fleet_view import (
+    ATTENTION,
     BEHIND_AFTER_SECONDS,
+    SILENT,
     SILENT_AFTER_SECONDS,
     age_text,
     fleet_view,
@@ -268,3 +270,12 @@ def test_logout_ends_the_session(hub):
     assert out.status == 303 and "harbour_session=" in out.headers["set-cookie"]
     assert hub.request("GET", "/ui/fleet.json", session).status == 401
     assert json.loads(hub.request("GET", "/ui/fleet.json", session).body)["error"]
+
+
+def test_a_ship_whose_token_is_refused_needs_attention_and_is_not_silent():
+    refused = {**site(contact=None), "seconds_since_token_refused": 40.0}
+    view = ship_view(refused)
+    assert view.state == ATTENTION and [f.text for f in view.flags if f.state == SILENT] == []
+    assert "token refused by the hub 40 s ago" in view.flags[0].text and "--rotate" in view.flags[0].text
+    long_ago = {**site(contact=None), "seconds_since_token_refused": 10 * 86_400.0}
+    assert ship_view(long_ago).state == SILENT  # a refusal weeks ago says nothing about today
