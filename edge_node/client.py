@@ -42,7 +42,17 @@ class EdgeWriteError(EdgeClientError):
         self.message = decoded.message
         self.code = decoded.code
         self.hint = decoded.hint
-        super().__init__(f"HTTP {status}: {decoded.message}" + (f" -- {decoded.hint}" if decoded.hint else ""))
+        shown = decoded.message if not decoded.hint or decoded.hint in decoded.message else (
+            f"{decoded.message} -- {decoded.hint}")  # the edge's message may carry its hint already
+        super().__init__(f"HTTP {status}: {shown}")
+
+
+def _checked_url(url: str) -> str:
+    """A usage error now, not ``EdgeUnavailable`` ("unknown url type") at the first write."""
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        raise ValueError(f"the edge node's URL must start with http:// or https://, e.g. http://127.0.0.1:8701 "
+                         f"(got {url!r})")
+    return url
 
 
 def _request_parts(base_url: str, table: str, data: pa.Table | pa.RecordBatch) -> tuple[str, bytes]:
@@ -59,7 +69,7 @@ class EdgeClient:
     """Blocking client (standard library HTTP, so it works in any thread without an event loop)."""
 
     def __init__(self, url: str, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> None:
-        self.url = url
+        self.url = _checked_url(url)
         self.timeout = timeout
 
     def write(self, table: str, data: pa.Table | pa.RecordBatch) -> int:
@@ -85,7 +95,7 @@ class AsyncEdgeClient:
     """The asyncio twin of EdgeClient; use as ``async with AsyncEdgeClient(url) as client``."""
 
     def __init__(self, url: str, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> None:
-        self.url = url
+        self.url = _checked_url(url)
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
 

@@ -93,7 +93,7 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
             raise
         message = f"{request.method} {request.path[:100]}: {error.reason}"
         hint = "see the edge ingest API: POST /v1/tables/{table}, GET /v1/status, GET /healthz"
-        return _json_error(error.status, ErrorCode.BAD_REQUEST, message, hint)
+        return _json_error(error.status, ErrorCode.of_routing(error.status), message, hint)
     except Exception:
         log.exception("internal error handling %s %s", request.method, request.path[:100])
         return _json_error(500, ErrorCode.INTERNAL, "internal error in the edge node; the write was not stored",

@@ -29,13 +29,15 @@ def authenticate(registry: SiteRegistry, header: str | None) -> Principal:
     if token is None:
         raise RemoteProtocolError(
             "missing bearer token", code=ErrorCode.UNAUTHORIZED, op="authenticating",
-            hint="send 'Authorization: Bearer <token>' with the token `harbour hub add-site` printed",
+            hint="send 'Authorization: Bearer <token>': a ship uses the token `harbour hub add-site SITE` printed, "
+                 "the fleet API and page an operator token from `harbour hub add-operator NAME`",
         )
     principal = registry.authenticate(token)
     if principal is None:
         raise RemoteProtocolError(
             "the bearer token is not valid (unknown, revoked or malformed)", code=ErrorCode.UNAUTHORIZED,
-            op="authenticating", hint="ask the hub operator for a new token (`harbour hub add-site SITE --rotate`)",
+            op="authenticating", hint="ask the hub operator for a new token (`harbour hub add-site SITE --rotate` "
+                                      "for a ship, `harbour hub add-operator NAME --rotate` for an operator)",
         )
     return principal
 

@@ -119,7 +119,8 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
         context.rejected(f"http-{error.status}")
         log.warning("rejected %s %s status=%d reason=%s", request.method, request.path[:200], error.status,
                     error.reason)
-        body = encode_error_body(ErrorCode.BAD_REQUEST, f"{error.reason}: {request.method} {request.path[:200]}",
+        body = encode_error_body(ErrorCode.of_routing(error.status),
+                                 f"{error.reason}: {request.method} {request.path[:200]}",
                                  "see docs/hub.md for the hub's HTTP API")
         response = web.Response(status=error.status, body=body, content_type="application/json",
                                 headers={k: v for k, v in error.headers.items() if k.lower() == "allow"})

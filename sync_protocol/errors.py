@@ -51,7 +51,9 @@ class ErrorCode(enum.Enum):
     BAD_MANIFEST = ErrorSpec(400, PeerAction.PARK, "the segment manifest is missing a field or has a bad one")
     UNAUTHORIZED = ErrorSpec(401, PeerAction.PARK, "the bearer token is missing, wrong or revoked")
     FORBIDDEN = ErrorSpec(403, PeerAction.PARK, "the token belongs to another site")
+    NO_SUCH_PATH = ErrorSpec(404, PeerAction.FIX_REQUEST, "no API at this path (a typo, or another service)")
     UPLOAD_NOT_FOUND = ErrorSpec(404, PeerAction.RESTART_UPLOAD, "no upload at this URL (never made, or expired)")
+    METHOD_NOT_ALLOWED = ErrorSpec(405, PeerAction.FIX_REQUEST, "the path does not take this method (see Allow)")
     OFFSET_MISMATCH = ErrorSpec(409, PeerAction.RESYNC, "Upload-Offset is not the hub's durable offset")
     SEGMENT_CONFLICT = ErrorSpec(
         409, PeerAction.PARK, "this (site, table, seq) was committed with a different digest"
@@ -95,6 +97,11 @@ class ErrorCode(enum.Enum):
     @property
     def action(self) -> PeerAction:
         return self.value.action
+
+    @classmethod
+    def of_routing(cls, status: int) -> ErrorCode:
+        """The code of an answer the HTTP router gave (unknown path, method not allowed, ...)."""
+        return {404: cls.NO_SUCH_PATH, 405: cls.METHOD_NOT_ALLOWED}.get(status, cls.BAD_REQUEST)
 
     @classmethod
     def from_slug(cls, slug: str) -> ErrorCode | None:

@@ -24,6 +24,7 @@ def test_refusal_carries_the_server_message(shared_edge):
     error = caught.value
     assert error.status == 400 and error.code is ErrorCode.BAD_REQUEST
     assert "'v'" in error.message and "'v'" in str(error) and error.hint
+    assert str(error).count(error.hint) == 1  # the edge's message carries its hint already: said once
 
 
 def test_bad_table_name_and_bad_argument(shared_edge):
@@ -48,3 +49,10 @@ async def test_async_client(shared_edge, unused_tcp_port):
     async with AsyncEdgeClient(f"http://127.0.0.1:{unused_tcp_port}") as client:
         with pytest.raises(EdgeUnavailable):
             await client.write("t", pa.table({"v": [1]}))
+
+
+@pytest.mark.parametrize("url", ["127.0.0.1:8701", "localhost", "ftp://127.0.0.1:8701", ""])
+def test_a_url_without_http_is_a_usage_error_at_once(url):
+    for client in (EdgeClient, AsyncEdgeClient):
+        with pytest.raises(ValueError, match="must start with http:// or https://"):
+            client(url)

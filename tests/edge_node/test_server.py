@@ -135,8 +135,10 @@ def test_oversized_chunked_body_is_413(edge):
 def test_unknown_paths_and_methods_get_json_errors(edge, http):
     status, answer = http.get(edge.url, "/v1/nothing")
     assert_error(status, answer, 404, "Not Found")
+    assert answer["code"] == "no-such-path"  # status and code agree (it was bad-request)
     status, answer = http.get(edge.url, "/v1/tables/events")
     assert_error(status, answer, 405, "Method Not Allowed")
+    assert answer["code"] == "method-not-allowed"
 
 
 def test_status_and_healthz(edge, http):

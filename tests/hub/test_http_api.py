@@ -344,6 +344,8 @@ def test_unknown_routes_and_methods_answer_json(shared_hub):
         answer = shared_hub.request(method, path)
         assert answer.status in (404, 405)
         assert "error" in answer.json()
+        assert answer.json()["code"] == {404: "no-such-path", 405: "method-not-allowed"}[answer.status] or (
+            answer.json()["code"] == "upload-not-found")
 
 
 # -- many ships at once --------------------------------------------------------------------------------
