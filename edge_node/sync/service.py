@@ -21,7 +21,7 @@ from ..quota import Usage
 from ..wal import WriteAheadLog
 from .agent import SyncAgent
 from .contact import TokenSource
-from .link import LinkMonitor, LinkPolicy, RatePacer
+from .link import LinkMonitor, LinkPolicy, LinkState, RatePacer
 from .transport import AiohttpHubTransport, LinkDown
 
 log = logging.getLogger("edge_node.sync")
@@ -98,8 +98,7 @@ class SyncService:
         report["upload_cap"] = format_rate(cap) if cap else None
         report["hub_problem"] = self.transport.contact.describe() if self.transport else None
         report["backlog_bytes"] = pending_bytes
-        report["eta_seconds"] = round(pending_bytes / rate) if rate and pending_bytes else (0 if not pending_bytes
-                                                                                            else None)
+        report["eta_seconds"] = eta_seconds(pending_bytes, rate, self.monitor.state)
         return report
 
     def summary(self) -> str:
@@ -152,3 +151,13 @@ class SyncService:
         if answer.status >= 300:
             log.debug("hub did not take the backlog report (%s): HTTP %d", format_size(document["backlog_bytes"]),
                       answer.status)
+
+
+def eta_seconds(pending_bytes: int, rate: float | None, state: LinkState) -> float | None:
+    """How long the backlog will take: 0 when there is none; None ("waiting for a link") while the link is down
+    or not measured yet -- an ETA from the rate of a link that is gone was a promise nobody could keep."""
+    if not pending_bytes:
+        return 0
+    if not rate or state is LinkState.DOWN:
+        return None
+    return round(pending_bytes / rate)

@@ -184,3 +184,12 @@ def test_an_idle_link_keeps_its_state(clock):
     link(50e6, 0.040, clock, monitor, chunk=4700, in_flight=3, seconds=2)
     clock.advance(600)  # ten quiet minutes in port
     assert monitor.measured_state is LinkState.GOOD and monitor.rate_bytes
+
+
+def test_the_eta_waits_for_a_link_that_is_down():
+    from edge_node.sync.service import eta_seconds
+
+    assert eta_seconds(0, None, LinkState.DOWN) == 0
+    assert eta_seconds(1_000_000, 100_000.0, LinkState.GOOD) == 10
+    assert eta_seconds(1_000_000, 100_000.0, LinkState.DOWN) is None  # it said 0 or 10 s while the link was down
+    assert eta_seconds(1_000_000, None, LinkState.UNKNOWN) is None
