@@ -22,6 +22,8 @@ from sync_protocol import log_hygiene
 from sync_protocol.errors import RemoteProtocolError
 from sync_protocol.identifiers import SiteId
 
+from . import quarantine_cli
+
 DATA_HELP = "the hub's data directory"
 
 
@@ -211,3 +213,6 @@ def query(data: Path, fmt: str, timeout: float, sql: str) -> None:
     except QueryError as error:
         raise click.ClickException(str(error)) from None
     click.echo(format_result(result, fmt))
+
+
+quarantine_cli.register(hub, _data_option, _existing)

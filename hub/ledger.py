@@ -108,6 +108,7 @@ class SegmentLedger(UploadLedger, Protocol):
     # status
     def progress(self) -> list[TableProgress]: ...
     def quarantined(self) -> list[QuarantineEntry]: ...
+    def release_quarantined(self, segment: SegmentId) -> None: ...
     def oldest_pending_commit(self) -> float | None: ...
     def rows_merged_since(self, since: float) -> dict[str, int]: ...
 
@@ -279,6 +280,17 @@ class SqliteLedger:
                 " WHERE site = ? AND tbl = ? AND seq = ?",
                 [target.value, reason, now, *_key(segment)],
             )
+
+    def release_quarantined(self, segment: SegmentId) -> None:
+        """An operator fixed the cause: the segment waits to be merged again (``MergeEvent.RELEASED``)."""
+        with self._database.write() as db:
+            row = db.execute("SELECT state FROM segments WHERE site = ? AND tbl = ? AND seq = ?", _key(segment)
+                             ).fetchone()
+            if row is None:
+                raise KeyError(f"segment {segment} is not committed")
+            target = next_merge_state(MergeState(row[0]), MergeEvent.RELEASED)
+            db.execute("UPDATE segments SET state = ?, reason = NULL, merged_at = NULL, batch_id = NULL"
+                       " WHERE site = ? AND tbl = ? AND seq = ?", [target.value, *_key(segment)])
 
     def segment_state(self, segment: SegmentId) -> MergeState | None:
         row = self._database.db.execute(

@@ -143,6 +143,18 @@ class StagingArea:
             return
         _fsync_dir(path.parent)
 
+    def unquarantine(self, segment: SegmentId) -> Path:
+        """Put a quarantined segment's file back where the merger reads it (idempotent: a release interrupted
+        after the move finds it there already)."""
+        source, target = self.layout.quarantined_file(segment), self.path(segment)
+        if source.exists():
+            os.replace(source, target)
+            _fsync_dir(target.parent)
+        if not target.exists():
+            raise FileNotFoundError(f"the file of quarantined segment {segment} is in neither {source.parent} nor "
+                                    f"{target.parent}")
+        return target
+
     def quarantine(self, segment: SegmentId) -> Path:
         """Move a segment that cannot be merged aside, where an operator can look at it."""
         source, target = self.path(segment), self.layout.quarantined_file(segment)

@@ -5,16 +5,19 @@ Theory of operation
 A segment the hub committed (``hub.ledger``) waits to be merged into its Delta table (``hub.merger``)::
 
     committed --planned--> merging --batch reached the table--> merged
-        |  ^                  |
-        |  +------------------+ batch never reached the table
+        |  ^  ^               |
+        |  |  +---------------+ batch never reached the table
+        |  +---released by an operator---+
         +--cannot be merged--> quarantined
 
 A **merge batch** is the set of segments one Delta commit holds. Planning it opens it and moves its segments
 to ``merging``; the batch then ends exactly one way, and the same event moves the batch and every segment in
 it: ``done`` (the Delta commit carrying the batch id happened, the segments are ``merged``) or ``abandoned``
 (it did not, the segments wait again). A crash leaves a batch ``open``; the merger's start-up ``reconcile``
-asks the Delta table which of the two it was. ``merged`` and ``quarantined`` are final: a merged segment's rows
-are in the table, and a quarantined one is set aside with its reason for an operator.
+asks the Delta table which of the two it was. ``merged`` is final: a merged segment's rows
+are in the table, and a quarantined one is set aside with its reason for an operator, who may release it
+once the cause is fixed: it then waits like a newly committed segment (and comes back with the new reason if
+it still cannot be merged).
 
 The ledger applies these tables, never state strings of its own: a move the table does not allow is a bug in
 the hub (``LocalProtocolError``), not something to write down.
@@ -46,6 +49,7 @@ class MergeEvent(enum.Enum):
     BATCH_COMMITTED = "batch reached the table"
     BATCH_ABANDONED = "batch never reached the table"
     REFUSED = "cannot be merged"
+    RELEASED = "released by an operator"  # `harbour hub quarantine release`, once the cause is fixed
 
 
 MERGE_TRANSITIONS: dict[MergeState, dict[MergeEvent, MergeState]] = {
@@ -60,7 +64,8 @@ MERGE_TRANSITIONS: dict[MergeState, dict[MergeEvent, MergeState]] = {
         MergeEvent.BATCH_ABANDONED: MergeState.COMMITTED,
     },
     MergeState.MERGED: {},
-    MergeState.QUARANTINED: {},
+    # merged again through the normal path: exactly once by the batch id, back here if it still does not fit
+    MergeState.QUARANTINED: {MergeEvent.RELEASED: MergeState.COMMITTED},
 }
 
 BATCH_TRANSITIONS: dict[BatchState, dict[MergeEvent, BatchState]] = {
