@@ -86,7 +86,8 @@ def _flags(site: dict, since: float | None, missing: int, breaks: int, backlog: 
     elif since > SILENT_AFTER_SECONDS:
         flags.append(Flag(SILENT, f"no contact for {age_text(since)}"))
     if site["quarantined"]:
-        flags.append(Flag(ATTENTION, f"{len(site['quarantined'])} segment(s) quarantined"))
+        count = len(site["quarantined"])
+        flags.append(Flag(ATTENTION, f"{count} segment(s) quarantined (`harbour hub quarantine list`)"))
     if missing:
         flags.append(Flag(ATTENTION, f"{missing} segment(s) missing (gaps)"))
     if breaks:
