@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -21,6 +22,7 @@ from sync_protocol.tus import expect_refusal
 from sync_protocol.units import format_size
 
 from . import codecs
+from . import metrics as edge_metrics
 from .config import MAX_INFLIGHT_BODY_BYTES
 from .node import EdgeNode
 from .release import RELEASE_PATH, TOKEN_HEADER, NotParked, parse_request_body, release_parked
@@ -46,6 +48,8 @@ NODE_KEY = web.AppKey("node", EdgeNode)
 BUDGET_KEY = web.AppKey("budget", object)
 RELEASE_TOKEN_KEY = web.AppKey("release_token", str)
 BODY_IDLE_TIMEOUT_KEY = web.AppKey("body_idle_timeout", float)
+REFUSED_KEY = web.AppKey("refused", Counter)  # writes refused since start, by error code (for /metrics)
+METRICS_KEY = web.AppKey("metrics", object)
 
 
 class ByteBudget:
@@ -86,6 +90,7 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except RemoteProtocolError as error:
+        request.app[REFUSED_KEY][error.code.slug] += 1
         return web.Response(status=error.status, body=error.to_body(), content_type="application/json",
                             headers=error.headers)
     except web.HTTPException as error:
@@ -151,16 +156,28 @@ async def ingest(request: web.Request) -> web.Response:
 
 
 async def status(request: web.Request) -> web.Response:
-    node = request.app[NODE_KEY]
+    return web.json_response(status_report(request.app[NODE_KEY]))
+
+
+async def metrics(request: web.Request) -> web.Response:
+    text = request.app[METRICS_KEY]()
+    return web.Response(text=text, content_type="text/plain", charset="utf-8")
+
+
+def status_report(node: EdgeNode) -> dict:
+    """What /v1/status answers, and what /metrics is built from."""
     logs = {table: node.wal.pending_summary(table) for table in node.wal.tables()}
     usage = node.usage()
     report = build_status(str(node.config.site), node.ledger, logs, usage, node.config.max_disk_bytes,
                           node.clock(), node.sync_state,
                           {"writes": node.stats.appends, "rows": node.stats.rows, "fsync_groups": node.stats.groups})
+    for table in report["tables"]:  # a table with nothing sealed yet has no priority in the ledger: say the set one
+        if table["priority"] is None:
+            table["priority"] = node.config.priority_of(table["table"])
     if node.sync is not None:
         report["sync"] = node.sync.describe(usage.pending_segment_bytes + usage.log_bytes)
         report["sync"]["backlog_by_class"] = backlog_by_class(report["tables"])
-    return web.json_response(report)
+    return report
 
 
 async def release(request: web.Request) -> web.Response:
@@ -236,10 +253,13 @@ def make_app(node: EdgeNode, release_token: str = "",
     app[NODE_KEY] = node
     app[RELEASE_TOKEN_KEY] = release_token
     app[BODY_IDLE_TIMEOUT_KEY] = body_idle_timeout
+    app[REFUSED_KEY] = Counter()
+    app[METRICS_KEY] = edge_metrics.make_render(lambda: status_report(node), app[REFUSED_KEY])
     app[BUDGET_KEY] = ByteBudget(max(MAX_INFLIGHT_BODY_BYTES, node.config.max_body_bytes))
     app.router.add_post("/v1/tables/{table}", ingest)
     app.router.add_get("/v1/status", status)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
     app.router.add_post(RELEASE_PATH, release)
     route_the_rest(app)
 

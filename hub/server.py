@@ -128,7 +128,7 @@ async def _serve(layout, database, executor, host, port, tls, clock, crash, read
 
     context = HubContext(
         registry=registry, uploads=uploads, run_in_thread=run_in_thread, clock=clock, fleet=fleet,
-        metrics_text=lambda: prometheus.render(requests, uploads.stats, merger.stats, ledger, clock),
+        metrics_text=prometheus.make_render(requests, uploads.stats, merger.stats, fleet),
         observe=requests.observe, rejected=requests.rejected, healthy=lambda: merger.alive, reports=reports,
     )
     page = PageContext(authenticate=registry.authenticate, fleet=fleet, history=history.series,

@@ -217,3 +217,21 @@ async def test_bodies_that_stall_are_408_and_free_the_budget_for_other_writes(tm
             head = await asyncio.wait_for(reader.read(4096), 10)
             assert head.startswith(b"HTTP/1.1 408") and b"body-timeout" in head, head[:300]
             writer.close()
+
+
+def test_metrics_show_the_backlog_by_table_and_the_refused_writes(tmp_path, start_edge, http):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    process = start_edge(tmp_path / "ship", "--priority", "alarms=0")
+    http.post(process.url, "alarms", encode_arrow_stream(pa.table({"id": [1, 2]})))
+    http.post(process.url, "alarms", b'{"id": "text"}\n', JSON_LINES)  # refused: id is an integer
+    with urllib.request.urlopen(process.url + "/metrics", timeout=10) as answer:
+        assert answer.headers["Content-Type"].startswith("text/plain")
+        text = answer.read().decode()
+    got = {(s.name, tuple(sorted(s.labels.items()))): s.value
+           for family in text_string_to_metric_families(text) for s in family.samples}
+    assert got[("harbour_edge_pending_rows", (("priority", "0"), ("table", "alarms")))] == 2
+    assert got[("harbour_edge_writes_refused_total", (("code", "bad-request"),))] == 1
+    assert got[("harbour_edge_writes_total", ())] == 1 and got[("harbour_edge_disk_used_bytes", ())] > 0
+    assert ("harbour_edge_oldest_pending_seconds", (("table", "alarms"),)) in got
+    assert not any(name.startswith("harbour_edge_link") for name, _ in got)  # no --hub: no link to describe
