@@ -103,8 +103,10 @@ class SegmentLedger:
         self.db["segments"].create({
             "table_name": str, "seq": int, "state": str, "path": str, "row_count": int, "byte_size": int,
             "sha256": str, "schema_fingerprint": str, "prev_sha256": str, "priority": int,
-            "created_at_ms": int, "log_no": int, "acked_at": float, "park_reason": str,
+            "created_at_ms": int, "log_no": int, "acked_at": float, "park_reason": str, "first_written_ms": int,
         }, pk=("table_name", "seq"), if_not_exists=True)
+        if "first_written_ms" not in self.db["segments"].columns_dict:  # a ledger from before it was kept
+            self.db["segments"].add_column("first_written_ms", int)
         self.db["segments"].create_index(["state", "priority", "seq"], if_not_exists=True)
         self.db["segments"].create_index(["state", "acked_at"], if_not_exists=True)
 
@@ -143,15 +145,19 @@ class SegmentLedger:
 
     # -- sealing ----------------------------------------------------------------------------------
 
-    def record_sealed(self, manifest: Manifest, path: str, log_no: int, table_schema: pa.Schema) -> None:
-        """Commit a sealed segment and the log it replaces, in one transaction."""
+    def record_sealed(self, manifest: Manifest, path: str, log_no: int, table_schema: pa.Schema,
+                      first_written_ms: int | None = None) -> None:
+        """Commit a sealed segment and the log it replaces, in one transaction. ``first_written_ms``: when its
+        first row was acknowledged (so "oldest pending" is the age of the data, not of the seal)."""
         table, seq = str(manifest.segment.table), manifest.segment.seq
         state = next_segment_state(SegmentState.OPEN, SegmentEvent.SEAL)
         with self._transaction():
             self.db.execute(
-                f"INSERT INTO segments ({_MANIFEST_COLUMNS}, state, path, log_no) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                f"INSERT INTO segments ({_MANIFEST_COLUMNS}, state, path, log_no, first_written_ms)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 [table, seq, manifest.row_count, manifest.byte_size, manifest.sha256, manifest.schema_fingerprint,
-                 manifest.prev_sha256, manifest.priority, manifest.created_at_ms, state.value, path, log_no])
+                 manifest.prev_sha256, manifest.priority, manifest.created_at_ms, state.value, path, log_no,
+                 first_written_ms])
             self.db.execute(
                 "INSERT INTO tables (name, schema, priority, sealed_log_no, last_seq, last_sha256, acked_rows, "
                 "acked_bytes, acked_segments, acked_kept_bytes) VALUES (?,?,?,?,?,?,0,0,0,0) "
@@ -277,7 +283,8 @@ class SegmentLedger:
     def table_counts(self) -> list[TableCounts]:
         with self._transaction("DEFERRED"):
             pending = {row[0]: row[1:] for row in self.db.execute(
-                "SELECT table_name, COUNT(*), SUM(row_count), SUM(byte_size), MIN(created_at_ms) FROM segments "
+                "SELECT table_name, COUNT(*), SUM(row_count), SUM(byte_size),"
+                " MIN(COALESCE(first_written_ms, created_at_ms)) FROM segments "
                 "WHERE state IN (?, ?) GROUP BY table_name", list(PENDING_STATES))}
             parked = dict(self.db.execute(
                 "SELECT table_name, COUNT(*) FROM segments WHERE state = ? GROUP BY table_name",

@@ -98,9 +98,11 @@ class _HashingSink:
         self.closed = True
 
 
-def _write_parquet(log_file: Path, target: _HashingSink, site: SiteId, quarantine: Path) -> tuple[int, pa.Schema]:
-    """Stream the log's records into ``target`` in bounded row groups; returns the row count and the schema
-    a reader of the file sees (Parquet stores some types differently: date64 reads back as date32)."""
+def _write_parquet(log_file: Path, target: _HashingSink, site: SiteId,
+                   quarantine: Path) -> tuple[int, pa.Schema, int | None]:
+    """Stream the log's records into ``target`` in bounded row groups; returns the row count, the schema a
+    reader of the file sees (Parquet stores some types differently: date64 reads back as date32) and when the
+    log's first row was written (ms)."""
     writer: pq.ParquetWriter | None = None
     footers: list[pq.FileMetaData] = []
     buffered: list[pa.Table] = []
@@ -134,7 +136,8 @@ def _write_parquet(log_file: Path, target: _HashingSink, site: SiteId, quarantin
             writer.close()
     if scans and scans[0].problem:
         wal.repair_log(scans[0], quarantine)  # logs it; the whole records before the fault are sealed
-    return rows, footers[0].schema.to_arrow_schema() if footers else pa.schema([])
+    first_ms = scans[0].first_ms if scans else None
+    return rows, (footers[0].schema.to_arrow_schema() if footers else pa.schema([])), first_ms
 
 
 def seal_log(
@@ -148,7 +151,7 @@ def seal_log(
     tmp = final.with_name(final.name + TMP_SUFFIX)
     with open(tmp, "wb") as file:
         sink = _HashingSink(file)
-        rows, file_schema = _write_parquet(log_file, sink, site, quarantine)
+        rows, file_schema, first_written_ms = _write_parquet(log_file, sink, site, quarantine)
         file.flush()
         os.fsync(file.fileno())
     if rows == 0:
@@ -162,7 +165,8 @@ def seal_log(
         sha256=sink.sha256.hexdigest(), schema_fingerprint=schemas.fingerprint(file_schema),
         prev_sha256=prev_sha256, priority=priority, clock=clock,
     )
-    ledger.record_sealed(manifest, str(final.relative_to(data_dir)), wal.log_number(log_file), table_schema)
+    ledger.record_sealed(manifest, str(final.relative_to(data_dir)), wal.log_number(log_file), table_schema,
+                         first_written_ms)
     log_file.unlink()
     log.info("sealed %s: %d rows, %d bytes", manifest.segment, rows, manifest.byte_size)
     return manifest

@@ -139,3 +139,15 @@ def test_startup_reads_do_not_grow_with_acked_segments(tmp_path):
     plan = big.db.execute("EXPLAIN QUERY PLAN SELECT COALESCE(SUM(byte_size), 0) FROM segments "
                           "WHERE state IN ('sealed', 'uploading')").fetchall()
     assert "USING INDEX" in str(plan)
+
+
+def test_a_ledger_from_before_first_written_times_is_upgraded_in_place(tmp_path):
+    ledger = SegmentLedger(tmp_path, SiteId("ship-1"), lambda: 1.0)
+    manifest = seal(ledger, "telemetry")
+    ledger.db.execute("ALTER TABLE segments DROP COLUMN first_written_ms")  # what the older version made
+    ledger.close()
+    reopened = SegmentLedger(tmp_path, SiteId("ship-1"), lambda: 1.0)
+    (counts,) = reopened.table_counts()
+    assert counts.oldest_pending_ms == manifest.created_at_ms  # no write time kept: the seal time stands in
+    assert "first_written_ms" in reopened.db["segments"].columns_dict
+    reopened.close()

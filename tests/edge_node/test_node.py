@@ -128,3 +128,17 @@ async def test_memory_stays_flat_with_a_large_backlog(tmp_path):
     large = await fill(60)
     assert large < small * 2 + 200_000
     await node.stop()
+
+
+async def test_oldest_pending_is_the_age_of_the_data_not_of_the_seal(tmp_path):
+    """A row written 6 minutes ago and sealed 80 s ago is 6 minutes behind (status said 80 s)."""
+    clock = Clock()
+    node = make_node(tmp_path, clock)
+    await node.write(T, pa.table({"v": [1]}))
+    clock.now += 280
+    node.roll_all()
+    node.seal_and_collect()
+    clock.now += 80
+    (counts,) = node.ledger.table_counts()
+    assert counts.pending_segments == 1 and counts.oldest_pending_ms == 10_000_000
+    await node.stop()
