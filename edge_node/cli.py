@@ -93,8 +93,8 @@ def edge() -> None:
 @click.option("--seed", type=int,
               help="Seed of the node's randomness (the jitter of retries), to replay a run; the node logs the seed "
               "it used. Default: a fresh one.")
-@click.option("--log-level", default="INFO", show_default=True,
-              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+@click.option("--log-level", default="info", show_default=True,
+              type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False))
 def run(site: str, data_dir: Path, listen: str, hub_url: str | None, token: str | None, token_file: Path | None,
         max_disk: int, seal_size: int, seal_age: float, retention: float, priorities: tuple[str, ...],
         max_body: int, housekeeping_interval: float, hub_ca: Path | None, max_upload_rate: float | None,
@@ -153,7 +153,8 @@ def run(site: str, data_dir: Path, listen: str, hub_url: str | None, token: str 
 @edge.command()
 @click.option("--data", "data_dir", required=True, type=click.Path(file_okay=False, exists=True, path_type=Path),
               help="The edge node's data directory (works while the node runs).")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
+              help="table for people, json for scripts (the same document as the node's /v1/status)")
 @click.option("--watch", is_flag=True, help="Redraw every --interval seconds until Ctrl-C.")
 @click.option("--interval", type=click.FloatRange(min=0.2), default=2.0, show_default=True, metavar="SECONDS",
               help="How often --watch redraws.")

@@ -95,7 +95,7 @@ def hub() -> None:
 @click.option("--tls-cert", type=click.Path(dir_okay=False, exists=True, path_type=Path), help="PEM certificate")
 @click.option("--tls-key", type=click.Path(dir_okay=False, exists=True, path_type=Path), help="PEM private key")
 @click.option("--log-level", default="info", show_default=True,
-              type=click.Choice(["debug", "info", "warning", "error"]))
+              type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False))
 def run(data: Path, listen: tuple[str, int], tls_cert: Path | None, tls_key: Path | None, log_level: str) -> None:
     """Run the hub: tus ingest under /v1/sync, merger, /v1/fleet, /metrics, /healthz.
 

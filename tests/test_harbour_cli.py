@@ -108,3 +108,12 @@ def test_config_keys_are_the_flag_names_and_unknown_keys_are_refused(tmp_path):
     config.write_text('[edge.stauts]\nformat = "json"\n')
     wrong = run("edge", "status", "--config", str(config))
     assert wrong.returncode == 2 and "[edge.stauts] names no command" in wrong.stderr
+
+
+def test_formats_and_log_levels_are_spelled_alike_on_both_sides():
+    edge_status = " ".join(run("edge", "status", "--help").stdout.split())
+    hub_status = " ".join(run("hub", "status", "--help").stdout.split())
+    assert "[table|json]" in edge_status and "[table|json]" in hub_status
+    for group in ("edge", "hub"):
+        text = " ".join(run(group, "run", "--help").stdout.split())
+        assert "[debug|info|warning|error]" in text and "default: info" in text, group
