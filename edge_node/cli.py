@@ -221,7 +221,7 @@ def release(data_dir: Path, release_all: bool, segments: tuple[str, ...]) -> Non
 
 
 @edge.command()
-@click.option("--data", "data_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+@click.option("--data", "data_dir", required=True, type=click.Path(file_okay=False, exists=True, path_type=Path),
               help="The edge node's data directory (works while the node runs, and offline).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
 @click.argument("sql")

@@ -121,5 +121,5 @@ def render_result(table: pa.Table, fmt: str) -> str:
     widths = [max(len(row[i]) for row in cells) for i in range(table.num_columns)]
     lines = [" | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells]
     lines.insert(1, "-+-".join("-" * w for w in widths))
-    lines.append(f"({table.num_rows} rows)")
+    lines.append(f"({table.num_rows} row{'' if table.num_rows == 1 else 's'})")
     return "\n".join(lines) + "\n"

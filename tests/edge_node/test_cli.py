@@ -113,3 +113,11 @@ def test_status_watch_redraws_until_stopped(tmp_path, start_edge):
         watching.terminate()
         out, _ = watching.communicate(timeout=10)
     assert out.count("(every 0.3 s; Ctrl-C stops)") >= 3 and out.count("site ship-1") >= 3
+
+
+def test_query_counts_rows_in_words_and_refuses_a_mistyped_directory(tmp_path, start_edge):
+    start_edge(tmp_path / "d").stop()
+    one = harbour("edge", "query", "--data", str(tmp_path / "d"), "SELECT 1 AS x")
+    assert one.returncode == 0 and one.stdout.rstrip().endswith("(1 row)"), one.stdout
+    typo = harbour("edge", "query", "--data", str(tmp_path / "dd"), "SELECT 1")
+    assert typo.returncode == 2 and "does not exist" in typo.stderr and not (tmp_path / "dd").exists()
