@@ -142,6 +142,7 @@ class SyncService:
                     "pending_segments": usage.pending_segments, "pending_rows": rows,
                     "oldest_pending_at": oldest_ms / 1000 if oldest_ms is not None else None,
                     "link": self.monitor.describe(), "parked_segments": len(self.ledger.parked()),
+                    "hub_problem": self.transport.contact.describe(),
                     "reported_at": self.clock()}
         try:
             answer = await self.transport.report(str(self.config.site), document)
