@@ -42,6 +42,13 @@ def authenticate(registry: SiteRegistry, header: str | None) -> Principal:
     return principal
 
 
+def still_valid(registry: SiteRegistry, header: str | None, principal: Principal) -> bool:
+    """Whether the token of an authenticated request still names the same principal (a request can outlive a
+    revocation: a long PATCH is re-checked before its commit)."""
+    token = bearer_token(header)
+    return token is not None and registry.authenticate(token) == principal
+
+
 def authorize_site(principal: Principal, site: SiteId) -> None:
     if principal.role is not Role.SITE or principal.name != str(site):
         raise RemoteProtocolError(

@@ -240,7 +240,13 @@ async def patch(request: web.Request) -> web.Response:
     tail = parse_tail_claim(_header(request, HARBOUR_TAIL_SHA256))
     body = TimedBody(PatchBody(request.content))
     request["body"] = body
-    answer = await request.app[CONTEXT].uploads.patch(segment, offset, length, checksum, body, tail)
+    context, principal = request.app[CONTEXT], request["principal"]
+    authorization = request.headers.get("Authorization")
+
+    def still_authorized() -> bool:  # the same token still names the same site (not revoked, not rotated)
+        return auth.still_valid(context.registry, authorization, principal)
+
+    answer = await context.uploads.patch(segment, offset, length, checksum, body, tail, still_authorized)
     return _answer(answer)
 
 

@@ -31,7 +31,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from sync_protocol.errors import RemoteProtocolError
+from sync_protocol.errors import ErrorCode, RemoteProtocolError
 from sync_protocol.identifiers import SegmentId
 from sync_protocol.limits import DURABLE_SLICE_BYTES
 from sync_protocol.manifest import Manifest
@@ -220,20 +220,23 @@ class UploadService:
 
     async def patch(
         self, segment: SegmentId, offset: int, content_length: int, checksum: Checksum | None, body: BodyReader,
-        tail: TailClaim | None = None,
+        tail: TailClaim | None = None, still_authorized: Callable[[], bool] = lambda: True,
     ) -> Respond | None:
         """Store one chunk. Returns the answer, or None when the body was cut short (nobody to answer).
-        ``tail``: the sender's digest of the bytes kept after its last cut (Harbour-Tail-Sha256)."""
+        ``tail``: the sender's digest of the bytes kept after its last cut (Harbour-Tail-Sha256).
+        ``still_authorized``: asked (in the I/O pool) just before a commit, so that a token revoked while a long
+        PATCH was arriving commits nothing (G5)."""
 
         async def step(receiver: UploadReceiver) -> Respond | None:
             decision = receiver.begin_chunk(offset, content_length, checksum, self._clock(), tail)
             if isinstance(decision, Respond):
                 return decision
-            return await self._store_chunk(receiver, decision, body)
+            return await self._store_chunk(receiver, decision, body, still_authorized)
 
         return await self._guarded(segment, step)
 
-    async def _store_chunk(self, receiver: UploadReceiver, plan: StoreChunk, body: BodyReader) -> Respond | None:
+    async def _store_chunk(self, receiver: UploadReceiver, plan: StoreChunk, body: BodyReader,
+                           still_authorized: Callable[[], bool] = lambda: True) -> Respond | None:
         segment = receiver.segment
         assert receiver.manifest is not None
         if plan.tail_check is not None:  # the sender vouches for what we kept after a cut: check it first
@@ -270,7 +273,7 @@ class UploadService:
         await self._io(self._ledger.save_staged, receiver.manifest, outcome.new_offset, receiver.expires_at)
         if not outcome.verify:
             return outcome.answer  # after a cut nobody may be listening; answering is harmless
-        return await self._verify_and_commit(receiver)
+        return await self._verify_and_commit(receiver, still_authorized)
 
     async def _lower(self, receiver: UploadReceiver, dropped: DropChunk) -> None:
         """Lower the durable offset first, then cut the file: a crash between the two leaves a file longer
@@ -323,7 +326,8 @@ class UploadService:
             log.info("chunk body for %s cut after %d bytes: %r", name, so_far, error)
         return b""
 
-    async def _verify_and_commit(self, receiver: UploadReceiver) -> Respond:
+    async def _verify_and_commit(self, receiver: UploadReceiver,
+                                 still_authorized: Callable[[], bool] = lambda: True) -> Respond:
         segment = receiver.segment
         digest = await self._io(self._staging.sha256, segment)
         decision = receiver.segment_digest(digest)
@@ -338,6 +342,12 @@ class UploadService:
                 self.stats.digest_failures += 1
             raise await self._discard(segment, decision)
         assert isinstance(decision, CommitSegment)
+        if not await self._io(still_authorized):
+            revoked = RemoteProtocolError(
+                f"the token of site {segment.site} was revoked while this upload arrived; nothing was committed",
+                code=ErrorCode.UNAUTHORIZED, op="committing", subject=str(segment),
+                hint="ask the hub operator for a new token (`harbour hub add-site SITE --rotate`)")
+            raise await self._discard(segment, receiver.commit_refused(revoked)) from None
         self._crash("before-ledger-commit")
         try:
             newly = await self._io(self._ledger.commit, decision.manifest, self._clock())

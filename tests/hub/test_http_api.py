@@ -550,3 +550,24 @@ def test_a_repeated_singleton_header_is_400_and_changes_nothing(shared_hub, site
     status, answer = raw(shared_hub.port, head.encode() + b"\r\n" + segment.data)
     assert status == 400 and f"{header} header appears 2 times".encode() in answer
     assert shared_hub.head(token, segment.key).offset == 0
+
+
+@pytest.mark.guarantee("G5")
+def test_a_site_revoked_while_its_patch_arrives_commits_nothing(shared_hub, site):
+    name, token = site
+    segment = chain(name, "telemetry", 1)[0]
+    shared_hub.create(token, segment)
+    head = (f"PATCH {UPLOADS_PATH}/{segment.key} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+            f"Tus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\nContent-Type: application/offset+octet-stream\r\n"
+            f"Content-Length: {len(segment.data)}\r\n\r\n").encode()
+    half = len(segment.data) // 2
+    with socket.create_connection(("127.0.0.1", shared_hub.port), timeout=30) as connection:
+        connection.sendall(head + segment.data[:half])
+        time.sleep(0.5)  # the hub is reading the body now
+        harbour("hub", "revoke-site", name, "--data", str(shared_hub.data))
+        connection.sendall(segment.data[half:])
+        answer = connection.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 401") and b"revoked while this upload arrived" in answer, answer[:300]
+    report = json.loads(harbour("hub", "status", "--data", str(shared_hub.data), "--format", "json").stdout)
+    (mine,) = [s for s in report["sites"] if s["site"] == name]
+    assert mine["tables"] == {} and not mine["registered"]  # nothing of it was committed
