@@ -83,7 +83,10 @@ MERGE_START = MergeState.COMMITTED
 BATCH_START = BatchState.OPEN
 """What a batch is the moment it is planned."""
 
-AWAITING_MERGE = frozenset(state for state, moves in MERGE_TRANSITIONS.items() if moves)
+OPERATOR_EVENTS = frozenset({MergeEvent.RELEASED})
+"""Moves only an operator makes: a state left only by these is settled as far as the merger is concerned."""
+
+AWAITING_MERGE = frozenset(state for state, moves in MERGE_TRANSITIONS.items() if set(moves) - OPERATOR_EVENTS)
 """Segments not yet settled (neither merged nor quarantined): status counts them as pending."""
 
 

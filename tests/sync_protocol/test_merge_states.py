@@ -29,7 +29,10 @@ def test_an_abandoned_batch_sends_its_segments_back_to_waiting():
 
 @pytest.mark.parametrize("state", [MergeState.MERGED, MergeState.QUARANTINED])
 @pytest.mark.parametrize("event", list(MergeEvent))
-def test_merged_and_quarantined_are_final(state, event):
+def test_merged_is_final_and_only_an_operator_takes_a_segment_out_of_quarantine(state, event):
+    if state is MergeState.QUARANTINED and event is MergeEvent.RELEASED:
+        assert next_merge_state(state, event) is MergeState.COMMITTED  # `harbour hub quarantine release`
+        return
     with pytest.raises(LocalProtocolError, match="not allowed"):
         next_merge_state(state, event)
 
