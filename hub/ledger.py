@@ -269,28 +269,22 @@ class SqliteLedger:
             _move_segments(db, MergeEvent.BATCH_ABANDONED, "batch_id = ?", [batch_id], batch_id=None)
 
     def quarantine(self, segment: SegmentId, reason: str, now: float) -> None:
-        with self._database.write() as db:
-            row = db.execute("SELECT state FROM segments WHERE site = ? AND tbl = ? AND seq = ?", _key(segment)
-                             ).fetchone()
-            if row is None:
-                raise KeyError(f"segment {segment} is not committed")
-            target = next_merge_state(MergeState(row[0]), MergeEvent.REFUSED)
-            db.execute(
-                "UPDATE segments SET state = ?, reason = ?, merged_at = ?, batch_id = NULL"
-                " WHERE site = ? AND tbl = ? AND seq = ?",
-                [target.value, reason, now, *_key(segment)],
-            )
+        self._move_one(segment, MergeEvent.REFUSED, reason, now)
 
     def release_quarantined(self, segment: SegmentId) -> None:
         """An operator fixed the cause: the segment waits to be merged again (``MergeEvent.RELEASED``)."""
+        self._move_one(segment, MergeEvent.RELEASED, None, None)
+
+    def _move_one(self, segment: SegmentId, event: MergeEvent, reason: str | None, at: float | None) -> None:
+        """Move one segment by ``event`` (the transition table decides whether it may), out of any batch."""
         with self._database.write() as db:
             row = db.execute("SELECT state FROM segments WHERE site = ? AND tbl = ? AND seq = ?", _key(segment)
                              ).fetchone()
             if row is None:
                 raise KeyError(f"segment {segment} is not committed")
-            target = next_merge_state(MergeState(row[0]), MergeEvent.RELEASED)
-            db.execute("UPDATE segments SET state = ?, reason = NULL, merged_at = NULL, batch_id = NULL"
-                       " WHERE site = ? AND tbl = ? AND seq = ?", [target.value, *_key(segment)])
+            target = next_merge_state(MergeState(row[0]), event)
+            db.execute("UPDATE segments SET state = ?, reason = ?, merged_at = ?, batch_id = NULL"
+                       " WHERE site = ? AND tbl = ? AND seq = ?", [target.value, reason, at, *_key(segment)])
 
     def segment_state(self, segment: SegmentId) -> MergeState | None:
         row = self._database.db.execute(
