@@ -367,11 +367,13 @@ class Merger:
 
         dataset = delta.to_pyarrow_dataset()  # opened here: delta-rs cannot start it inside its own writer
 
+        def retyped(batch: pa.RecordBatch, field: pa.Field) -> pa.ChunkedArray:
+            convert = table_values.convert_column if field.name in changes else table_values.widen_column
+            return convert(batch.column(field.name), field.type, field.name)
+
         def batches():
             for batch in dataset.to_batches():
-                columns = [table_values.convert_column(batch.column(field.name), field.type, field.name)
-                           if field.name in changes else batch.column(field.name).cast(field.type)
-                           for field in target]
+                columns = [retyped(batch, field) for field in target]
                 yield from pa.Table.from_arrays(columns, schema=target).to_batches()
 
         _write(str(self._layout.table_dir(table)), pa.RecordBatchReader.from_batches(target, batches()),

@@ -179,8 +179,10 @@ def convert_column(column: pa.ChunkedArray | pa.Array, target: pa.DataType, name
     return _map_chunks(column, target, lambda chunk: _cast(chunk, target, name))
 
 
-def _widen_column(column: pa.ChunkedArray | pa.Array, target: pa.DataType, name: str) -> pa.ChunkedArray:
-    """One column whose values ``to_storage`` checked already, widened to ``target`` (casts stay overflow-checked)."""
+def widen_column(column: pa.ChunkedArray | pa.Array, target: pa.DataType, name: str) -> pa.ChunkedArray:
+    """One column whose values were checked already (by ``to_storage``, or stored in a table), widened to
+    ``target`` (casts stay overflow-checked). Lists and structs are rebuilt child by child: pyarrow's own
+    cast of ``list<null>`` to a list type with another field name drops the child's length (pyarrow 26)."""
     _require_wider(column.type, target, name)
     return _map_chunks(column, target, lambda chunk: _cast(chunk, target, name))
 
@@ -219,7 +221,7 @@ def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
         elif table.schema.field(index).type.equals(field.type):
             columns.append(table.column(index))
         else:
-            columns.append(_widen_column(table.column(index), field.type, field.name))
+            columns.append(widen_column(table.column(index), field.type, field.name))
     for name_lower, index in by_lower.items():
         if table.column(index).null_count != table.num_rows:
             raise LocalProtocolError(f"column {table.column_names[index]!r} is not in the table's schema",
