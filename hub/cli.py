@@ -2,13 +2,16 @@
 
 Every command takes ``--data DIR`` (or ``HARBOUR_HUB_DATA``) and creates DIR when it is new, so sites
 can be registered before the first ``hub run``; all of them work while ``hub run`` serves the same DIR
-(SQLite in WAL mode). ``--config F`` and the ``HARBOUR_HUB_*`` environment variables are added to every
+(SQLite in WAL mode). Every command also takes the three places a hub cluster shares (``--ledger``,
+``--staging``, ``--warehouse``; docs/scale-out.md), and then acts on the whole cluster from any machine.
+``--config F`` and the ``HARBOUR_HUB_*`` environment variables are added to every
 command by ``harbour_cli`` (``[hub]`` / ``[hub.run]`` tables); flags win over the environment, the
 environment over the file.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -24,14 +27,44 @@ from sync_protocol.identifiers import SiteId
 
 from . import quarantine_cli
 
-DATA_HELP = "the hub's data directory"
+DATA_HELP = "the hub's data directory (with the three shared places below: only what is local to this process)"
+_PLACES = (
+    click.option("--data", "data", required=True, help=DATA_HELP, type=click.Path(file_okay=False, path_type=Path)),
+    click.option("--ledger", metavar="URL", help="a postgresql://USER@HOST:PORT/DB that every hub process of a "
+                 "cluster shares [default: SQLite in --data]"),
+    click.option("--staging", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
+                 help="uploads in progress, a directory every hub process shares [default: DATA/uploads]"),
+    click.option("--warehouse", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
+                 help="the merged Delta tables, a directory every hub process shares [default: DATA/tables]"),
+)
 
 
 def _data_option(command):
-    return click.option(
-        "--data", "data", required=True, help=DATA_HELP,
-        type=click.Path(file_okay=False, path_type=Path),
-    )(command)
+    """``--data`` and the cluster's shared places; the command receives them as one ``data`` (a ``HubLayout``
+    describing where things are, nothing made yet)."""
+    from .layout import HubLayout
+
+    @functools.wraps(command)
+    def with_layout(*args, data: Path, ledger: str | None, staging: Path | None, warehouse: Path | None, **kwargs):
+        try:
+            layout = HubLayout.of(data, ledger=ledger, staging=staging, warehouse=warehouse)
+        except ValueError as error:
+            raise click.UsageError(str(error)) from None
+        return command(*args, data=layout, **kwargs)
+
+    for option in reversed(_PLACES):
+        with_layout = option(with_layout)
+    return with_layout
+
+
+def _open(layout):
+    """The ledger database of ``layout``; an unreachable PostgreSQL ledger is a clean CLI error."""
+    from .db import LedgerUnavailable
+
+    try:
+        return layout.open_database()
+    except LedgerUnavailable as error:
+        raise click.ClickException(str(error)) from None
 
 
 def _site(ctx, param, value: str) -> SiteId:
@@ -48,33 +81,31 @@ def _listen(ctx, param, value: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def _existing(data: Path):
+def _existing(data):
     """DIR's layout for a command that must not set up a hub (read-only or revoking): a typo is an error."""
-    from .layout import HubLayout, HubNotFound
+    from .layout import HubNotFound
 
     try:
-        return HubLayout.existing(data)
+        return data.checked()
     except HubNotFound as error:
         raise click.ClickException(str(error)) from None
 
 
-def _registry(data: Path, action, *, sets_up: bool = False):
+def _registry(data, action, *, sets_up: bool = False):
     """Run one registry action on DIR's database; a RegistryError becomes a clean CLI error. Only a command that
     ``sets_up`` (add-site, add-operator: operators register ships before the first start) makes a new hub in a
     DIR that has none, and it says so, so that a mistyped --data does not silently start a second, empty hub."""
-    from .db import Database
-    from .layout import HubLayout
     from .registry import RegistryError, SiteRegistry
 
     if sets_up:
-        is_new = not HubLayout(Path(data).resolve()).database.is_file()
-        layout = HubLayout.create(data)
+        is_new = data.is_new
+        layout = data.made()
         if is_new:
             click.echo(f"set up a new hub in {layout.root} (there was none); start it with "
-                       f"`harbour hub run --data {data}`", err=True)
+                       f"`harbour hub run --data {layout.root}`", err=True)
     else:
         layout = _existing(data)
-    database = Database(layout.database)
+    database = _open(layout)
     try:
         return action(SiteRegistry(database, time.time))
     except RegistryError as error:
@@ -96,11 +127,12 @@ def hub() -> None:
 @click.option("--tls-key", type=click.Path(dir_okay=False, exists=True, path_type=Path), help="PEM private key")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False))
-def run(data: Path, listen: tuple[str, int], tls_cert: Path | None, tls_key: Path | None, log_level: str) -> None:
+def run(data, listen: tuple[str, int], tls_cert: Path | None, tls_key: Path | None, log_level: str) -> None:
     """Run the hub: tus ingest under /v1/sync, merger, /v1/fleet, /metrics, /healthz.
 
     Stops cleanly on SIGTERM or Ctrl-C; a hub killed any other way picks up where it was on restart.
     """
+    from .db import LedgerUnavailable
     from .faults import CRASH_ENV, crash_hook
     from .server import HubAlreadyRunning, run_hub, ssl_context
 
@@ -115,7 +147,7 @@ def run(data: Path, listen: tuple[str, int], tls_cert: Path | None, tls_key: Pat
     host, port = listen
     try:
         run_hub(data, host, port, tls=tls, clock=time.time, crash=crash)
-    except HubAlreadyRunning as error:
+    except (HubAlreadyRunning, LedgerUnavailable) as error:
         raise click.ClickException(str(error)) from None
     except OSError as error:
         raise click.ClickException(f"cannot serve on {host}:{port}: {error}") from None
@@ -125,7 +157,7 @@ def run(data: Path, listen: tuple[str, int], tls_cert: Path | None, tls_key: Pat
 @click.argument("site", callback=_site)
 @_data_option
 @click.option("--rotate", is_flag=True, help="replace the token of an existing site (the old one stops working)")
-def add_site(site: SiteId, data: Path, rotate: bool) -> None:
+def add_site(site: SiteId, data, rotate: bool) -> None:
     """Register SITE and print its new token (the only line on stdout; the hub keeps only a hash)."""
     click.echo(_registry(data, lambda registry: registry.add_site(site, rotate=rotate), sets_up=True))
 
@@ -133,7 +165,7 @@ def add_site(site: SiteId, data: Path, rotate: bool) -> None:
 @hub.command("revoke-site")
 @click.argument("site", callback=_site)
 @_data_option
-def revoke_site(site: SiteId, data: Path) -> None:
+def revoke_site(site: SiteId, data) -> None:
     """Stop SITE's token working, at once (also in a running hub). Its data stays."""
     _registry(data, lambda registry: registry.revoke_site(site))
     click.echo(f"revoked site {site}; `harbour hub add-site {site} --rotate` issues a new token", err=True)
@@ -143,7 +175,7 @@ def revoke_site(site: SiteId, data: Path) -> None:
 @click.argument("name")
 @_data_option
 @click.option("--rotate", is_flag=True, help="replace the token of an existing operator")
-def add_operator(name: str, data: Path, rotate: bool) -> None:
+def add_operator(name: str, data, rotate: bool) -> None:
     """Create an operator token (for /v1/fleet) and print it as the only line on stdout."""
     click.echo(_registry(data, lambda registry: registry.add_operator(name, rotate=rotate), sets_up=True))
 
@@ -153,7 +185,7 @@ def add_operator(name: str, data: Path, rotate: bool) -> None:
 @_data_option
 @click.option("--token-file", type=click.File("r"), metavar="F",
               help="revoke the operator whose token is in F ('-' reads stdin) instead of naming them")
-def revoke_operator(name: str | None, data: Path, token_file) -> None:
+def revoke_operator(name: str | None, data, token_file) -> None:
     """Stop operator NAME's token working, at once (also in a running hub); their fleet page sessions end too.
 
     Give the NAME used with add-operator, or, for a leaked token whose owner is not known, --token-file with
@@ -177,15 +209,14 @@ def revoke_operator(name: str | None, data: Path, token_file) -> None:
 @hub.command()
 @_data_option
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
-def status(data: Path, fmt: str) -> None:
+def status(data, fmt: str) -> None:
     """Per site and table: rows merged, watermark, gaps, last contact; and the quarantine."""
-    from .db import Database
     from .ledger import SqliteLedger
     from .registry import SiteRegistry
     from .site_reports import SiteReportStore
     from .status import fleet_report, format_report
 
-    database = Database(_existing(data).database)
+    database = _open(_existing(data))
     try:
         report = fleet_report(SqliteLedger(database, time.time), SiteRegistry(database, time.time), time.time,
                               SiteReportStore(database, time.time))
@@ -200,7 +231,7 @@ def status(data: Path, fmt: str) -> None:
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=300.0, show_default=True, metavar="SECONDS",
               help="stop the query after this long")
 @click.argument("sql")
-def query(data: Path, fmt: str, timeout: float, sql: str) -> None:
+def query(data, fmt: str, timeout: float, sql: str) -> None:
     """Run read-only SQL over the merged tables (one per edge table; lineage columns _site, _seq, _ingested_at).
 
     Only reading statements (SELECT, WITH, DESCRIBE, SHOW, EXPLAIN); files outside the tables cannot be read or

@@ -1,4 +1,7 @@
-"""Opening the hub's SQLite database the same way everywhere.
+"""Opening the hub's ledger database the same way everywhere: the embedded SQLite file here, PostgreSQL for a
+cluster in ``hub.postgres`` (``hub.layout.open_database`` picks by ``--ledger``). Both give the same small surface
+(``LedgerDatabase``), so the ledger, registry, reports, history and sessions are written once, in the SQL the two
+share (``upsert`` below; ``INSERT ... RETURNING``; no ``rowid``, no ``INSERT OR REPLACE``).
 
 WAL mode lets ``harbour hub add-site``/``status``/``query`` read and write while ``hub run`` is
 serving; ``synchronous=FULL`` makes each commit survive power loss, which the exactly-once ledger
@@ -11,9 +14,10 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from typing import Any, Protocol
 
 import sqlite_utils
 
@@ -32,8 +36,36 @@ def connect(path: Path) -> sqlite_utils.Database:
     return sqlite_utils.Database(conn)
 
 
+class Connection(Protocol):
+    """What callers use of a connection: ``execute`` with ``?`` placeholders, answering a DB-API cursor."""
+
+    def execute(self, sql: str, parameters: Sequence[Any] = ...) -> Any: ...
+
+
+class LedgerDatabase(Protocol):
+    dialect: str  # "sqlite" or "postgresql": only schema upgrades of old SQLite files look at it
+
+    @property
+    def db(self) -> Connection: ...
+    def write(self) -> AbstractContextManager[Connection]: ...
+    def columns(self, table: str) -> list[str]: ...
+    def tables(self) -> set[str]: ...
+    def indexes(self) -> set[str]: ...
+    def describe(self) -> str: ...
+    def close(self) -> None: ...
+
+
+def upsert(table: str, columns: Sequence[str], key: Sequence[str]) -> str:
+    """``INSERT`` of ``columns`` that replaces the row holding the same ``key`` (SQLite and PostgreSQL alike)."""
+    updates = ", ".join(f"{column} = excluded.{column}" for column in columns if column not in key)
+    return (f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+            f" ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}")
+
+
 class Database:
     """Thread-local connections to one SQLite file, plus a write-transaction helper."""
+
+    dialect = "sqlite"
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -64,9 +96,34 @@ class Database:
             raise
         db.execute("COMMIT")
 
+    def columns(self, table: str) -> list[str]:
+        """``table``'s column names; [] when it does not exist."""
+        return [row[1] for row in self.db.execute(f"PRAGMA table_info({table})").fetchall()]
+
+    def tables(self) -> set[str]:
+        return self._names("table")
+
+    def indexes(self) -> set[str]:
+        return self._names("index")
+
+    def _names(self, kind: str) -> set[str]:
+        return {row[0] for row in self.db.execute("SELECT name FROM sqlite_master WHERE type = ?", [kind]).fetchall()}
+
+    def describe(self) -> str:
+        return str(self.path)
+
     def close(self) -> None:
         with self._guard:
             for db in self._all:
                 db.close()
             self._all.clear()
         self._local = threading.local()
+
+
+class LedgerUnavailable(Exception):
+    """The ledger database cannot be reached or opened; the message says where and what to check."""
+
+
+def is_postgres_url(ledger: str | None) -> bool:
+    return bool(ledger) and ledger.split("://", 1)[0] in ("postgresql", "postgres")
+

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from .db import Database
+from .db import LedgerDatabase, upsert
 
 HISTORY_SAMPLE_SECONDS = 60.0
 """One point a minute: the finest detail an operator reads on a chart of hours, and a site's edge
@@ -28,6 +28,9 @@ MAX_HISTORY_SECONDS = 90 * 86_400.0
 """A quarter: enough to compare this voyage with the last; older points are deleted."""
 
 
+_RECORD = upsert("fleet_history", ["site", "at", "backlog_bytes", "rows_merged"], ["site", "at"])
+
+
 @dataclass(frozen=True)
 class Point:
     at: float
@@ -38,21 +41,22 @@ class Point:
 class FleetHistory:
     """The ``fleet_history`` table: record samples, thin them, read a site's series."""
 
-    def __init__(self, database: Database, clock: Callable[[], float]) -> None:
+    def __init__(self, database: LedgerDatabase, clock: Callable[[], float]) -> None:
         self._database = database
         self._clock = clock
-        database.db.execute(
-            "CREATE TABLE IF NOT EXISTS fleet_history (site TEXT NOT NULL, at REAL NOT NULL,"
-            " backlog_bytes INTEGER, rows_merged INTEGER NOT NULL, PRIMARY KEY (site, at))"
-        )
+        if "fleet_history" not in database.tables():
+            with database.write() as db:  # one process at a time: concurrent CREATEs collide on PostgreSQL
+                db.execute(
+                    "CREATE TABLE IF NOT EXISTS fleet_history (site TEXT NOT NULL, at REAL NOT NULL,"
+                    " backlog_bytes INTEGER, rows_merged INTEGER NOT NULL, PRIMARY KEY (site, at))"
+                )
 
     def record(self, samples: Iterable[tuple[str, int | None, int]]) -> None:
         """Store one point per ``(site, backlog_bytes, rows_merged)`` at the clock's now, then thin."""
         now = self._clock()
         with self._database.write() as db:
             for site, backlog, rows in samples:
-                db.execute("INSERT OR REPLACE INTO fleet_history (site, at, backlog_bytes, rows_merged)"
-                           " VALUES (?, ?, ?, ?)", [site, now, backlog, rows])
+                db.execute(_RECORD, [site, now, backlog, rows])
             self._thin(db, now)
 
     def record_report(self, report: dict) -> None:
@@ -68,9 +72,10 @@ class FleetHistory:
         db.execute("DELETE FROM fleet_history WHERE at < ?", [now - MAX_HISTORY_SECONDS])
         for older_than, bucket in THINNING:
             cutoff = now - older_than
+            # Keep the newest point of each (site, bucket) older than the cutoff; (site, at) is the key.
             db.execute(
-                "DELETE FROM fleet_history WHERE at < ? AND rowid NOT IN (SELECT rowid FROM"
-                " (SELECT rowid, MAX(at) FROM fleet_history WHERE at < ? GROUP BY site, CAST(at / ? AS INTEGER)))",
+                "DELETE FROM fleet_history WHERE at < ? AND (site, at) NOT IN (SELECT site, MAX(at) FROM"
+                " fleet_history WHERE at < ? GROUP BY site, CAST(at / ? AS INTEGER))",
                 [cutoff, cutoff, bucket],
             )
 

@@ -1,12 +1,20 @@
-"""Where the hub keeps things inside its data directory (``--data DIR``).
+"""Where the hub keeps things: its data directory (``--data DIR``) and, for a cluster, the three shared places.
 
-One directory holds everything, so an operator backs up or moves a hub by copying one tree:
+A lone hub keeps everything in one directory, so an operator backs it up or moves it by copying one tree:
 
     DIR/hub.db                 SQLite (WAL): site registry, operators, upload records, segment ledger
     DIR/hub.lock               held by the running ``harbour hub run`` (one hub per DIR)
     DIR/uploads/<key>.seg      a segment's bytes, from creation until it is merged
     DIR/quarantine/<key>.seg   segments that could not be merged (schema conflict, unreadable)
     DIR/tables/<table>/        the merged Delta Lake tables, one per edge table name
+
+The processes of a hub cluster share three of them instead (docs/scale-out.md):
+
+    --ledger postgresql://...  the ledger, registry and everything else hub.db holds (``hub.postgres``)
+    --staging SHARED           uploads in progress (SHARED/<key>.seg) and SHARED/quarantine/
+    --warehouse SHARED         the merged Delta Lake tables
+
+and DIR keeps only what is local to one process (its lock file and the merger's scratch space).
 """
 
 from __future__ import annotations
@@ -16,7 +24,18 @@ from pathlib import Path
 
 from sync_protocol.identifiers import SegmentId, TableName
 
+from .db import Database, LedgerDatabase, is_postgres_url
+
 SEGMENT_SUFFIX = ".seg"
+
+
+def open_database(ledger: str | None, sqlite_path: Path) -> LedgerDatabase:
+    """The ledger database ``--ledger`` names: PostgreSQL for a ``postgresql://`` URL, else the SQLite file."""
+    if is_postgres_url(ledger):
+        from .postgres import PostgresDatabase  # psycopg is loaded only by hubs that use it
+
+        return PostgresDatabase(ledger)
+    return Database(sqlite_path)
 
 
 class HubNotFound(Exception):
@@ -26,26 +45,55 @@ class HubNotFound(Exception):
 @dataclass(frozen=True)
 class HubLayout:
     root: Path
+    ledger: str | None = None  # a postgresql:// URL; None: the SQLite file in root
+    staging: Path | None = None  # None: root/uploads
+    warehouse: Path | None = None  # None: root/tables
 
     @classmethod
-    def create(cls, root: Path | str) -> HubLayout:
+    def of(cls, root: Path | str, *, ledger: str | None = None, staging: Path | str | None = None,
+           warehouse: Path | str | None = None) -> HubLayout:
+        """The places as given (``--data``, ``--ledger``, ``--staging``, ``--warehouse``), checked, nothing made."""
+        if ledger is not None and not is_postgres_url(ledger):
+            raise ValueError(f"--ledger takes a postgresql://USER@HOST:PORT/DB URL, not {ledger.split('://')[0]!r}:"
+                             " leave it out to keep the ledger in --data")
+        if warehouse is not None and "://" in str(warehouse):
+            raise ValueError(f"--warehouse {str(warehouse).split('://')[0]}:// is not supported yet: give a directory"
+                             " every hub process shares (docs/scale-out.md)")
+        return cls(Path(root).resolve(), ledger, Path(staging).resolve() if staging is not None else None,
+                   Path(warehouse).resolve() if warehouse is not None else None)
+
+    @classmethod
+    def create(cls, root: Path | str, **places) -> HubLayout:
         """The layout of ``root``, with its directories made if new (operators register sites before
         the first start, so every command may be the first one to touch DIR)."""
-        layout = cls(Path(root).resolve())
-        for directory in (layout.root, layout.uploads, layout.quarantine, layout.tables):
-            directory.mkdir(parents=True, exist_ok=True)
-        return layout
+        return cls.of(root, **places).made()
 
     @classmethod
-    def existing(cls, root: Path | str) -> HubLayout:
-        """The layout of a hub that has been set up in ``root``; never creates anything, so that a read-only
-        command with a mistyped ``--data`` says so instead of showing an empty fleet (and leaving directories)."""
-        layout = cls(Path(root).resolve())
-        if not layout.database.is_file():
+    def existing(cls, root: Path | str, **places) -> HubLayout:
+        return cls.of(root, **places).checked()
+
+    def made(self) -> HubLayout:
+        for directory in (self.root, self.uploads, self.quarantine, self.tables):
+            directory.mkdir(parents=True, exist_ok=True)
+        return self
+
+    def checked(self) -> HubLayout:
+        """This layout, if a hub has been set up here; never creates anything, so that a read-only command with a
+        mistyped ``--data`` says so instead of showing an empty fleet (and leaving directories). A PostgreSQL
+        ledger is checked when it is opened (it names the server it cannot reach)."""
+        if self.ledger is None and not self.database.is_file():
             raise HubNotFound(
-                f"no hub in {layout.root}: it has no hub.db. Check --data (or HARBOUR_HUB_DATA); a new hub is set up by"
+                f"no hub in {self.root}: it has no hub.db. Check --data (or HARBOUR_HUB_DATA); a new hub is set up by"
                 " `harbour hub run --data DIR` or `harbour hub add-site SITE --data DIR`")
-        return layout
+        return self
+
+    @property
+    def is_new(self) -> bool:
+        """No hub was set up here yet (only the embedded ledger can tell without connecting)."""
+        return self.ledger is None and not self.database.is_file()
+
+    def open_database(self) -> LedgerDatabase:
+        return open_database(self.ledger, self.database)
 
     @property
     def database(self) -> Path:
@@ -57,15 +105,15 @@ class HubLayout:
 
     @property
     def uploads(self) -> Path:
-        return self.root / "uploads"
+        return self.staging if self.staging is not None else self.root / "uploads"
 
     @property
     def quarantine(self) -> Path:
-        return self.root / "quarantine"
+        return self.staging / "quarantine" if self.staging is not None else self.root / "quarantine"
 
     @property
     def tables(self) -> Path:
-        return self.root / "tables"
+        return self.warehouse if self.warehouse is not None else self.root / "tables"
 
     def segment_file(self, segment: SegmentId) -> Path:
         # upload_key is built from validated identifiers only ([a-z0-9_-] and dots), so it cannot

@@ -44,14 +44,17 @@ from sync_protocol.merge_states import (
     next_merge_state,
 )
 
-from .db import Database
-from .ledger_schema import MANIFEST_SELECT, ensure_schema, manifest_from_row, manifest_values
+from .db import LedgerDatabase, upsert
+from .ledger_schema import MANIFEST_COLUMNS, MANIFEST_SELECT, ensure_schema, manifest_from_row, manifest_values
 from .upload_storage import StagedUpload, UploadLedger, segment_conflict
 
 _STAGED = f"SELECT {MANIFEST_SELECT}, durable_offset, expires_at FROM uploads"
 _COMMITTED = f"SELECT {MANIFEST_SELECT}, committed_at, state FROM segments"
 _AWAITING_VALUES = sorted(state.value for state in AWAITING_MERGE)
 _AWAITING = ", ".join("?" * len(_AWAITING_VALUES))
+_KEY = ("site", "tbl", "seq")
+_SAVE_STAGED = upsert("uploads", [*MANIFEST_COLUMNS, "durable_offset", "expires_at"], _KEY)
+_SAVE_REFUSED = upsert("refused_manifests", [*MANIFEST_COLUMNS, "reason", "refused_at"], _KEY)
 
 
 @dataclass(frozen=True)
@@ -124,7 +127,7 @@ def _committed(row) -> CommittedSegment:
 class SqliteLedger:
     """``SegmentLedger`` on the hub's SQLite database."""
 
-    def __init__(self, database: Database, clock: Callable[[], float]) -> None:
+    def __init__(self, database: LedgerDatabase, clock: Callable[[], float]) -> None:
         self._database = database
         self._clock = clock
         ensure_schema(database)
@@ -140,11 +143,7 @@ class SqliteLedger:
 
     def save_staged(self, manifest: Manifest, offset: int, expires_at: float) -> None:
         with self._database.write() as db:
-            db.execute(
-                f"INSERT OR REPLACE INTO uploads ({MANIFEST_SELECT}, durable_offset, expires_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [*manifest_values(manifest), offset, expires_at],
-            )
+            db.execute(_SAVE_STAGED, [*manifest_values(manifest), offset, expires_at])
 
     def drop_staged(self, segment: SegmentId) -> None:
         with self._database.write() as db:
@@ -155,10 +154,7 @@ class SqliteLedger:
         latest refused manifest of a seq is refused again (any other is a new upload)."""
         with self._database.write() as db:
             db.execute("DELETE FROM uploads WHERE site = ? AND tbl = ? AND seq = ?", _key(manifest.segment))
-            db.execute(
-                f"INSERT OR REPLACE INTO refused_manifests ({MANIFEST_SELECT}, reason, refused_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [*manifest_values(manifest), reason, now],
-            )
+            db.execute(_SAVE_REFUSED, [*manifest_values(manifest), reason, now])
 
     def refusal(self, manifest: Manifest) -> str | None:
         """Why exactly this manifest was refused before, or None."""
@@ -234,8 +230,8 @@ class SqliteLedger:
     def plan_batch(self, table: TableName, segments: list[SegmentId]) -> MergeBatch:
         with self._database.write() as db:
             batch_id = db.execute(
-                "INSERT INTO merge_batches (tbl, state) VALUES (?, ?)", [str(table), BATCH_START.value]
-            ).lastrowid
+                "INSERT INTO merge_batches (tbl, state) VALUES (?, ?) RETURNING batch_id",
+                [str(table), BATCH_START.value]).fetchone()[0]
             for segment in segments:
                 if segment.table != table:
                     raise ValueError(f"segment {segment} planned into a batch of table {table}")
@@ -318,7 +314,7 @@ class SqliteLedger:
         runs: dict[tuple[str, str], list[tuple[int, int]]] = {}
         for site, table, first, last in db.execute(
             "SELECT site, tbl, MIN(seq), MAX(seq) FROM (SELECT site, tbl, seq,"
-            " seq - ROW_NUMBER() OVER (PARTITION BY site, tbl ORDER BY seq) AS island FROM segments)"
+            " seq - ROW_NUMBER() OVER (PARTITION BY site, tbl ORDER BY seq) AS island FROM segments) AS numbered"
             " GROUP BY site, tbl, island ORDER BY site, tbl, MIN(seq)"
         ).fetchall():
             runs.setdefault((site, table), []).append((first, last))
@@ -331,7 +327,7 @@ class SqliteLedger:
         for site, table, seq in db.execute(
             "SELECT site, tbl, seq FROM (SELECT site, tbl, seq, prev_sha256,"
             " LAG(seq) OVER w AS before_seq, LAG(sha256) OVER w AS before_sha256 FROM segments"
-            " WINDOW w AS (PARTITION BY site, tbl ORDER BY seq))"
+            " WINDOW w AS (PARTITION BY site, tbl ORDER BY seq)) AS neighbours"
             " WHERE (seq = ? AND prev_sha256 != ?) OR (before_seq = seq - 1 AND prev_sha256 != before_sha256)"
             " ORDER BY site, tbl, seq", [FIRST_SEQ, GENESIS_DIGEST],
         ).fetchall():

@@ -15,13 +15,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
-import sqlite_utils
-
 from sync_protocol.errors import RemoteProtocolError
 from sync_protocol.identifiers import SegmentId
 from sync_protocol.manifest import Manifest
 
-from .db import Database
+from .db import Database, LedgerDatabase
 
 MANIFEST_COLUMNS = (
     "site", "tbl", "seq", "row_count", "byte_size", "sha256", "schema_fingerprint", "prev_sha256", "priority",
@@ -69,38 +67,35 @@ def manifest_from_row(row: Sequence) -> Manifest:
                     priority, created_at_ms)
 
 
-def ensure_schema(database: Database) -> None:
-    """Create the ledger's tables, or upgrade those an older hub made; a no-op (and no write lock) when current."""
-    if not _needs_work(database.db):
+def ensure_schema(database: LedgerDatabase) -> None:
+    """Create the ledger's tables, or upgrade those an older hub made; a no-op (and no write lock) when current.
+    Only SQLite files can be that old: a PostgreSQL ledger always starts with the current tables."""
+    if not _needs_work(database):
         return
     with database.write() as db:
         for name, columns in TABLES.items():
             db.execute(f"CREATE TABLE IF NOT EXISTS {name} ({columns})")
-            if OLD_MANIFEST_COLUMN in _columns(db, name):
+            if OLD_MANIFEST_COLUMN in database.columns(name):
+                assert isinstance(database, Database), "only a SQLite ledger can predate the manifest columns"
                 _upgrade(db, database, name)
         for index in INDEXES:
             db.execute(index)
 
 
-def _columns(db: sqlite_utils.Database, table: str) -> list[str]:
-    return [row[1] for row in db.execute(f"PRAGMA table_info({table})").fetchall()]
-
-
-def _needs_work(db: sqlite_utils.Database) -> bool:
+def _needs_work(database: LedgerDatabase) -> bool:
     for name in TABLES:
-        columns = _columns(db, name)
+        columns = database.columns(name)
         if not columns or OLD_MANIFEST_COLUMN in columns:
             return True
-    indexes = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'").fetchall()}
-    return "segments_state" not in indexes
+    return "segments_state" not in database.indexes()
 
 
-def _upgrade(db: sqlite_utils.Database, database: Database, name: str) -> None:
+def _upgrade(db, database: Database, name: str) -> None:
     """Rebuild ``name`` with manifest columns, filled from its ``metadata`` text, inside the caller's transaction."""
     new = f"{name}_upgraded"
     db.execute(f"CREATE TABLE {new} ({TABLES[name]})")
-    old_columns = _columns(db, name)
-    kept = [c for c in _columns(db, new) if c not in MANIFEST_COLUMNS and c in old_columns]
+    old_columns = database.columns(name)
+    kept = [c for c in database.columns(new) if c not in MANIFEST_COLUMNS and c in old_columns]
     cursor = db.execute(f"SELECT site, tbl, seq, {OLD_MANIFEST_COLUMN}{''.join(', ' + c for c in kept)} FROM {name}")
 
     def rows() -> Iterator[list]:

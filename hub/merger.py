@@ -19,7 +19,13 @@ serial anyway) repeats, per table with committed segments waiting:
 A crash between 2 and 4 leaves an open batch. On start, ``reconcile`` asks the Delta table for the
 last application-transaction version of ``MERGER_APP_ID``: if it is at least the batch id, the append
 happened and the batch is finished; otherwise it did not and the segments go back to waiting. Batches of
-one table are written in id order by this one thread, so "at least" is exact. The states a segment and a
+one table are written in id order by this one thread, so "at least" is exact.
+
+In a hub cluster every process runs a merger, and each table is merged by one process at a time: a round takes
+the table's shared lock (``SharedLocks``, a PostgreSQL advisory lock) or leaves the table to whoever holds it.
+Whoever takes a table first settles its open batches as above, so a process that died mid-merge is taken over by
+the next one to get the lock; batch ids come from the shared ledger's sequence, and the batches of a table are
+still planned and written one after the other, under its lock. The states a segment and a
 batch go through are ``sync_protocol.merge_states`` (``MERGE_TRANSITIONS``, ``BATCH_TRANSITIONS``). Many
 small commits make a Delta table slow (research: 21 -> 66 ms per commit over 500 commits), hence the
 batching, plus a periodic ``optimize.compact()`` and ``vacuum``.
@@ -48,8 +54,9 @@ from sync_protocol.merge_states import MergeState
 from . import schema as schemas
 from .faults import CrashHook, no_crash
 from .layout import HubLayout
-from .ledger import CommittedSegment, SegmentLedger
+from .ledger import CommittedSegment, MergeBatch, SegmentLedger
 from .staging import StagingArea
+from .upload_storage import SharedLocks
 
 log = logging.getLogger("harbour.hub.merger")
 
@@ -83,6 +90,10 @@ VACUUM_RETENTION_HOURS = 168
 """Files removed by compaction are deleted a week later: queries running over an older snapshot and
 copies to object storage have that long to finish."""
 
+class MergeLockLost(Exception):
+    """This process no longer holds the table it was merging (its ledger connection dropped)."""
+
+
 @dataclass(frozen=True)
 class ReadSegment:
     """A committed segment read for a merge: its data columns in storage types (values checked once, here) and
@@ -104,9 +115,10 @@ class Merger:
     def __init__(
         self, layout: HubLayout, ledger: SegmentLedger, staging: StagingArea, clock: Callable[[], float],
         *, crash: CrashHook = no_crash, max_batch_segments: int = MAX_BATCH_SEGMENTS,
-        min_commit_interval: float = MIN_COMMIT_INTERVAL_SECONDS,
+        min_commit_interval: float = MIN_COMMIT_INTERVAL_SECONDS, shared_locks: SharedLocks | None = None,
     ) -> None:
         self._layout = layout
+        self._shared_locks = shared_locks
         self._ledger = ledger
         self._staging = staging
         self._clock = clock
@@ -173,7 +185,7 @@ class Merger:
                 self._deferred_until = due if self._deferred_until is None else min(self._deferred_until, due)
                 continue
             try:
-                handled += self.merge_table(table)
+                handled += self._merge_table_exclusively(table)
             except Exception as error:
                 if failure is not None:
                     log.exception("merging %s failed as well; will retry", table)
@@ -181,6 +193,19 @@ class Merger:
         if failure is not None:
             raise failure
         return handled
+
+    def _merge_table_exclusively(self, table: TableName) -> int:
+        """``merge_table``, in a cluster only while holding the table (else another process merges it now)."""
+        if self._shared_locks is None:
+            return self.merge_table(table)
+        name = _lock_name(table)
+        if not self._shared_locks.try_lock(name):
+            return 0
+        try:
+            self._settle(table)  # batches a process that died (or lost the lock) left open
+            return self.merge_table(table)
+        finally:
+            self._shared_locks.unlock(name)
 
     def _next_wait(self) -> float:
         """Until a deferred table may commit again, else the idle poll."""
@@ -261,7 +286,7 @@ class Merger:
         try:
             self._append(table, accepted)
             return
-        except OSError:
+        except (OSError, MergeLockLost):
             raise
         except Exception as error:
             if len(accepted) == 1:
@@ -330,6 +355,10 @@ class Merger:
         batch_rows = self._rows(schema, accepted)
         planned = self._ledger.plan_batch(table, [item.segment.segment for item in accepted])
         self._crash("before-delta-commit")
+        if self._shared_locks is not None and not self._shared_locks.holds(_lock_name(table)):
+            # The ledger connection holding the table dropped: another process may own it now and settle this
+            # batch. Leave it to them (writing now could add the rows a second time).
+            raise MergeLockLost(f"lost the merge lock of {table} before its commit; another hub process takes over")
         metadata = {"harbour.batch": str(planned.batch_id),
                     "harbour.segments": json.dumps([s.segment.upload_key for s in planned.segments])}
         try:
@@ -393,22 +422,45 @@ class Merger:
                 continue
             if self._ledger.segment_state(segment) is MergeState.MERGED:
                 path.unlink(missing_ok=True)
+        for table in sorted({batch.table for batch in self._ledger.open_batches()}, key=str):
+            if self._shared_locks is None:
+                done, dropped = self._settle(table)
+            elif self._shared_locks.try_lock(_lock_name(table)):
+                try:
+                    done, dropped = self._settle(table)
+                finally:
+                    self._shared_locks.unlock(_lock_name(table))
+            else:
+                continue  # another process merges it: its open batch is that process's own
+            finished, abandoned = finished + done, abandoned + dropped
+        return finished, abandoned
+
+    def _settle(self, table: TableName) -> tuple[int, int]:
+        """Finish or abandon the open batches of ``table`` (held by this process); returns (finished, abandoned)."""
+        finished = abandoned = 0
         for batch in self._ledger.open_batches():
-            delta = self._table(batch.table)
-            applied = delta.transaction_version(MERGER_APP_ID) if delta is not None else None
-            if applied is not None and applied >= batch.batch_id:
-                self._ledger.finish_batch(batch.batch_id, delta.version(), self._clock())
-                for segment in batch.segments:
-                    self._staging.delete(segment.segment)
+            if batch.table != table:
+                continue
+            if self._reached_table(batch):
                 finished += 1
-                log.info("batch %d of %s had reached the table before the crash; finished", batch.batch_id,
-                         batch.table)
             else:
                 self._ledger.abandon_batch(batch.batch_id)
                 abandoned += 1
                 log.info("batch %d of %s never reached the table; its segments merge again", batch.batch_id,
                          batch.table)
         return finished, abandoned
+
+    def _reached_table(self, batch: MergeBatch) -> bool:
+        """If the table's log holds the batch's application transaction, finish the batch and say so."""
+        delta = self._table(batch.table)
+        applied = delta.transaction_version(MERGER_APP_ID) if delta is not None else None
+        if applied is None or applied < batch.batch_id:
+            return False
+        self._ledger.finish_batch(batch.batch_id, delta.version(), self._clock())
+        for segment in batch.segments:
+            self._staging.delete(segment.segment)
+        log.info("batch %d of %s had reached the table before the crash; finished", batch.batch_id, batch.table)
+        return True
 
     def _maybe_compact(self, table: TableName) -> None:
         count = self._commits_since_compact.get(str(table), 0) + 1
@@ -433,6 +485,10 @@ def _write(path: str, data: pa.Table | pa.RecordBatchReader, *, mode: str = "app
     """Every Delta write of the merger, so that the scratch probe writes exactly as the real append does."""
     write_deltalake(path, data, mode=mode, schema_mode=schema_mode, partition_by=[schemas.SITE_COLUMN],
                     writer_properties=WriterProperties(compression="ZSTD"), commit_properties=commit_properties)
+
+
+def _lock_name(table: TableName) -> str:
+    return f"merge:{table}"
 
 
 def _first_line(error: BaseException) -> str:

@@ -10,7 +10,6 @@ running hub, the next ``hub run`` does it.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import click
 import pyarrow.parquet as pq
@@ -92,17 +91,16 @@ def register(hub: click.Group, data_option, existing) -> None:
                   help="With show: at most this many rows.")
     @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True,
                   help="With show: how to print the rows.")
-    def quarantine(data: Path, action: str, segments: tuple[str, ...], release_all: bool, limit: int,
+    def quarantine(data, action: str, segments: tuple[str, ...], release_all: bool, limit: int,
                    fmt: str) -> None:
         """Segments the merger set aside: `list` them with their reasons, `show SEGMENT` its rows, `release
         SEGMENT... | --all` to merge them again once the cause is fixed (exactly once; a segment that still does
         not fit comes back with the new reason). SEGMENT is SITE/TABLE/SEQ as `list` prints it."""
-        from .db import Database
         from .ledger import SqliteLedger
         from .staging import StagingArea
 
         layout = existing(data)
-        database = Database(layout.database)
+        database = layout.open_database()
         try:
             ledger = SqliteLedger(database, time.time)
             chosen = [segment_argument(text) for text in segments]

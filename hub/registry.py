@@ -16,19 +16,17 @@
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import hashlib
 import hmac
 import re
 import secrets
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from sync_protocol.identifiers import SiteId
 
-from .db import Database
+from .db import LedgerDatabase, upsert
 
 TOKEN_BYTES = 32
 """256 bits: the contract's minimum, and the same as the key size of the digests that protect the data."""
@@ -67,7 +65,7 @@ def hash_token(token: str) -> str:
 class SiteRegistry:
     """Sites and operators in the hub database (tables ``sites`` and ``operators``)."""
 
-    def __init__(self, database: Database, clock: Callable[[], float],
+    def __init__(self, database: LedgerDatabase, clock: Callable[[], float],
                  token_source: Callable[[int], str] = secrets.token_urlsafe) -> None:
         self._database = database
         self._clock = clock
@@ -75,20 +73,21 @@ class SiteRegistry:
         self._ensure_schema()
 
     def _ensure_schema(self) -> None:
-        db = self._database.db
-        db.execute(
-            "CREATE TABLE IF NOT EXISTS sites (site TEXT PRIMARY KEY, token_hash TEXT, created_at REAL NOT NULL,"
-            " rotated_at REAL, revoked_at REAL, last_contact REAL)"
-        )
-        db.execute("CREATE UNIQUE INDEX IF NOT EXISTS sites_token ON sites(token_hash)")
-        if "token_refused_at" not in {row[1] for row in db.execute("PRAGMA table_info(sites)").fetchall()}:
-            with contextlib.suppress(sqlite3.OperationalError):  # another process added it in the meantime
+        if {"sites", "operators"} <= self._database.tables() and "token_refused_at" in self._database.columns("sites"):
+            return  # current: no write lock taken (every command and process start comes here)
+        with self._database.write() as db:  # one process at a time: concurrent CREATEs collide on PostgreSQL
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS sites (site TEXT PRIMARY KEY, token_hash TEXT, created_at REAL NOT NULL,"
+                " rotated_at REAL, revoked_at REAL, last_contact REAL, token_refused_at REAL)"
+            )
+            db.execute("CREATE UNIQUE INDEX IF NOT EXISTS sites_token ON sites(token_hash)")
+            if "token_refused_at" not in self._database.columns("sites"):  # a hub.db from before that column
                 db.execute("ALTER TABLE sites ADD COLUMN token_refused_at REAL")
-        db.execute(
-            "CREATE TABLE IF NOT EXISTS operators (name TEXT PRIMARY KEY, token_hash TEXT,"
-            " created_at REAL NOT NULL, revoked_at REAL)"
-        )
-        db.execute("CREATE UNIQUE INDEX IF NOT EXISTS operators_token ON operators(token_hash)")
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS operators (name TEXT PRIMARY KEY, token_hash TEXT,"
+                " created_at REAL NOT NULL, revoked_at REAL)"
+            )
+            db.execute("CREATE UNIQUE INDEX IF NOT EXISTS operators_token ON operators(token_hash)")
 
     def _new_token(self, prefix: str) -> tuple[str, str]:
         token = prefix + self._token_source(TOKEN_BYTES)
@@ -133,8 +132,8 @@ class SiteRegistry:
             row = db.execute("SELECT name FROM operators WHERE name = ?", [name]).fetchone()
             if row is not None and not rotate:
                 raise RegistryError(f"operator {name} exists; use `harbour hub add-operator {name} --rotate`")
-            db.execute("INSERT OR REPLACE INTO operators (name, token_hash, created_at) VALUES (?, ?, ?)",
-                       [name, digest, self._clock()])
+            db.execute(upsert("operators", ["name", "token_hash", "created_at", "revoked_at"], ["name"]),
+                       [name, digest, self._clock(), None])
         return token
 
     def revoke_operator(self, name: str) -> bool:

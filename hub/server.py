@@ -1,9 +1,10 @@
 """``harbour hub run``: assemble the hub from its parts and serve until told to stop.
 
 Start-up order matters for exactly-once: (1) take the data directory's lock, so two hubs never share
-a ledger; (2) recover uploads (cut staging files back to their durable offsets; verify and commit the
-ones that were complete); (3) reconcile the merger's open batches with the Delta tables; only then
-(4) accept connections and start the merger thread.
+a ledger by accident (the processes of a cluster share one on purpose, each with its own ``--data``, and
+serialise through the ledger's locks instead); (2) recover uploads (cut staging files back to their durable
+offsets; verify and commit the ones that were complete); (3) reconcile the merger's open batches with the Delta
+tables; only then (4) accept connections and start the merger thread.
 
 This is the composition root: the only place that reads the real clock (``time.time``) and creates the
 thread pool, and hands both to everything else.
@@ -26,7 +27,6 @@ from pathlib import Path
 from aiohttp import web
 
 from . import metrics as prometheus
-from .db import Database
 from .faults import CrashHook, no_crash
 from .history import HISTORY_SAMPLE_SECONDS, FleetHistory
 from .http_api import HubContext, build_app
@@ -85,22 +85,30 @@ def ssl_context(cert: Path | None, key: Path | None) -> ssl.SSLContext | None:
 
 
 def run_hub(
-    data: Path, host: str, port: int, *, tls: ssl.SSLContext | None = None, clock: Callable[[], float] = time.time,
-    crash: CrashHook = no_crash, ready: Callable[[str], None] = lambda url: None,
+    data: Path | HubLayout, host: str, port: int, *, tls: ssl.SSLContext | None = None,
+    clock: Callable[[], float] = time.time, crash: CrashHook = no_crash,
+    ready: Callable[[str], None] = lambda url: None,
 ) -> None:
-    layout = HubLayout.create(data)
+    layout = (data if isinstance(data, HubLayout) else HubLayout.of(data)).made()
     lock = lock_data_dir(layout)
-    database = Database(layout.database)
+    database = layout.open_database()
+    shared_locks = None
+    if layout.ledger is not None:  # a cluster: uploads and merges are serialised through the ledger's locks
+        from .postgres import SessionLocks
+
+        shared_locks = SessionLocks(layout.ledger)
     executor = ThreadPoolExecutor(max_workers=IO_THREADS, thread_name_prefix="harbour-io")
     try:
-        asyncio.run(_serve(layout, database, executor, host, port, tls, clock, crash, ready))
+        asyncio.run(_serve(layout, database, shared_locks, executor, host, port, tls, clock, crash, ready))
     finally:
         executor.shutdown(wait=True)
+        if shared_locks is not None:
+            shared_locks.close()
         database.close()
         lock.close()
 
 
-async def _serve(layout, database, executor, host, port, tls, clock, crash, ready) -> None:
+async def _serve(layout, database, shared_locks, executor, host, port, tls, clock, crash, ready) -> None:
     loop = asyncio.get_running_loop()
 
     def run_in_thread(fn, *args):
@@ -109,10 +117,10 @@ async def _serve(layout, database, executor, host, port, tls, clock, crash, read
     registry = SiteRegistry(database, clock)
     ledger = SqliteLedger(database, clock)
     staging = StagingArea(layout)
-    merger = Merger(layout, ledger, staging, clock, crash=crash)
+    merger = Merger(layout, ledger, staging, clock, crash=crash, shared_locks=shared_locks)
     # The merger reads what to merge from the ledger; the committed segment only tells it to look now.
     uploads = UploadService(ledger, staging, clock, run_in_thread, on_commit=lambda _segment: merger.wake(),
-                            crash=crash)
+                            crash=crash, shared_locks=shared_locks)
     requests = prometheus.RequestMetrics()
     reports = SiteReportStore(database, clock)
     history = FleetHistory(database, clock)
@@ -140,7 +148,7 @@ async def _serve(layout, database, executor, host, port, tls, clock, crash, read
     scheme = "https" if tls else "http"
     bound = runner.addresses[0] if runner.addresses else (host, port)
     url = f"{scheme}://{bound[0]}:{bound[1]}"
-    log.info("hub listening on %s, data in %s", url, layout.root)
+    log.info("hub listening on %s, data in %s, ledger %s", url, layout.root, database.describe())
     ready(url)
 
     stop = asyncio.Event()

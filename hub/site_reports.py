@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from sync_protocol.errors import ErrorCode, RemoteProtocolError
 from sync_protocol.identifiers import SiteId
 
-from .db import Database
+from .db import LedgerDatabase, upsert
 
 MAX_REPORT_BYTES = 16 * 1024
 """A real report is about 400 bytes; 16 KiB leaves room for a long last-error text and newer fields,
@@ -150,17 +150,17 @@ class StoredReport:
 class SiteReportStore:
     """The latest report per site, in the hub database (table ``site_reports``)."""
 
-    def __init__(self, database: Database, clock: Callable[[], float]) -> None:
+    def __init__(self, database: LedgerDatabase, clock: Callable[[], float]) -> None:
         self._database = database
         self._clock = clock
-        database.db.execute(
-            "CREATE TABLE IF NOT EXISTS site_reports (site TEXT PRIMARY KEY, received_at REAL NOT NULL,"
-            " document TEXT NOT NULL)"
-        )
+        if "site_reports" not in database.tables():
+            with database.write() as db:  # one process at a time: concurrent CREATEs collide on PostgreSQL
+                db.execute("CREATE TABLE IF NOT EXISTS site_reports (site TEXT PRIMARY KEY, received_at REAL NOT NULL,"
+                           " document TEXT NOT NULL)")
 
     def save(self, site: SiteId, report: SiteReport) -> None:
         with self._database.write() as db:
-            db.execute("INSERT OR REPLACE INTO site_reports (site, received_at, document) VALUES (?, ?, ?)",
+            db.execute(upsert("site_reports", ["site", "received_at", "document"], ["site"]),
                        [str(site), self._clock(), json.dumps(report.to_dict())])
 
     def latest(self) -> dict[str, StoredReport]:

@@ -75,6 +75,14 @@ class ChunkHandle(Protocol):
     def name(self) -> str: ...
 
 
+class SharedLocks(Protocol):
+    """Mutual exclusion of one upload across the processes of a hub cluster (``hub.postgres.SessionLocks``); a
+    lone hub needs none (``UploadService``'s in-process lock is enough). Blocking calls: run in the I/O pool."""
+
+    def try_lock(self, name: str) -> bool: ...
+    def unlock(self, name: str) -> None: ...
+
+
 class UploadStaging(Protocol):
     """A segment's bytes while it uploads (and, once committed, until the merge). Calls block: the upload
     service runs them through its thread runner."""

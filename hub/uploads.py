@@ -8,11 +8,14 @@ staging file (never held whole), hashed on the way, and made durable slice by sl
 mid-body keeps what arrived. A complete upload commits only after its sha256 and then its Parquet footer
 (row count, schema fingerprint) match the manifest. All blocking work (file writes, fsync, hashing,
 SQLite) runs in a thread pool, so uploads from many ships proceed side by side; requests for the *same*
-upload are serialised by a per-upload ``asyncio.Lock``.
+upload are serialised by a per-upload ``asyncio.Lock`` and, in a hub cluster, by a lock every process of the
+cluster sees (``SharedLocks``: a PostgreSQL advisory lock, freed when its holder dies), so that two processes
+never write one staging file at once.
 
 The durable records (ledger + staging file) are the truth; the in-memory receivers are a cache. When
 anything unexpected fails half-way, the receiver is evicted and rebuilt from the records on the next
-request, so memory and disk cannot drift apart.
+request, so memory and disk cannot drift apart. In a cluster another process may have moved the upload since,
+so there the receiver is rebuilt from the records at every request.
 
 This service makes no protocol decision of its own: it never looks at a receiver's state, and every
 upload the receiver forgets (terminated, expired, discarded, refused at commit) goes through ``_forget``.
@@ -27,7 +30,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -52,7 +56,7 @@ from sync_protocol.segment_contents import SegmentContents
 from sync_protocol.tus import Checksum, TailClaim
 
 from .faults import CrashHook, no_crash
-from .upload_storage import ChunkHandle, UploadLedger, UploadStaging
+from .upload_storage import ChunkHandle, SharedLocks, UploadLedger, UploadStaging
 
 log = logging.getLogger("harbour.hub.uploads")
 
@@ -69,6 +73,14 @@ enough that the resume lands within 30 s of the stall. The edge feeds bodies in 
 capped, shared 256 kbit/s uplink moves each upload's body well within it."""
 
 READ_PIECE_BYTES = 256 * 1024
+
+SHARED_LOCK_WAIT_SECONDS = BODY_IDLE_TIMEOUT_SECONDS + 5.0
+"""How long a request waits for an upload another process of the cluster holds, before answering 423 (retry):
+longer than a stalled body may hold it, so that the request resuming after a stall gets through."""
+
+SHARED_LOCK_POLL_SECONDS = (0.01, 0.25)
+"""First and longest pause between tries for a held upload lock (PostgreSQL advisory locks are tried, not
+waited for: a waiting request must not hold a database connection)."""
 
 
 class BodyReader(Protocol):
@@ -101,6 +113,7 @@ class UploadService:
         *, on_commit: Callable[[SegmentId], None] = lambda segment: None,
         body_idle_timeout: float | None = BODY_IDLE_TIMEOUT_SECONDS, crash: CrashHook = no_crash,
         slice_bytes: int = DURABLE_SLICE_BYTES, write_buffer_bytes: int = WRITE_BUFFER_BYTES,
+        shared_locks: SharedLocks | None = None, shared_lock_wait: float = SHARED_LOCK_WAIT_SECONDS,
     ) -> None:
         self._ledger = ledger
         self._staging = staging
@@ -115,6 +128,8 @@ class UploadService:
         self._receivers: dict[SegmentId, UploadReceiver] = {}
         self._locks: dict[SegmentId, asyncio.Lock] = {}
         self._lock_users: dict[SegmentId, int] = {}
+        self._shared_locks = shared_locks
+        self._shared_lock_wait = shared_lock_wait
         self.stats = UploadStats()
 
     # -- receivers -----------------------------------------------------------------------------------
@@ -141,32 +156,61 @@ class UploadService:
         return receiver
 
     async def _guarded(self, segment: SegmentId, step):
-        """Run ``step(receiver)`` under the upload's lock; evict the receiver if it fails unexpectedly, and
-        once it is settled (the ledger answers for it from then on).
+        """Run ``step(receiver)`` holding the upload (``_exclusive``); evict the receiver if it fails
+        unexpectedly, and once it is settled (the ledger answers for it from then on)."""
+        async with self._exclusive(segment, self._shared_lock_wait):
+            receiver = await self._receiver(segment)
+            self._receivers[segment] = receiver
+            try:
+                return await step(receiver)
+            except RemoteProtocolError:
+                raise
+            except BaseException:
+                self._receivers.pop(segment, None)
+                raise
+            finally:
+                if receiver.settled or self._shared_locks is not None:
+                    self._receivers.pop(segment, None)
 
-        Locks are counted and dropped when nobody holds or waits for them, so memory does not grow
+    @asynccontextmanager
+    async def _exclusive(self, segment: SegmentId, wait: float) -> AsyncIterator[None]:
+        """Hold ``segment``'s upload: its in-process lock, then (in a cluster) its shared lock, waiting for that
+        at most ``wait`` seconds before answering UPLOAD_BUSY (423, retried by the sender).
+
+        In-process locks are counted and dropped when nobody holds or waits for them, so memory does not grow
         with the number of segments ever received."""
         lock = self._locks.setdefault(segment, asyncio.Lock())
         self._lock_users[segment] = self._lock_users.get(segment, 0) + 1
         try:
             async with lock:
-                receiver = await self._receiver(segment)
-                self._receivers[segment] = receiver
+                if self._shared_locks is None:
+                    yield
+                    return
+                name = f"upload:{segment.upload_key}"
+                await self._take_shared(name, segment, wait)
                 try:
-                    return await step(receiver)
-                except RemoteProtocolError:
-                    raise
-                except BaseException:
-                    self._receivers.pop(segment, None)
-                    raise
+                    yield
                 finally:
-                    if receiver.settled:
-                        self._receivers.pop(segment, None)
+                    await self._io(self._shared_locks.unlock, name)
         finally:
             self._lock_users[segment] -= 1
             if self._lock_users[segment] == 0:
                 del self._lock_users[segment]
                 del self._locks[segment]
+
+    async def _take_shared(self, name: str, segment: SegmentId, wait: float) -> None:
+        assert self._shared_locks is not None
+        loop = asyncio.get_running_loop()
+        deadline, pause = loop.time() + wait, SHARED_LOCK_POLL_SECONDS[0]
+        while not await self._io(self._shared_locks.try_lock, name):
+            if loop.time() >= deadline:
+                raise RemoteProtocolError(
+                    f"another hub process is working on upload {segment}", code=ErrorCode.UPLOAD_BUSY,
+                    op="waiting for the upload", subject=str(segment), headers={"Retry-After": "1"},
+                    hint="retry in a moment (a stalled request frees it within "
+                         f"{BODY_IDLE_TIMEOUT_SECONDS:.0f} s; a stopped process at once)")
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, SHARED_LOCK_POLL_SECONDS[1])
 
     async def _forget(self, segment: SegmentId, refuse: Manifest | None = None, reason: str = "") -> None:
         """The one place an upload is forgotten: its staging file first, then its record (a crash in between
@@ -377,17 +421,33 @@ class UploadService:
         """At start-up: cut every staging file back to its durable offset, and verify + commit the
         uploads that were complete when the hub stopped. Returns how many uploads were restored."""
         staged = await self._io(self._ledger.all_staged)
+        restored = 0
         for record in staged:
             segment = record.manifest.segment
-            if await self._io(self._staging.size, segment) < record.offset:
-                # The file lost bytes that were acknowledged: never silently. Start the upload over.
-                log.error("staging file of %s is shorter than its durable offset %d; the upload restarts",
-                          segment, record.offset)
-                await self._forget(segment)
-                continue
-            await self._io(self._staging.truncate, segment, record.offset)
-            await self._guarded(segment, _noop)
-        return len(staged)
+            try:
+                async with self._exclusive(segment, wait=0.0):
+                    restored += await self._recover_one(segment)
+            except RemoteProtocolError as error:
+                if error.code is not ErrorCode.UPLOAD_BUSY:
+                    raise
+                # Another process of the cluster is serving it right now: it is not ours to recover.
+        return restored
+
+    async def _recover_one(self, segment: SegmentId) -> int:
+        record = await self._io(self._ledger.staged, segment)  # read again under the lock: it may have moved
+        if record is None:
+            return 0
+        if await self._io(self._staging.size, segment) < record.offset:
+            # The file lost bytes that were acknowledged: never silently. Start the upload over.
+            log.error("staging file of %s is shorter than its durable offset %d; the upload restarts",
+                      segment, record.offset)
+            await self._forget(segment)
+            return 1
+        await self._io(self._staging.truncate, segment, record.offset)
+        receiver = await self._receiver(segment)  # commits an upload that was complete when the hub stopped
+        if not receiver.settled and self._shared_locks is None:
+            self._receivers[segment] = receiver
+        return 1
 
     async def expire(self) -> int:
         """Drop uploads idle past their expiry (tus expiration). Returns how many were really dropped."""
@@ -407,6 +467,3 @@ class UploadService:
             dropped += await self._guarded(segment, step)
         return dropped
 
-
-async def _noop(receiver: UploadReceiver) -> None:
-    return None

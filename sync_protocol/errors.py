@@ -77,6 +77,9 @@ class ErrorCode(enum.Enum):
     MANIFEST_MISMATCH = ErrorSpec(
         422, PeerAction.PARK, "the segment file's row count or schema differs from its manifest; nothing was committed"
     )
+    UPLOAD_BUSY = ErrorSpec(
+        423, PeerAction.RETRY, "another hub process of the cluster is working on this upload; retry in a moment"
+    )
     RATE_LIMITED = ErrorSpec(429, PeerAction.RETRY, "too many requests; honour Retry-After")
     CHECKSUM_MISMATCH = ErrorSpec(460, PeerAction.RESEND_CHUNK, "the chunk does not match its Upload-Checksum")
     SEGMENT_DIGEST_MISMATCH = ErrorSpec(

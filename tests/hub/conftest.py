@@ -299,8 +299,21 @@ def layout(tmp_path):
     return HubLayout.create(tmp_path / "data")
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request, layout):
+    """The hub's ledger database, once embedded (SQLite in --data) and once on a real PostgreSQL server (a fresh
+    database per test): every test of the ledger, registry, reports and history runs against both."""
+    from hub.layout import open_database
+
+    url = request.getfixturevalue("postgres_url") if request.param == "postgresql" else None
+    db = open_database(url, layout.database)
+    yield db
+    db.close()
+
+
 @pytest.fixture
-def database(layout):
+def sqlite_database(layout):
+    """For the tests of what only the embedded SQLite file has (its pragmas, its bytes on disk, old files)."""
     from hub.db import Database
 
     db = Database(layout.database)

@@ -16,7 +16,8 @@ def registry(database, clock):
 
 
 @pytest.mark.guarantee("G5")
-def test_tokens_are_256_bit_random_and_stored_only_as_hashes(registry, layout, database):
+def test_tokens_are_256_bit_random_and_stored_only_as_hashes(layout, sqlite_database, clock):
+    registry, database = SiteRegistry(sqlite_database, clock), sqlite_database
     tokens = [registry.add_site(SiteId(f"ship-{i}")) for i in range(5)]
     assert len(set(tokens)) == 5
     for token in tokens:

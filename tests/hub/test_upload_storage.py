@@ -17,21 +17,22 @@ from sync_protocol.identifiers import SegmentId
 from .conftest import chain, make_segment, rows_table
 
 
-@pytest.fixture(params=["sqlite", "memory"])
+@pytest.fixture(params=["sqlite", "postgresql", "memory"])
 def storage(request, layout, clock):
     """(ledger, reopen): ``reopen()`` is the ledger a restarted hub finds."""
     if request.param == "memory":
         ledger = MemoryLedger()
         yield ledger, lambda: ledger  # every call was durable: the restarted hub finds the same records
         return
-    from hub.db import Database
+    from hub.layout import open_database
     from hub.ledger import SqliteLedger
 
-    databases = [Database(layout.database)]
+    url = request.getfixturevalue("postgres_url") if request.param == "postgresql" else None
+    databases = [open_database(url, layout.database)]
 
     def reopen() -> SqliteLedger:
         databases[-1].close()
-        databases.append(Database(layout.database))
+        databases.append(open_database(url, layout.database))
         return SqliteLedger(databases[-1], clock)
 
     yield SqliteLedger(databases[0], clock), reopen
