@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.harbour-installed
 
-.PHONY: setup demo test soak lint docs bench bench-quick browser npm clean
+.PHONY: setup demo test soak lint docs bench bench-quick browser npm services clean
 
 setup: $(STAMP)
 
@@ -28,12 +28,17 @@ browser:
 npm:
 	sh tests/npm_setup.sh
 
+## services: Debian's HAProxy and PostgreSQL 15 server binaries, for the hub cluster's tests and benchmarks
+## (scenarios/services.py starts throwaway ones on loopback); installs only what is missing (root or sudo)
+services:
+	sh tests/services_setup.sh
+
 ## test: lint + the default test run (quick: no soak tests); fails if no test was collected
-test: setup lint browser npm
+test: setup lint browser npm services
 	$(BIN)/python -m pytest
 
 ## soak: the long fault and soak runs (CI runs them after the default run)
-soak: setup browser npm
+soak: setup browser npm services
 	$(BIN)/python -m pytest -m soak
 
 ## bench: every benchmark against rsync, Arrow Flight and JSON/HTTP (~27 min; needs Debian's rsync),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import re
 from types import SimpleNamespace
 
 import pyarrow as pa
@@ -55,3 +57,45 @@ def damaged_requests():
         return answers
 
     return SimpleNamespace(send=send, token=LEAKED_TOKEN)
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One throwaway PostgreSQL 15 cluster for the whole session (scenarios/services.py), started the first
+    time a test asks for it; fsync on, as a real ledger has it. A server that cannot start fails the test
+    with the reason and the server's log: the cluster tests never skip for want of PostgreSQL."""
+    from scenarios.services import PostgresServer
+
+    with PostgresServer() as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_url(postgres_server, request):
+    """A fresh, empty database of ``postgres_server`` for this test, as a ``postgresql://`` URL; dropped after."""
+    stem = re.sub(r"[^a-z0-9_]+", "_", request.node.name.lower())[:48].strip("_")
+    name = f"t{next(_DATABASE_NUMBERS)}_{stem}"
+    url = postgres_server.create_database(name)
+    yield url
+    postgres_server.drop_database(name)
+
+
+_DATABASE_NUMBERS = itertools.count(1)
+"""Makes each test's database name unique within the session (a test's name alone may repeat)."""
+
+
+@pytest.fixture
+def balancer():
+    """Start HAProxy in front of some ``host:port`` backends: ``balancer(["127.0.0.1:8001", ...])`` gives a
+    started ``scenarios.services.Balancer`` (``.url``, ``.backend_stats()``); each is stopped after the test."""
+    from scenarios.services import Balancer
+
+    started: list[Balancer] = []
+
+    def start(backends):
+        started.append(Balancer(backends).start())
+        return started[-1]
+
+    yield start
+    for each in started:
+        each.stop()
