@@ -117,6 +117,7 @@ class Hub:
     log_path: Path
     process: subprocess.Popen | None = None
     env: dict = field(default_factory=dict)
+    places: tuple[str, ...] = ()  # --ledger/--staging/--warehouse of a cluster, for `run` and every command
 
     @property
     def url(self) -> str:
@@ -129,7 +130,7 @@ class Hub:
             env["HARBOUR_HUB_CRASH_AT"] = crash_at
         log = open(self.log_path, "ab")  # noqa: SIM115 -- handed to the child
         self.process = subprocess.Popen(
-            [*HARBOUR, "hub", "run", "--data", str(self.data), "--listen", f"127.0.0.1:{self.port}"],
+            [*HARBOUR, "hub", "run", "--data", str(self.data), "--listen", f"127.0.0.1:{self.port}", *self.places],
             stdout=log, stderr=log, cwd=REPO, env=env,
         )
         log.close()
@@ -166,10 +167,10 @@ class Hub:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def add_site(self, site: str) -> str:
-        return harbour("hub", "add-site", site, "--data", str(self.data)).stdout.strip()
+        return harbour("hub", "add-site", site, "--data", str(self.data), *self.places).stdout.strip()
 
     def add_operator(self, name: str = "ops") -> str:
-        return harbour("hub", "add-operator", name, "--data", str(self.data)).stdout.strip()
+        return harbour("hub", "add-operator", name, "--data", str(self.data), *self.places).stdout.strip()
 
     # -- raw HTTP ------------------------------------------------------------------------------------
 
@@ -236,7 +237,7 @@ class Hub:
             time.sleep(0.2)
 
     def query(self, sql: str) -> list[dict]:
-        result = harbour("hub", "query", "--data", str(self.data), "--format", "json", sql)
+        result = harbour("hub", "query", "--data", str(self.data), *self.places, "--format", "json", sql)
         return json.loads(result.stdout)
 
     def wait_merged(self, expected_rows: int, table: str, timeout: float = 60.0, site: str | None = None) -> list[dict]:
