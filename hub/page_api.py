@@ -23,7 +23,7 @@ from .fleet_assets import CSS, SCRIPT
 from .fleet_page import render_login, render_page, render_parts
 from .fleet_view import fleet_view
 from .history import Point
-from .registry import Principal, Role
+from .registry import Principal, Role, hash_token
 from .request_body import BodyTooLarge, read_bounded
 from .sessions import SESSION_COOKIE, SESSION_SECONDS, SessionStore
 
@@ -49,6 +49,7 @@ SECURITY_HEADERS = {
 @dataclass
 class PageContext:
     authenticate: Callable[[str], Principal | None]  # the registry's token check (blocking)
+    operator_holds: Callable[[str, str], bool]  # is this still the operator's token hash? (blocking)
     fleet: Callable[[], dict]  # the fleet report (blocking)
     history: Callable[[str, float], list[Point]]  # a site's chart points since a time (blocking)
     sessions: SessionStore
@@ -65,14 +66,13 @@ class PageContext:
     async def operator(self, request: web.Request) -> Principal | None:
         """The operator behind the request's session cookie, or None; a dead session is forgotten."""
         session_id = request.cookies.get(SESSION_COOKIE)
-        token = self.sessions.token(session_id)
-        if token is None:
+        session = await self.run_in_thread(self.sessions.session, session_id)
+        if session is None:
             return None
-        principal = await self.run_in_thread(self.authenticate, token)
-        if principal is None or principal.role is not Role.OPERATOR:
-            self.sessions.close(session_id)
+        if not await self.run_in_thread(self.operator_holds, session.operator, session.token_hash):
+            await self.run_in_thread(self.sessions.close, session_id)  # revoked or rotated since the login
             return None
-        return principal
+        return Principal(Role.OPERATOR, session.operator)
 
 
 PAGE = web.AppKey("harbour_fleet_page", PageContext)
@@ -125,14 +125,16 @@ async def login(request: web.Request) -> web.Response:
         return _html(render_login("That is a ship's (site) token; the fleet page needs an operator token "
                                   "(`harbour hub add-operator NAME --data DIR`)."), 403)
     response = _see_root()
-    response.set_cookie(SESSION_COOKIE, page.sessions.open(token), httponly=True, samesite="Strict", path="/",
+    session_id = await page.run_in_thread(page.sessions.open, principal.name, hash_token(token))
+    response.set_cookie(SESSION_COOKIE, session_id, httponly=True, samesite="Strict", path="/",
                         secure=request.secure, max_age=int(SESSION_SECONDS))
     log.info("operator %s logged in to the fleet page from %s", principal.name, request.remote)
     return response
 
 
 async def logout(request: web.Request) -> web.Response:
-    request.app[PAGE].sessions.close(request.cookies.get(SESSION_COOKIE))
+    page = request.app[PAGE]
+    await page.run_in_thread(page.sessions.close, request.cookies.get(SESSION_COOKIE))
     response = _see_root()
     response.del_cookie(SESSION_COOKIE, path="/", samesite="Strict")
     return response

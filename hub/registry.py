@@ -139,7 +139,7 @@ class SiteRegistry:
     def revoke_operator(self, name: str) -> bool:
         """Stop ``name``'s token working; False if it had already been revoked (nothing left to stop).
 
-        Fleet page sessions hold the token and re-check it on every request, so they end with it."""
+        Fleet page sessions re-check the operator's token hash on every request, so they end with it."""
         with self._database.write() as db:
             row = db.execute("SELECT token_hash FROM operators WHERE name = ?", [name]).fetchone()
             if row is None:
@@ -179,6 +179,12 @@ class SiteRegistry:
         if row is None or row[1] is None or not hmac.compare_digest(row[1], digest):
             return None
         return Principal(role, row[0])
+
+    def operator_holds(self, name: str, token_hash: str) -> bool:
+        """Whether ``token_hash`` is still operator ``name``'s live token: a fleet page session opened with it
+        holds only while it is (``hub.sessions``)."""
+        row = self._database.db.execute("SELECT token_hash FROM operators WHERE name = ?", [name]).fetchone()
+        return row is not None and row[0] is not None and hmac.compare_digest(row[0], token_hash)
 
     def touch(self, site: SiteId) -> None:
         """Record contact from ``site`` (shown as last contact in status and the fleet API)."""

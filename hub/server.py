@@ -139,8 +139,9 @@ async def _serve(layout, database, shared_locks, executor, host, port, tls, cloc
         metrics_text=prometheus.make_render(requests, uploads.stats, merger.stats, fleet),
         observe=requests.observe, rejected=requests.rejected, healthy=lambda: merger.alive, reports=reports,
     )
-    page = PageContext(authenticate=registry.authenticate, fleet=fleet, history=history.series,
-                       sessions=SessionStore(clock), clock=clock, run_in_thread=run_in_thread)
+    page = PageContext(authenticate=registry.authenticate, operator_holds=registry.operator_holds, fleet=fleet,
+                       history=history.series, sessions=SessionStore(database, clock), clock=clock,
+                       run_in_thread=run_in_thread)
     runner = web.AppRunner(build_app(context, page), access_log=None, handler_cancellation=False)
     await runner.setup()
     site = web.TCPSite(runner, host, port, ssl_context=tls)

@@ -1,12 +1,13 @@
 """Browser sessions for the fleet page: an operator logs in once with a token, then holds a cookie.
 
-* The cookie carries a fresh random session id (256 bits), never the token; the hub keeps only the
-  id's sha256, so a memory dump of the map is not a set of working cookies.
-* Each request re-checks the operator's *token* against the registry, so ``revoke-operator`` or a
-  rotation ends the operator's sessions at once, as it does for API calls. The token stays in this
-  process's memory for the session's life; it is never written anywhere.
-* Sessions live in memory: a restarted hub asks its operators to log in again, which is cheap, and
-  nothing on disk has to be protected or cleaned up.
+* The cookie carries a fresh random session id (256 bits), never the token. The ledger database keeps only the
+  id's sha256, the operator's name and the sha256 of the token they logged in with (table ``page_sessions``), so
+  a copy of the table is not a set of working cookies, and no token is written anywhere.
+* Each request re-checks that the operator's *current* token hash is still the one the session was opened with
+  (``SiteRegistry.operator_by_token_hash``), so ``revoke-operator`` or a rotation ends the operator's sessions at
+  once, as it does for API calls.
+* Sessions live in the ledger database, so that in a hub cluster a login on one process holds on all of them
+  (a balancer without affinity sends each page load anywhere), and a restarted hub keeps its operators logged in.
 * Bounded: at most ``MAX_SESSIONS``, each at most ``SESSION_SECONDS``; the oldest goes first.
 """
 
@@ -14,9 +15,10 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from .db import LedgerDatabase
 
 SESSION_COOKIE = "harbour_session"
 SESSION_SECONDS = 12 * 3600.0
@@ -26,12 +28,13 @@ MAX_SESSIONS = 1_000
 """Far more than a head office has operators and browsers; a login flood only evicts old sessions."""
 
 SESSION_ID_BYTES = 32
+MAX_SESSION_ID_CHARS = 100
 
 
 @dataclass(frozen=True)
 class Session:
-    operator_token: str
-    expires_at: float
+    operator: str
+    token_hash: str  # of the token the operator logged in with
 
 
 def _key(session_id: str) -> str:
@@ -39,32 +42,38 @@ def _key(session_id: str) -> str:
 
 
 class SessionStore:
-    def __init__(self, clock: Callable[[], float], id_source: Callable[[int], str] = secrets.token_urlsafe) -> None:
+    def __init__(self, database: LedgerDatabase, clock: Callable[[], float],
+                 id_source: Callable[[int], str] = secrets.token_urlsafe) -> None:
+        self._database = database
         self._clock = clock
         self._id_source = id_source
-        self._sessions: OrderedDict[str, Session] = OrderedDict()
+        if "page_sessions" not in database.tables():
+            with database.write() as db:  # one process at a time: concurrent CREATEs collide on PostgreSQL
+                db.execute("CREATE TABLE IF NOT EXISTS page_sessions (id_hash TEXT PRIMARY KEY, operator TEXT NOT NULL,"
+                           " token_hash TEXT NOT NULL, expires_at REAL NOT NULL)")
 
-    def open(self, operator_token: str) -> str:
-        """A new session for a token already checked to be an operator's; returns the cookie value."""
+    def open(self, operator: str, token_hash: str) -> str:
+        """A new session for an operator whose token was just checked; returns the cookie value."""
         session_id = self._id_source(SESSION_ID_BYTES)
-        self._sessions[_key(session_id)] = Session(operator_token, self._clock() + SESSION_SECONDS)
-        while len(self._sessions) > MAX_SESSIONS:
-            self._sessions.popitem(last=False)
+        now = self._clock()
+        with self._database.write() as db:
+            db.execute("INSERT INTO page_sessions (id_hash, operator, token_hash, expires_at) VALUES (?, ?, ?, ?)",
+                       [_key(session_id), operator, token_hash, now + SESSION_SECONDS])
+            db.execute("DELETE FROM page_sessions WHERE expires_at <= ?", [now])
+            db.execute("DELETE FROM page_sessions WHERE id_hash NOT IN (SELECT id_hash FROM page_sessions"
+                       " ORDER BY expires_at DESC LIMIT ?)", [MAX_SESSIONS])
         return session_id
 
-    def token(self, session_id: str | None) -> str | None:
-        """The operator token behind a live session, or None (no, unknown or expired session)."""
-        if not session_id or len(session_id) > 100:
+    def session(self, session_id: str | None) -> Session | None:
+        """The live session behind a cookie, or None (no, unknown or expired session)."""
+        if not session_id or len(session_id) > MAX_SESSION_ID_CHARS:
             return None
-        key = _key(session_id)
-        session = self._sessions.get(key)
-        if session is None:
-            return None
-        if session.expires_at <= self._clock():
-            del self._sessions[key]
-            return None
-        return session.operator_token
+        row = self._database.db.execute(
+            "SELECT operator, token_hash FROM page_sessions WHERE id_hash = ? AND expires_at > ?",
+            [_key(session_id), self._clock()]).fetchone()
+        return None if row is None else Session(row[0], row[1])
 
     def close(self, session_id: str | None) -> None:
-        if session_id:
-            self._sessions.pop(_key(session_id), None)
+        if session_id and len(session_id) <= MAX_SESSION_ID_CHARS:
+            with self._database.write() as db:
+                db.execute("DELETE FROM page_sessions WHERE id_hash = ?", [_key(session_id)])

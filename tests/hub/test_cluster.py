@@ -177,3 +177,16 @@ def test_two_processes_never_write_one_upload_at_once(cluster):
     (late,) = answers
     assert late.status == 409 and waited >= 1.5, (late.status, late.body, waited)
     wait_merged(cluster, "telemetry", 500)
+
+
+def test_a_fleet_page_login_on_one_process_holds_on_every_process(cluster):
+    operator = cluster.front.add_operator("ops")
+    answer = cluster.hubs[0].request("POST", "/login", {"Content-Type": "application/x-www-form-urlencoded"},
+                                     f"token={operator}".encode())
+    assert answer.status == 303, answer.body
+    cookie = answer.headers["set-cookie"].split(";")[0]
+    for hub in cluster.hubs[1:]:
+        page = hub.request("GET", "/", {"Cookie": cookie})
+        assert page.status == 200 and b'name="token"' not in page.body, page.body[:300]
+    harbour("hub", "revoke-operator", "ops", "--data", str(cluster.hubs[0].data), *cluster.places)
+    assert b'name="token"' in cluster.hubs[2].request("GET", "/", {"Cookie": cookie}).body  # back to the login form

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+import hub.sessions
 from hub.fleet_page import TEMPLATES, render_login, render_page, render_parts
 from hub.fleet_view import (
     ATTENTION,
@@ -23,7 +24,7 @@ from hub.fleet_view import (
     ship_view,
 )
 from hub.history import MAX_HISTORY_SECONDS, FleetHistory
-from hub.sessions import MAX_SESSIONS, SESSION_SECONDS, SessionStore
+from hub.sessions import SESSION_SECONDS, Session, SessionStore
 
 from .conftest import harbour
 
@@ -125,16 +126,25 @@ def test_history_samples_a_fleet_report(database, clock):
 # -- sessions -----------------------------------------------------------------------------------------------
 
 
-def test_sessions_expire_and_are_bounded(clock):
-    sessions = SessionStore(clock)
-    first = sessions.open("hbo_token")
-    assert sessions.token(first) == "hbo_token" and sessions.token("made-up") is None and sessions.token(None) is None
+def test_sessions_expire_are_bounded_and_keep_no_token(database, clock, monkeypatch):
+    sessions = SessionStore(database, clock)
+    first = sessions.open("ops", "a" * 64)
+    assert sessions.session(first) == Session("ops", "a" * 64)
+    assert all(sessions.session(made_up) is None for made_up in ("made-up", None, "x" * 999))
+    assert SessionStore(database, clock).session(first) is not None  # another process (or a restart) sees it
     clock.advance(SESSION_SECONDS + 1)
-    assert sessions.token(first) is None
-    ids = [sessions.open(f"hbo_{i}") for i in range(MAX_SESSIONS + 1)]
-    assert sessions.token(ids[0]) is None and sessions.token(ids[-1]) == f"hbo_{MAX_SESSIONS}"
+    assert sessions.session(first) is None
+    monkeypatch.setattr(hub.sessions, "MAX_SESSIONS", 5)
+    ids = []
+    for i in range(6):
+        ids.append(sessions.open(f"ops{i}", "b" * 64))
+        clock.advance(1)
+    assert sessions.session(ids[0]) is None and sessions.session(ids[-1]).operator == "ops5"
+    assert database.db.execute("SELECT COUNT(*) FROM page_sessions").fetchone()[0] == 5
     sessions.close(ids[-1])
-    assert sessions.token(ids[-1]) is None
+    assert sessions.session(ids[-1]) is None
+    stored = database.db.execute("SELECT * FROM page_sessions").fetchall()
+    assert not any(first in str(row) for row in stored)  # only the id's hash is stored
 
 
 # -- rendering ------------------------------------------------------------------------------------------------
