@@ -30,7 +30,7 @@ from typing import Protocol
 
 from sync_protocol.chain import ChainLink, ChainStatus, chain_from_runs, check_link
 from sync_protocol.identifiers import SegmentId, TableName
-from sync_protocol.limits import FIRST_SEQ, GENESIS_DIGEST
+from sync_protocol.limits import FIRST_SEQ, GENESIS_DIGEST, MAX_SEQ
 from sync_protocol.manifest import Manifest
 from sync_protocol.merge_states import (
     AWAITING_MERGE,
@@ -184,7 +184,8 @@ class SqliteLedger:
             r[0]: ChainLink(r[1], r[2])
             for r in db.execute(
                 "SELECT seq, sha256, prev_sha256 FROM segments WHERE site = ? AND tbl = ? AND seq IN (?, ?)",
-                [site, table, seq - 1, seq + 1],
+                # past MAX_SEQ nothing is committed, and seq + 1 would not fit a 64-bit INTEGER (OverflowError)
+                [site, table, seq - 1, min(seq + 1, MAX_SEQ)],
             ).fetchall()
         }
         check_link(manifest, found.get(seq - 1), found.get(seq + 1))

@@ -118,3 +118,17 @@ def test_a_refused_manifest_is_remembered_until_its_seq_commits(ledger, clock):
     assert ledger.refusal(honest) is None
     ledger.commit(honest, clock())
     assert ledger.refusal(lie) is None
+
+
+def test_the_last_seq_commits_and_shows_as_one_gap(ledger, clock):
+    """Its successor's seq does not fit a 64-bit INTEGER: the chain check must not ask for it (it raised
+    OverflowError, which the hub answers as an internal error)."""
+    from sync_protocol.limits import MAX_SEQ
+
+    first = chain("ship-a", "telemetry", 1)[0].manifest
+    last = Manifest(SegmentId.of("ship-a", "telemetry", MAX_SEQ), 1, 1, "a" * 64, first.schema_fingerprint,
+                    "b" * 64, 5, 0)
+    ledger.check_chain(last)
+    assert ledger.commit(first, clock()) and ledger.commit(last, clock())
+    (progress,) = ledger.progress()
+    assert (progress.chain.watermark, progress.chain.highest, progress.chain.gaps) == (1, MAX_SEQ, ((2, MAX_SEQ - 1),))
