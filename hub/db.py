@@ -12,7 +12,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import sqlite_utils
@@ -51,12 +51,20 @@ class Database:
                 self._all.append(db)
         return db
 
-    @contextmanager
-    def write(self) -> Iterator[sqlite_utils.Database]:
+    def write(self) -> AbstractContextManager[sqlite_utils.Database]:
         """One write transaction. BEGIN IMMEDIATE takes the write lock up front, so a read followed
         by a write inside it cannot be invalidated by another writer in between."""
+        return self._transaction("BEGIN IMMEDIATE")
+
+    def snapshot(self) -> AbstractContextManager[sqlite_utils.Database]:
+        """One read transaction: every SELECT in it sees the same committed state (WAL keeps that snapshot), so
+        figures read by several statements agree with each other even while writers commit."""
+        return self._transaction("BEGIN")
+
+    @contextmanager
+    def _transaction(self, begin: str) -> Iterator[sqlite_utils.Database]:
         db = self.db
-        db.execute("BEGIN IMMEDIATE")
+        db.execute(begin)
         try:
             yield db
         except BaseException:
