@@ -50,7 +50,14 @@ from sync_protocol.merge_states import (
 
 from .db import Database
 from .ledger_schema import MANIFEST_SELECT, ensure_schema, manifest_from_row, manifest_values
-from .ledger_summary import TableProgress, read_progress, record_commit, record_move
+from .ledger_summary import (
+    TableProgress,
+    merged_rows_since,
+    read_progress,
+    record_commit,
+    record_merged,
+    record_move,
+)
 from .upload_storage import StagedUpload, UploadLedger, segment_conflict
 
 _STAGED = f"SELECT {MANIFEST_SELECT}, durable_offset, expires_at FROM uploads"
@@ -256,8 +263,10 @@ class SqliteLedger:
         """The batch's Delta commit happened: the batch is done and its segments merged."""
         with self._database.write() as db:
             _move_batch(db, batch_id, MergeEvent.BATCH_COMMITTED)
-            _move_segments(db, MergeEvent.BATCH_COMMITTED, "batch_id = ?", [batch_id], merged_at=now,
-                           delta_version=delta_version)
+            merged = _move_segments(db, MergeEvent.BATCH_COMMITTED, "batch_id = ?", [batch_id], merged_at=now,
+                                    delta_version=delta_version)
+            for site, _table, _state, _count, rows in merged:
+                record_merged(db, site, rows, now)
 
     def abandon_batch(self, batch_id: int) -> None:
         """The batch never reached the table: its segments go back to waiting."""
@@ -306,12 +315,9 @@ class SqliteLedger:
         return [QuarantineEntry(SegmentId.of(r[0], r[1], r[2]), r[3] or "", r[4] or 0.0) for r in rows]
 
     def rows_merged_since(self, since: float) -> dict[str, int]:
-        """Rows per site that reached the merged tables at or after ``since`` (the fleet page's "today")."""
-        rows = self._database.db.execute(
-            "SELECT site, SUM(row_count) FROM segments WHERE state = ? AND merged_at >= ? GROUP BY site",
-            [MergeState.MERGED.value, since],
-        ).fetchall()
-        return {r[0]: r[1] or 0 for r in rows}
+        """Rows per site that reached the merged tables at or after ``since``, the start of a UTC day (the fleet
+        page's "today"), from the per-day tally: time in the sites, not in the segments merged."""
+        return merged_rows_since(self._database.db, since)
 
     def oldest_pending_commit(self) -> float | None:
         row = self._database.db.execute(
@@ -326,9 +332,10 @@ def _key(segment: SegmentId) -> list:
     return [str(segment.site), str(segment.table), segment.seq]
 
 
-def _move_segments(db, event: MergeEvent, where: str, params: list, **columns) -> None:
+def _move_segments(db, event: MergeEvent, where: str, params: list, **columns) -> list[tuple]:
     """Move the segments ``where`` selects by ``event``, as ``MERGE_TRANSITIONS`` allows (segments in any other
-    state are left alone), setting ``columns`` as well, and the progress summary with them."""
+    state are left alone), setting ``columns`` as well, and the progress summary with them. Returns what moved:
+    (site, table, state it left, segments, rows) rows."""
     sources, target = merge_move(event)
     where = f"{where} AND state IN ({', '.join('?' * len(sources))})"
     params = [*params, *sorted(source.value for source in sources)]
@@ -338,6 +345,7 @@ def _move_segments(db, event: MergeEvent, where: str, params: list, **columns) -
     db.execute(f"UPDATE segments SET state = ?{assignments} WHERE {where}", [target.value, *columns.values(), *params])
     for site, table, state, count, rows in moving:
         record_move(db, site, table, MergeTally.moved(MergeState(state), target, count, rows))
+    return moving
 
 
 def _move_batch(db, batch_id: int, event: MergeEvent) -> None:

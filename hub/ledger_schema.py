@@ -10,9 +10,8 @@ rebuild SQLite's documentation gives for changes ``ALTER TABLE`` cannot make) an
 transaction, so a crash half-way leaves the old table as it was; it runs only where a ``metadata`` column is
 left, so running it again (or from a second process that lost the race for the write lock) changes nothing.
 
-Hubs before the progress summary (``hub.ledger_summary``: ``table_progress``, ``chain_gaps``, ``chain_breaks``)
-had none: ``ensure_schema`` creates its tables and fills them from the committed segments once, in the same
-transaction, when ``table_progress`` is not there yet.
+Hubs before the progress summary (``hub.ledger_summary.SUMMARY_TABLES``) had none: ``ensure_schema`` creates its
+tables and fills them from the committed segments once, in the same transaction, when one of them is missing.
 """
 
 from __future__ import annotations
@@ -57,6 +56,8 @@ TABLES = {
     "chain_gaps": "site TEXT NOT NULL, tbl TEXT NOT NULL, first_missing INTEGER NOT NULL,"
                   " last_missing INTEGER NOT NULL, PRIMARY KEY (site, tbl, first_missing)",
     "chain_breaks": "site TEXT NOT NULL, tbl TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (site, tbl, seq)",
+    "rows_merged_daily": "day INTEGER NOT NULL, site TEXT NOT NULL, rows_merged INTEGER NOT NULL,"
+                         " PRIMARY KEY (day, site)",
 }
 
 INDEXES = ("CREATE INDEX IF NOT EXISTS segments_state ON segments(state, tbl, committed_at)",)
@@ -86,7 +87,7 @@ def ensure_schema(database: Database) -> None:
     if not _needs_work(database.db):
         return
     with database.write() as db:
-        summarised = bool(_columns(db, SUMMARY_TABLES[0]))
+        summarised = all(_columns(db, name) for name in SUMMARY_TABLES)
         for name, columns in TABLES.items():
             db.execute(f"CREATE TABLE IF NOT EXISTS {name} ({columns})")
             if OLD_MANIFEST_COLUMN in _columns(db, name):

@@ -9,6 +9,8 @@ Three tables (``hub.ledger_schema``) hold it, written in the same transaction as
   seq falls in with one ordered lookup on that key and replaces it (``sync_protocol.chain.gaps_after_commit``).
 * ``chain_breaks``: seqs whose ``prev-sha256`` does not match their predecessor, found at commit from the two
   neighbours the chain check reads anyway (``breaks_at_commit``). Segments are never deleted, so breaks only grow.
+* ``rows_merged_daily``: rows merged per UTC day and site, added to as each merge batch finishes (merged is
+  final), for the fleet report's "rows merged today".
 
 ``recompute_progress`` is the full recomputation from every segment (what status did before this summary): the
 upgrade of a ``hub.db`` made before it fills the summary from it once (``rebuild``), and the tests and
@@ -47,8 +49,11 @@ class TableProgress:
     chain: ChainStatus
 
 
-SUMMARY_TABLES = ("table_progress", "chain_gaps", "chain_breaks")
-"""The summary's tables (``hub.ledger_schema.TABLES`` defines them); a ``hub.db`` without the first predates it."""
+SUMMARY_TABLES = ("table_progress", "chain_gaps", "chain_breaks", "rows_merged_daily")
+"""The summary's tables (``hub.ledger_schema.TABLES`` defines them)."""
+
+DAY_SECONDS = 86_400
+"""Rows merged are tallied per UTC day (the hub serves ships in every time zone, so "today" is the hub's UTC day)."""
 
 TALLY_COLUMNS = tuple(field.name for field in fields(MergeTally))
 """``table_progress``'s count columns: named as the ``MergeTally`` fields, in their order."""
@@ -63,6 +68,8 @@ _ADD_MOVE = (f"UPDATE table_progress SET {', '.join(f'{column} = {column} + ?' f
              " WHERE site = ? AND tbl = ?")
 _INSERT_GAP = "INSERT INTO chain_gaps (site, tbl, first_missing, last_missing) VALUES (?, ?, ?, ?)"
 _INSERT_BREAK = "INSERT INTO chain_breaks (site, tbl, seq) VALUES (?, ?, ?) ON CONFLICT (site, tbl, seq) DO NOTHING"
+_ADD_MERGED = ("INSERT INTO rows_merged_daily (day, site, rows_merged) VALUES (?, ?, ?) ON CONFLICT (day, site)"
+               " DO UPDATE SET rows_merged = rows_merged_daily.rows_merged + excluded.rows_merged")
 
 
 def record_commit(db, manifest: Manifest, predecessor: ChainLink | None, successor: ChainLink | None) -> None:
@@ -98,6 +105,25 @@ def record_move(db, site: str, table: str, change: MergeTally) -> None:
                                  hint="a segment was written without ledger.commit; rebuild the summary")
 
 
+def record_merged(db, site: str, rows: int, at: float) -> None:
+    """``rows`` of ``site`` reached the merged tables at ``at``, inside the transaction that marks them merged."""
+    db.execute(_ADD_MERGED, [utc_day(at), site, rows])
+
+
+def merged_rows_since(db, since: float) -> dict[str, int]:
+    """Rows per site merged at or after ``since``, which must start a UTC day: time in the sites and days."""
+    if since % DAY_SECONDS:
+        raise LocalProtocolError(f"rows merged are tallied per UTC day; {since} does not start one",
+                                 op="reading rows merged", hint="pass the start of a UTC day (now - now % DAY_SECONDS)")
+    rows = db.execute("SELECT site, SUM(rows_merged) FROM rows_merged_daily WHERE day >= ? GROUP BY site",
+                      [utc_day(since)]).fetchall()
+    return {site: rows for site, rows in rows}
+
+
+def utc_day(at: float) -> int:
+    return int(at // DAY_SECONDS)
+
+
 def read_progress(db) -> list[TableProgress]:
     """Every (site, table) from the summary, ordered by site and table. The three statements must see the same
     commits, or a gap could lie above the highest seq read: ``db`` is a snapshot (``Database.snapshot``; on
@@ -128,6 +154,9 @@ def rebuild(db) -> None:
         db.execute(_ADD_COMMIT, [*key, *counts, progress.chain.highest])
         db.conn.executemany(_INSERT_GAP, [[*key, first, last] for first, last in progress.chain.gaps])
         db.conn.executemany(_INSERT_BREAK, [[*key, seq] for seq in progress.chain.breaks])
+    for site, merged_at, rows in db.execute("SELECT site, merged_at, row_count FROM segments WHERE state = ?",
+                                            [MergeState.MERGED.value]).fetchall():
+        record_merged(db, site, rows, merged_at)
 
 
 # -- the full recomputation ------------------------------------------------------------------------------
@@ -151,6 +180,13 @@ def recompute_progress(db) -> list[TableProgress]:
                       chain_from_runs(runs.get((site, table), []), breaks.get((site, table), [])))
         for site, table, count, rows, merged, pending, quarantined in summary
     ]
+
+
+def recompute_rows_merged_since(db, since: float) -> dict[str, int]:
+    """Rows per site merged at or after ``since``, summed again over every merged segment."""
+    rows = db.execute("SELECT site, SUM(row_count) FROM segments WHERE state = ? AND merged_at >= ? GROUP BY site",
+                      [MergeState.MERGED.value, since]).fetchall()
+    return {r[0]: r[1] or 0 for r in rows}
 
 
 def _chain_runs(db) -> dict[tuple[str, str], list[tuple[int, int]]]:

@@ -144,7 +144,7 @@ def test_a_hub_db_from_before_the_progress_summary_gets_it_built_once_at_start_u
     ledger.finish_batch(merged.batch_id, 0, clock())
     ledger.quarantine(segments[1].manifest.segment, "schema conflict: x", clock())
     ledger.plan_batch(telemetry, [segments[2].manifest.segment])
-    before = ledger.progress()
+    before, merged_before = ledger.progress(), ledger.rows_merged_since(0.0)
     with database.write() as db:
         for table in SUMMARY_TABLES:
             db.execute(f"DROP TABLE {table}")
@@ -153,6 +153,7 @@ def test_a_hub_db_from_before_the_progress_summary_gets_it_built_once_at_start_u
     database = Database(layout.database)
     upgraded = SqliteLedger(database, clock)
     assert upgraded.progress() == before == recompute_progress(database.db)
+    assert upgraded.rows_merged_since(0.0) == merged_before == {"ship-a": 4}
     (telemetry_progress,) = [p for p in before if p.table == "telemetry"]
     assert telemetry_progress.chain.gaps == ((4, 4),) and telemetry_progress.quarantined == 1
     assert (telemetry_progress.rows_merged, telemetry_progress.segments_pending) == (4, 3)

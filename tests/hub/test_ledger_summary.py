@@ -1,6 +1,7 @@
 """The progress summary (G8): whatever commits, repeats, refusals, batches, quarantines and releases come in
-whatever order, ``progress()`` read from the summary is what the full recomputation over every segment gives
-(what status computed before the summary), and the summary's rows are what a rebuild from the segments writes."""
+whatever order, ``progress()`` and the rows merged per day read from the summary are what the full recomputation
+over every segment gives (what status computed before the summary), and the summary's rows are what a rebuild
+from the segments writes."""
 
 from __future__ import annotations
 
@@ -13,7 +14,13 @@ from hypothesis import strategies as st
 
 from hub.db import Database
 from hub.ledger import SqliteLedger
-from hub.ledger_summary import rebuild, recompute_progress
+from hub.ledger_summary import (
+    DAY_SECONDS,
+    SUMMARY_TABLES,
+    rebuild,
+    recompute_progress,
+    recompute_rows_merged_since,
+)
 from sync_protocol.errors import LocalProtocolError, RemoteProtocolError
 from sync_protocol.identifiers import SegmentId, TableName
 from sync_protocol.limits import GENESIS_DIGEST, MAX_SEQ
@@ -80,9 +87,18 @@ def apply(ledger: SqliteLedger, database: Database, operation: tuple, now: float
         pass  # a conflict, a splice or a move the merge table does not allow: refused, as in the hub
 
 
+STEP_SECONDS = 20_000.0
+"""The clock moves this much per operation: merges land on several UTC days."""
+
+
 def summary_rows(database: Database) -> dict[str, list]:
-    return {name: database.db.execute(f"SELECT * FROM {name} ORDER BY site, tbl, 3").fetchall()
-            for name in ("table_progress", "chain_gaps", "chain_breaks")}
+    return {name: database.db.execute(f"SELECT * FROM {name} ORDER BY 1, 2, 3").fetchall() for name in SUMMARY_TABLES}
+
+
+def same_as_recomputed(ledger: SqliteLedger, database: Database, days: int) -> bool:
+    merged = all(ledger.rows_merged_since(day * DAY_SECONDS)
+                 == recompute_rows_merged_since(database.db, day * DAY_SECONDS) for day in range(days + 1))
+    return merged and ledger.progress() == recompute_progress(database.db)
 
 
 @pytest.mark.guarantee("G8")
@@ -94,12 +110,25 @@ def test_progress_from_the_summary_is_the_full_recomputation_whatever_the_order(
         database.db.execute("PRAGMA synchronous = OFF")  # a scratch ledger per example
         ledger = SqliteLedger(database, lambda: 0.0)
         try:
-            for now, operation in enumerate(operations):
-                apply(ledger, database, operation, float(now))
-                assert ledger.progress() == recompute_progress(database.db), operation
+            for step, operation in enumerate(operations):
+                apply(ledger, database, operation, step * STEP_SECONDS)
+                assert same_as_recomputed(ledger, database, int(step * STEP_SECONDS // DAY_SECONDS) + 1), operation
             kept = summary_rows(database)
             with database.write() as db:
                 rebuild(db)
             assert summary_rows(database) == kept
         finally:
             database.close()
+
+
+def test_rows_merged_are_tallied_per_utc_day(ledger, database):
+    first, second = (manifest("ship-a", "telemetry", seq) for seq in (1, 2))
+    for number, (segment, at) in enumerate(((first, DAY_SECONDS - 1.0), (second, DAY_SECONDS + 1.0))):
+        ledger.commit(segment, at)
+        batch = ledger.plan_batch(TableName("telemetry"), [segment.segment])
+        ledger.finish_batch(batch.batch_id, number, at)
+    assert ledger.rows_merged_since(0.0) == {"ship-a": first.row_count + second.row_count}
+    assert ledger.rows_merged_since(DAY_SECONDS) == {"ship-a": second.row_count}
+    assert ledger.rows_merged_since(2 * DAY_SECONDS) == {}
+    with pytest.raises(LocalProtocolError, match="per UTC day"):
+        ledger.rows_merged_since(DAY_SECONDS - 1.0)
