@@ -1,7 +1,7 @@
 """What status reads of the ledger, kept up to date as segments commit and move, so that reading it costs time in
 the number of (site, table) pairs, gaps and chain breaks, never in the number of segments ever committed (G8).
 
-Three tables (``hub.ledger_schema``) hold it, written in the same transaction as the change they follow:
+Four tables (``hub.ledger_schema``) hold it, written in the same transaction as the change they follow:
 
 * ``table_progress``: per (site, table) the counts of ``sync_protocol.merge_states.MergeTally`` and the highest
   committed seq. A commit adds one committed segment; a state move adds the difference it makes (``record_move``).
@@ -115,9 +115,9 @@ def merged_rows_since(db, since: float) -> dict[str, int]:
     if since % DAY_SECONDS:
         raise LocalProtocolError(f"rows merged are tallied per UTC day; {since} does not start one",
                                  op="reading rows merged", hint="pass the start of a UTC day (now - now % DAY_SECONDS)")
-    rows = db.execute("SELECT site, SUM(rows_merged) FROM rows_merged_daily WHERE day >= ? GROUP BY site",
-                      [utc_day(since)]).fetchall()
-    return {site: rows for site, rows in rows}
+    found = db.execute("SELECT site, SUM(rows_merged) FROM rows_merged_daily WHERE day >= ? GROUP BY site",
+                       [utc_day(since)]).fetchall()
+    return {site: rows for site, rows in found}
 
 
 def utc_day(at: float) -> int:
@@ -154,9 +154,12 @@ def rebuild(db) -> None:
         db.execute(_ADD_COMMIT, [*key, *counts, progress.chain.highest])
         db.conn.executemany(_INSERT_GAP, [[*key, first, last] for first, last in progress.chain.gaps])
         db.conn.executemany(_INSERT_BREAK, [[*key, seq] for seq in progress.chain.breaks])
+    merged: dict[tuple[int, str], int] = {}
     for site, merged_at, rows in db.execute("SELECT site, merged_at, row_count FROM segments WHERE state = ?",
-                                            [MergeState.MERGED.value]).fetchall():
-        record_merged(db, site, rows, merged_at)
+                                            [MergeState.MERGED.value]):
+        key = (utc_day(merged_at), site)
+        merged[key] = merged.get(key, 0) + rows
+    db.conn.executemany(_ADD_MERGED, [[*key, rows] for key, rows in merged.items()])
 
 
 # -- the full recomputation ------------------------------------------------------------------------------
