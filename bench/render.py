@@ -221,6 +221,15 @@ def summary(documents: dict) -> list[str]:
                 fmt(figure["status_seconds"]), "empty ledger", fmt(figure["ratio_to_empty"]))
             add("edge peak RSS with that backlog (MiB)", fmt(figure["peak_rss_mib"]), "empty ledger",
                 fmt(figure["rss_ratio_to_empty"]))
+    status = [f for f in documents.get("fleet_status", {}).get("figures", []) if f.get("kind") == "status"]
+    if status:
+        f = max(status, key=lambda figure: figure["segments_per_site"])
+        add(f"fleet report, {fmt(f['segments_per_site'])} segments per site (ms; x its time at 100 per site)",
+            f"{fmt(f['report_ms'])} (x{fmt(f['report_vs_100'])})",
+            f"recomputed from every segment {fmt(f['report_recomputed_ms'])} (x{fmt(f['report_recomputed_vs_100'])})",
+            fmt(f["report_ms"] / f["report_recomputed_ms"]))
+        add(f"GET /v1/fleet from `harbour hub run`, {fmt(f['segments_per_site'])} segments per site (ms)",
+            fmt(f["v1_fleet_ms"]), "the same hub with 100 per site", fmt(f["v1_fleet_vs_100"]))
     for name in ("link", "loopback", "hub_merge", "edge_ingest"):
         f = _find(documents, name, "peak_rss")
         if f:

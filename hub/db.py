@@ -48,6 +48,7 @@ class LedgerDatabase(Protocol):
     @property
     def db(self) -> Connection: ...
     def write(self) -> AbstractContextManager[Connection]: ...
+    def snapshot(self) -> AbstractContextManager[Connection]: ...
     def columns(self, table: str) -> list[str]: ...
     def tables(self) -> set[str]: ...
     def indexes(self) -> set[str]: ...
@@ -83,12 +84,20 @@ class Database:
                 self._all.append(db)
         return db
 
-    @contextmanager
-    def write(self) -> Iterator[sqlite_utils.Database]:
+    def write(self) -> AbstractContextManager[sqlite_utils.Database]:
         """One write transaction. BEGIN IMMEDIATE takes the write lock up front, so a read followed
         by a write inside it cannot be invalidated by another writer in between."""
+        return self._transaction("BEGIN IMMEDIATE")
+
+    def snapshot(self) -> AbstractContextManager[sqlite_utils.Database]:
+        """One read transaction: every SELECT in it sees the same committed state (WAL keeps that snapshot), so
+        figures read by several statements agree with each other even while writers commit."""
+        return self._transaction("BEGIN")
+
+    @contextmanager
+    def _transaction(self, begin: str) -> Iterator[sqlite_utils.Database]:
         db = self.db
-        db.execute("BEGIN IMMEDIATE")
+        db.execute(begin)
         try:
             yield db
         except BaseException:

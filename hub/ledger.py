@@ -12,6 +12,9 @@ made); three kinds of record live here:
 * **segments** (``segments``): one row per committed ``(site, table, seq)``, the primary key that
   makes a commit happen exactly once. A row moves ``committed -> merging -> merged`` as the merger
   puts it into the Delta table, or to ``quarantined`` when it cannot be merged.
+* **the progress summary** (``hub.ledger_summary``): per (site, table) the counts, gaps and chain breaks that
+  status shows, updated in the transaction of every commit and move, so that ``progress()`` never reads the
+  segments themselves.
 
 Merge batches (``merge_batches``) record which segments a Delta commit holds: the batch id is written
 into that commit as a Delta application transaction (``app_id=MERGER_APP_ID, version=batch_id``), so
@@ -28,9 +31,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from sync_protocol.chain import ChainLink, ChainStatus, chain_from_runs, check_link
+from sync_protocol.chain import ChainLink, check_link
 from sync_protocol.identifiers import SegmentId, TableName
-from sync_protocol.limits import FIRST_SEQ, GENESIS_DIGEST
+from sync_protocol.limits import MAX_SEQ
 from sync_protocol.manifest import Manifest
 from sync_protocol.merge_states import (
     AWAITING_MERGE,
@@ -39,6 +42,7 @@ from sync_protocol.merge_states import (
     BatchState,
     MergeEvent,
     MergeState,
+    MergeTally,
     merge_move,
     next_batch_state,
     next_merge_state,
@@ -46,6 +50,14 @@ from sync_protocol.merge_states import (
 
 from .db import LedgerDatabase, upsert
 from .ledger_schema import MANIFEST_COLUMNS, MANIFEST_SELECT, ensure_schema, manifest_from_row, manifest_values
+from .ledger_summary import (
+    TableProgress,
+    merged_rows_since,
+    read_progress,
+    record_commit,
+    record_merged,
+    record_move,
+)
 from .upload_storage import StagedUpload, UploadLedger, segment_conflict
 
 _STAGED = f"SELECT {MANIFEST_SELECT}, durable_offset, expires_at FROM uploads"
@@ -73,20 +85,6 @@ class MergeBatch:
     batch_id: int
     table: TableName
     segments: tuple[CommittedSegment, ...]
-
-
-@dataclass(frozen=True)
-class TableProgress:
-    """One (site, table) as status and the fleet API show it."""
-
-    site: str
-    table: str
-    segments_committed: int
-    rows_committed: int
-    rows_merged: int
-    segments_pending: int
-    quarantined: int
-    chain: ChainStatus
 
 
 @dataclass(frozen=True)
@@ -173,17 +171,21 @@ class SqliteLedger:
         return None if row is None else manifest_from_row(row)
 
     @staticmethod
-    def _check_chain(db, manifest: Manifest) -> None:
-        """The one chain check: ``manifest`` against its committed neighbours, as ``db`` sees them."""
+    def _check_chain(db, manifest: Manifest) -> tuple[ChainLink | None, ChainLink | None]:
+        """The one chain check: ``manifest`` against its committed neighbours, as ``db`` sees them; returns
+        them (predecessor, successor)."""
         site, table, seq = _key(manifest.segment)
         found = {
             r[0]: ChainLink(r[1], r[2])
             for r in db.execute(
                 "SELECT seq, sha256, prev_sha256 FROM segments WHERE site = ? AND tbl = ? AND seq IN (?, ?)",
-                [site, table, seq - 1, seq + 1],
+                # past MAX_SEQ nothing is committed, and seq + 1 would not fit a 64-bit INTEGER (OverflowError)
+                [site, table, seq - 1, min(seq + 1, MAX_SEQ)],
             ).fetchall()
         }
-        check_link(manifest, found.get(seq - 1), found.get(seq + 1))
+        neighbours = found.get(seq - 1), found.get(seq + 1)
+        check_link(manifest, *neighbours)
+        return neighbours
 
     def check_chain(self, manifest: Manifest) -> None:
         """Refuse (CHAIN_CONFLICT) a manifest that would splice the committed hash chain: the early answer at
@@ -202,12 +204,14 @@ class SqliteLedger:
                     raise segment_conflict(manifest)
                 db.execute("DELETE FROM uploads WHERE site = ? AND tbl = ? AND seq = ?", _key(manifest.segment))
                 return False
-            self._check_chain(db, manifest)  # the authoritative check: under the write lock, so no race passes it
+            # the authoritative check: under the write lock, so no race passes it
+            neighbours = self._check_chain(db, manifest)
             db.execute(
                 f"INSERT INTO segments ({MANIFEST_SELECT}, committed_at, state)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [*manifest_values(manifest), now, MERGE_START.value],
             )
+            record_commit(db, manifest, *neighbours)
             db.execute("DELETE FROM uploads WHERE site = ? AND tbl = ? AND seq = ?", _key(manifest.segment))
             db.execute("DELETE FROM refused_manifests WHERE site = ? AND tbl = ? AND seq = ?", _key(manifest.segment))
             return True
@@ -255,8 +259,10 @@ class SqliteLedger:
         """The batch's Delta commit happened: the batch is done and its segments merged."""
         with self._database.write() as db:
             _move_batch(db, batch_id, MergeEvent.BATCH_COMMITTED)
-            _move_segments(db, MergeEvent.BATCH_COMMITTED, "batch_id = ?", [batch_id], merged_at=now,
-                           delta_version=delta_version)
+            merged = _move_segments(db, MergeEvent.BATCH_COMMITTED, "batch_id = ?", [batch_id], merged_at=now,
+                                    delta_version=delta_version)
+            for site, _table, _state, _count, rows in merged:
+                record_merged(db, site, rows, now)
 
     def abandon_batch(self, batch_id: int) -> None:
         """The batch never reached the table: its segments go back to waiting."""
@@ -274,13 +280,15 @@ class SqliteLedger:
     def _move_one(self, segment: SegmentId, event: MergeEvent, reason: str | None, at: float | None) -> None:
         """Move one segment by ``event`` (the transition table decides whether it may), out of any batch."""
         with self._database.write() as db:
-            row = db.execute("SELECT state FROM segments WHERE site = ? AND tbl = ? AND seq = ?", _key(segment)
-                             ).fetchone()
+            row = db.execute("SELECT state, row_count FROM segments WHERE site = ? AND tbl = ? AND seq = ?",
+                             _key(segment)).fetchone()
             if row is None:
                 raise KeyError(f"segment {segment} is not committed")
-            target = next_merge_state(MergeState(row[0]), event)
+            source = MergeState(row[0])
+            target = next_merge_state(source, event)
             db.execute("UPDATE segments SET state = ?, reason = ?, merged_at = ?, batch_id = NULL"
                        " WHERE site = ? AND tbl = ? AND seq = ?", [target.value, reason, at, *_key(segment)])
+            record_move(db, str(segment.site), str(segment.table), MergeTally.moved(source, target, 1, row[1]))
 
     def segment_state(self, segment: SegmentId) -> MergeState | None:
         row = self._database.db.execute(
@@ -291,48 +299,9 @@ class SqliteLedger:
     # -- status --------------------------------------------------------------------------------------
 
     def progress(self) -> list[TableProgress]:
-        db = self._database.db
-        summary = db.execute(
-            "SELECT site, tbl, COUNT(*), SUM(row_count),"
-            " SUM(CASE WHEN state = ? THEN row_count ELSE 0 END),"
-            f" SUM(CASE WHEN state IN ({_AWAITING}) THEN 1 ELSE 0 END),"
-            " SUM(CASE WHEN state = ? THEN 1 ELSE 0 END)"
-            " FROM segments GROUP BY site, tbl ORDER BY site, tbl",
-            [MergeState.MERGED.value, *_AWAITING_VALUES, MergeState.QUARANTINED.value],
-        ).fetchall()
-        runs, breaks = self._chain_runs(db), self._chain_breaks(db)
-        return [
-            TableProgress(site, table, count, rows or 0, merged or 0, pending or 0, quarantined or 0,
-                          chain_from_runs(runs.get((site, table), []), breaks.get((site, table), [])))
-            for site, table, count, rows, merged, pending, quarantined in summary
-        ]
-
-    @staticmethod
-    def _chain_runs(db) -> dict[tuple[str, str], list[tuple[int, int]]]:
-        """Runs of consecutive committed seqs per (site, table) ("gaps and islands": within a run, seq minus its
-        rank is constant). One pass over the primary key; the answer has one row per run, whatever the seqs."""
-        runs: dict[tuple[str, str], list[tuple[int, int]]] = {}
-        for site, table, first, last in db.execute(
-            "SELECT site, tbl, MIN(seq), MAX(seq) FROM (SELECT site, tbl, seq,"
-            " seq - ROW_NUMBER() OVER (PARTITION BY site, tbl ORDER BY seq) AS island FROM segments) AS numbered"
-            " GROUP BY site, tbl, island ORDER BY site, tbl, MIN(seq)"
-        ).fetchall():
-            runs.setdefault((site, table), []).append((first, last))
-        return runs
-
-    @staticmethod
-    def _chain_breaks(db) -> dict[tuple[str, str], list[int]]:
-        """Seqs whose prev-sha256 is not the digest of the committed seq before them (or genesis, for seq 1)."""
-        breaks: dict[tuple[str, str], list[int]] = {}
-        for site, table, seq in db.execute(
-            "SELECT site, tbl, seq FROM (SELECT site, tbl, seq, prev_sha256,"
-            " LAG(seq) OVER w AS before_seq, LAG(sha256) OVER w AS before_sha256 FROM segments"
-            " WINDOW w AS (PARTITION BY site, tbl ORDER BY seq)) AS neighbours"
-            " WHERE (seq = ? AND prev_sha256 != ?) OR (before_seq = seq - 1 AND prev_sha256 != before_sha256)"
-            " ORDER BY site, tbl, seq", [FIRST_SEQ, GENESIS_DIGEST],
-        ).fetchall():
-            breaks.setdefault((site, table), []).append(seq)
-        return breaks
+        """Every (site, table) from the progress summary: time in the number of pairs, gaps and chain breaks."""
+        with self._database.snapshot() as db:
+            return read_progress(db)
 
     def quarantined(self) -> list[QuarantineEntry]:
         rows = self._database.db.execute(
@@ -342,12 +311,9 @@ class SqliteLedger:
         return [QuarantineEntry(SegmentId.of(r[0], r[1], r[2]), r[3] or "", r[4] or 0.0) for r in rows]
 
     def rows_merged_since(self, since: float) -> dict[str, int]:
-        """Rows per site that reached the merged tables at or after ``since`` (the fleet page's "today")."""
-        rows = self._database.db.execute(
-            "SELECT site, SUM(row_count) FROM segments WHERE state = ? AND merged_at >= ? GROUP BY site",
-            [MergeState.MERGED.value, since],
-        ).fetchall()
-        return {r[0]: r[1] or 0 for r in rows}
+        """Rows per site that reached the merged tables at or after ``since``, the start of a UTC day (the fleet
+        page's "today"), from the per-day tally: time in the sites, not in the segments merged."""
+        return merged_rows_since(self._database.db, since)
 
     def oldest_pending_commit(self) -> float | None:
         row = self._database.db.execute(
@@ -362,16 +328,20 @@ def _key(segment: SegmentId) -> list:
     return [str(segment.site), str(segment.table), segment.seq]
 
 
-def _move_segments(db, event: MergeEvent, where: str, params: list, **columns) -> None:
+def _move_segments(db, event: MergeEvent, where: str, params: list, **columns) -> list[tuple]:
     """Move the segments ``where`` selects by ``event``, as ``MERGE_TRANSITIONS`` allows (segments in any other
-    state are left alone), setting ``columns`` as well."""
+    state are left alone), setting ``columns`` as well, and the progress summary with them. Returns what moved:
+    (site, table, state it left, segments, rows) rows."""
     sources, target = merge_move(event)
+    where = f"{where} AND state IN ({', '.join('?' * len(sources))})"
+    params = [*params, *sorted(source.value for source in sources)]
+    moving = db.execute(f"SELECT site, tbl, state, COUNT(*), SUM(row_count) FROM segments WHERE {where}"
+                        " GROUP BY site, tbl, state", params).fetchall()
     assignments = "".join(f", {name} = ?" for name in columns)
-    db.execute(
-        f"UPDATE segments SET state = ?{assignments} WHERE {where}"
-        f" AND state IN ({', '.join('?' * len(sources))})",
-        [target.value, *columns.values(), *params, *sorted(source.value for source in sources)],
-    )
+    db.execute(f"UPDATE segments SET state = ?{assignments} WHERE {where}", [target.value, *columns.values(), *params])
+    for site, table, state, count, rows in moving:
+        record_move(db, site, table, MergeTally.moved(MergeState(state), target, count, rows))
+    return moving
 
 
 def _move_batch(db, batch_id: int, event: MergeEvent) -> None:

@@ -9,6 +9,9 @@ such a table at start-up: it decodes each row's text once, rebuilds the table wi
 rebuild SQLite's documentation gives for changes ``ALTER TABLE`` cannot make) and drops the text. It is one
 transaction, so a crash half-way leaves the old table as it was; it runs only where a ``metadata`` column is
 left, so running it again (or from a second process that lost the race for the write lock) changes nothing.
+
+Hubs before the progress summary (``hub.ledger_summary.SUMMARY_TABLES``) had none: ``ensure_schema`` creates its
+tables and fills them from the committed segments once, in the same transaction, when one of them is missing.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from sync_protocol.identifiers import SegmentId
 from sync_protocol.manifest import Manifest
 
 from .db import Database, LedgerDatabase
+from .ledger_summary import SUMMARY_TABLES, TALLY_COLUMNS, rebuild
 
 MANIFEST_COLUMNS = (
     "site", "tbl", "seq", "row_count", "byte_size", "sha256", "schema_fingerprint", "prev_sha256", "priority",
@@ -43,6 +47,15 @@ TABLES = {
     "refused_manifests": f"{_MANIFEST_DDL}, reason TEXT NOT NULL, refused_at REAL NOT NULL,"
                          " PRIMARY KEY (site, tbl, seq)",
     "merge_batches": "batch_id INTEGER PRIMARY KEY AUTOINCREMENT, tbl TEXT NOT NULL, state TEXT NOT NULL",
+    # the progress summary (hub.ledger_summary); ensure_schema fills it from the segments of an older hub.db
+    "table_progress": "site TEXT NOT NULL, tbl TEXT NOT NULL, "
+                      + "".join(f"{column} INTEGER NOT NULL, " for column in TALLY_COLUMNS)
+                      + "highest_seq INTEGER NOT NULL, PRIMARY KEY (site, tbl)",
+    "chain_gaps": "site TEXT NOT NULL, tbl TEXT NOT NULL, first_missing INTEGER NOT NULL,"
+                  " last_missing INTEGER NOT NULL, PRIMARY KEY (site, tbl, first_missing)",
+    "chain_breaks": "site TEXT NOT NULL, tbl TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (site, tbl, seq)",
+    "rows_merged_daily": "day INTEGER NOT NULL, site TEXT NOT NULL, rows_merged INTEGER NOT NULL,"
+                         " PRIMARY KEY (day, site)",
 }
 
 INDEXES = ("CREATE INDEX IF NOT EXISTS segments_state ON segments(state, tbl, committed_at)",)
@@ -73,6 +86,7 @@ def ensure_schema(database: LedgerDatabase) -> None:
     if not _needs_work(database):
         return
     with database.write() as db:
+        summarised = all(database.columns(name) for name in SUMMARY_TABLES)
         for name, columns in TABLES.items():
             db.execute(f"CREATE TABLE IF NOT EXISTS {name} ({columns})")
             if OLD_MANIFEST_COLUMN in database.columns(name):
@@ -80,6 +94,8 @@ def ensure_schema(database: LedgerDatabase) -> None:
                 _upgrade(db, database, name)
         for index in INDEXES:
             db.execute(index)
+        if not summarised:
+            rebuild(db)
 
 
 def _needs_work(database: LedgerDatabase) -> bool:

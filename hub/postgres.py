@@ -135,6 +135,14 @@ class PostgresDatabase:
             conn.execute("SELECT pg_advisory_xact_lock(%s)", [WRITE_LOCK_KEY])
             yield _Connection(conn)
 
+    @contextmanager
+    def snapshot(self) -> Iterator[_Connection]:
+        """One read transaction whose statements all see the same committed state (as SQLite's WAL read)."""
+        conn = self._connection()
+        with conn.transaction():
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            yield _Connection(conn)
+
     def columns(self, table: str) -> list[str]:
         rows = self._connection().execute(
             "SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema()"

@@ -15,10 +15,9 @@ from datetime import UTC, datetime
 from sync_protocol.units import format_size
 
 from .ledger import SqliteLedger
+from .ledger_summary import DAY_SECONDS
 from .registry import SiteRegistry
 from .site_reports import SiteReportStore, StoredReport
-
-DAY_SECONDS = 86_400
 
 
 def _iso(epoch: float | None) -> str | None:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
+from dataclasses import dataclass, fields
 
 from .errors import LocalProtocolError
 
@@ -88,6 +89,39 @@ OPERATOR_EVENTS = frozenset({MergeEvent.RELEASED})
 
 AWAITING_MERGE = frozenset(state for state, moves in MERGE_TRANSITIONS.items() if set(moves) - OPERATOR_EVENTS)
 """Segments not yet settled (neither merged nor quarantined): status counts them as pending."""
+
+
+@dataclass(frozen=True)
+class MergeTally:
+    """What status counts of some segments (``harbour hub status``, ``/v1/fleet``): committed, their rows, rows
+    merged, pending (``AWAITING_MERGE``) and quarantined. Tallies add up, so the hub keeps one per (site, table)
+    and adds what each move changes (``moved``) instead of counting every segment it ever committed again."""
+
+    segments_committed: int = 0
+    rows_committed: int = 0
+    rows_merged: int = 0
+    segments_pending: int = 0
+    segments_quarantined: int = 0
+
+    @classmethod
+    def of(cls, state: MergeState, segments: int, rows: int) -> MergeTally:
+        """The tally of ``segments`` segments holding ``rows`` rows, all in ``state``."""
+        return cls(segments, rows, rows if state is MergeState.MERGED else 0,
+                   segments if state in AWAITING_MERGE else 0, segments if state is MergeState.QUARANTINED else 0)
+
+    @classmethod
+    def moved(cls, source: MergeState, target: MergeState, segments: int, rows: int) -> MergeTally:
+        """What moving ``segments`` segments (``rows`` rows) from ``source`` to ``target`` adds to a tally."""
+        return cls.of(target, segments, rows) - cls.of(source, segments, rows)
+
+    def values(self) -> tuple[int, ...]:
+        return tuple(getattr(self, field.name) for field in fields(self))
+
+    def __add__(self, other: MergeTally) -> MergeTally:
+        return MergeTally(*(a + b for a, b in zip(self.values(), other.values(), strict=True)))
+
+    def __sub__(self, other: MergeTally) -> MergeTally:
+        return MergeTally(*(a - b for a, b in zip(self.values(), other.values(), strict=True)))
 
 
 def _next(transitions: Mapping[enum.Enum, Mapping[MergeEvent, enum.Enum]], kind: str, state: enum.Enum,

@@ -26,3 +26,23 @@ def test_wal_full_sync_and_rollback(tmp_path):
     worker.join()
     assert seen == [[(2,)]]  # another thread, its own connection, sees the committed row only
     database.close()
+
+
+def test_a_snapshot_sees_one_state_while_another_thread_commits(tmp_path):
+    database = Database(tmp_path / "x.db")
+    with database.write() as tx:
+        tx.execute("CREATE TABLE t (v INTEGER)")
+        tx.execute("INSERT INTO t VALUES (1)")
+
+    def commit_another() -> None:
+        with database.write() as other:
+            other.execute("INSERT INTO t VALUES (2)")
+
+    with database.snapshot() as db:
+        assert db.execute("SELECT COUNT(*) FROM t").fetchone()[0] == 1
+        writer = threading.Thread(target=commit_another)
+        writer.start()
+        writer.join()
+        assert db.execute("SELECT COUNT(*) FROM t").fetchone()[0] == 1  # still the state it started with
+    assert database.db.execute("SELECT COUNT(*) FROM t").fetchone()[0] == 2
+    database.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from hub.ledger_summary import rebuild, recompute_progress
 from sync_protocol.errors import LocalProtocolError
 from sync_protocol.identifiers import SegmentId, TableName
 from sync_protocol.limits import GENESIS_DIGEST
@@ -84,7 +85,9 @@ def _insert(database, site: str, table: str, seq: int, sha256: str, prev_sha256:
 
 
 @pytest.mark.guarantee("G8")
-def test_progress_finds_runs_gaps_and_breaks_with_sql_like_the_pure_walk(ledger, database):
+def test_the_summary_built_from_segments_finds_runs_gaps_and_breaks_like_the_pure_walk(ledger, database):
+    """What the start-up upgrade does with the segments of an older hub (which may hold breaks: the chain check at
+    commit came later): the full recomputation, as the pure walk over every link would have it."""
     import random
 
     from sync_protocol.chain import ChainLink, chain_status
@@ -101,6 +104,9 @@ def test_progress_finds_runs_gaps_and_breaks_with_sql_like_the_pure_walk(ledger,
             links[seq] = ChainLink(sha256_hex(f"{site}{table}{seq}".encode()), prev)
             _insert(database, site, table, seq, links[seq].sha256, prev)
         expected[(site, table)] = chain_status(links)
+    assert {(p.site, p.table): p.chain for p in recompute_progress(database.db)} == expected
+    with database.write() as db:
+        rebuild(db)
     got = {(p.site, p.table): p.chain for p in ledger.progress()}
     assert got == expected
     assert any(status.breaks for status in got.values()) and all(s.highest == 2**62 for s in got.values())
@@ -118,3 +124,17 @@ def test_a_refused_manifest_is_remembered_until_its_seq_commits(ledger, clock):
     assert ledger.refusal(honest) is None
     ledger.commit(honest, clock())
     assert ledger.refusal(lie) is None
+
+
+def test_the_last_seq_commits_and_shows_as_one_gap(ledger, clock):
+    """Its successor's seq does not fit a 64-bit INTEGER: the chain check must not ask for it (it raised
+    OverflowError, which the hub answers as an internal error)."""
+    from sync_protocol.limits import MAX_SEQ
+
+    first = chain("ship-a", "telemetry", 1)[0].manifest
+    last = Manifest(SegmentId.of("ship-a", "telemetry", MAX_SEQ), 1, 1, "a" * 64, first.schema_fingerprint,
+                    "b" * 64, 5, 0)
+    ledger.check_chain(last)
+    assert ledger.commit(first, clock()) and ledger.commit(last, clock())
+    (progress,) = ledger.progress()
+    assert (progress.chain.watermark, progress.chain.highest, progress.chain.gaps) == (1, MAX_SEQ, ((2, MAX_SEQ - 1),))

@@ -8,6 +8,7 @@ import pytest
 from hub.db import Database
 from hub.ledger import SqliteLedger
 from hub.ledger_schema import MANIFEST_COLUMNS, TABLES
+from hub.ledger_summary import SUMMARY_TABLES, recompute_progress
 from sync_protocol.identifiers import TableName
 from sync_protocol.merge_states import MergeState
 
@@ -123,4 +124,41 @@ def test_a_row_that_does_not_decode_stops_the_upgrade_and_leaves_the_old_tables(
         SqliteLedger(database, clock)
     for table in ("uploads", "segments", "refused_manifests"):  # one transaction: the earlier tables stay old too
         assert "metadata" in _columns(database, table)
+    database.close()
+
+
+# -- the progress summary (issue 14, item 4) ----------------------------------------------------------------
+
+
+@pytest.mark.guarantee("G8")
+def test_a_hub_db_from_before_the_progress_summary_gets_it_built_once_at_start_up(layout, clock):
+    """The hub before the summary had every table but the summary's: the first start builds it from the segments
+    (merged, quarantined, merging, waiting; a gap), the next starts leave it alone (no O(history) start-up)."""
+    database = Database(layout.database)
+    ledger = SqliteLedger(database, clock)
+    segments = chain("ship-a", "telemetry", 6, rows_per=4)
+    for segment in segments[:3] + segments[4:] + chain("ship-b", "events", 2, rows_per=3):
+        ledger.commit(segment.manifest, clock())
+    telemetry = TableName("telemetry")
+    merged = ledger.plan_batch(telemetry, [segments[0].manifest.segment])
+    ledger.finish_batch(merged.batch_id, 0, clock())
+    ledger.quarantine(segments[1].manifest.segment, "schema conflict: x", clock())
+    ledger.plan_batch(telemetry, [segments[2].manifest.segment])
+    before, merged_before = ledger.progress(), ledger.rows_merged_since(0.0)
+    with database.write() as db:
+        for table in SUMMARY_TABLES:
+            db.execute(f"DROP TABLE {table}")
+    database.close()
+
+    database = Database(layout.database)
+    upgraded = SqliteLedger(database, clock)
+    assert upgraded.progress() == before == recompute_progress(database.db)
+    assert upgraded.rows_merged_since(0.0) == merged_before == {"ship-a": 4}
+    (telemetry_progress,) = [p for p in before if p.table == "telemetry"]
+    assert telemetry_progress.chain.gaps == ((4, 4),) and telemetry_progress.quarantined == 1
+    assert (telemetry_progress.rows_merged, telemetry_progress.segments_pending) == (4, 3)
+    with database.write() as db:  # a mark the next start would wipe if it rebuilt the summary
+        db.execute("UPDATE table_progress SET rows_merged = 999 WHERE site = 'ship-b'")
+    SqliteLedger(database, clock)
+    assert [p.rows_merged for p in upgraded.progress() if p.site == "ship-b"] == [999]
     database.close()

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sync_protocol.errors import LocalProtocolError
 from sync_protocol.merge_states import (
@@ -10,6 +12,7 @@ from sync_protocol.merge_states import (
     BatchState,
     MergeEvent,
     MergeState,
+    MergeTally,
     merge_move,
     next_batch_state,
     next_merge_state,
@@ -59,3 +62,29 @@ def test_set_moves_come_from_the_table():
 def test_every_state_has_a_row_and_pending_means_not_settled():
     assert set(MERGE_TRANSITIONS) == set(MergeState) and set(BATCH_TRANSITIONS) == set(BatchState)
     assert {MergeState.COMMITTED, MergeState.MERGING} == AWAITING_MERGE
+
+
+def test_a_tally_counts_what_status_shows_of_each_state():
+    assert MergeTally.of(MergeState.COMMITTED, 2, 30) == MergeTally(2, 30, 0, 2, 0)
+    assert MergeTally.of(MergeState.MERGING, 2, 30) == MergeTally(2, 30, 0, 2, 0)
+    assert MergeTally.of(MergeState.MERGED, 2, 30) == MergeTally(2, 30, 30, 0, 0)
+    assert MergeTally.of(MergeState.QUARANTINED, 2, 30) == MergeTally(2, 30, 0, 0, 2)
+    assert MergeTally.moved(MergeState.COMMITTED, MergeState.MERGING, 5, 50) == MergeTally()
+    assert MergeTally.moved(MergeState.MERGING, MergeState.MERGED, 5, 50) == MergeTally(0, 0, 50, -5, 0)
+
+
+@given(st.lists(st.tuples(st.integers(0, 39), st.sampled_from(list(MergeEvent))), max_size=60))
+def test_a_tally_kept_move_by_move_is_the_tally_of_the_states_reached(moves):
+    """What the hub's progress summary does: add ``moved`` for each allowed move, never count again."""
+    rows = [seq % 7 for seq in range(40)]
+    states = [MergeState.COMMITTED] * 40
+    kept = MergeTally.of(MergeState.COMMITTED, 40, sum(rows))
+    for index, event in moves:
+        target = MERGE_TRANSITIONS[states[index]].get(event)
+        if target is not None:
+            kept += MergeTally.moved(states[index], target, 1, rows[index])
+            states[index] = target
+    recounted = MergeTally()
+    for state, count in zip(states, rows, strict=True):
+        recounted += MergeTally.of(state, 1, count)
+    assert kept == recounted
