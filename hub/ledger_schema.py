@@ -58,7 +58,11 @@ TABLES = {
                          " PRIMARY KEY (day, site)",
 }
 
-INDEXES = ("CREATE INDEX IF NOT EXISTS segments_state ON segments(state, tbl, committed_at)",)
+INDEXES = {
+    "segments_state": "CREATE INDEX IF NOT EXISTS segments_state ON segments(state, tbl, committed_at)",
+    # finish_batch / abandon_batch move a batch's segments by batch_id: without it, each scans every segment
+    "segments_batch": "CREATE INDEX IF NOT EXISTS segments_batch ON segments(batch_id)",
+}
 
 OLD_MANIFEST_COLUMN = "metadata"
 """Where hubs before the manifest columns kept the manifest, as tus ``Upload-Metadata`` text."""
@@ -92,7 +96,7 @@ def ensure_schema(database: LedgerDatabase) -> None:
             if OLD_MANIFEST_COLUMN in database.columns(name):
                 assert isinstance(database, Database), "only a SQLite ledger can predate the manifest columns"
                 _upgrade(db, database, name)
-        for index in INDEXES:
+        for index in INDEXES.values():
             db.execute(index)
         if not summarised:
             rebuild(db)
@@ -103,7 +107,7 @@ def _needs_work(database: LedgerDatabase) -> bool:
         columns = database.columns(name)
         if not columns or OLD_MANIFEST_COLUMN in columns:
             return True
-    return "segments_state" not in database.indexes()
+    return not set(INDEXES) <= database.indexes()
 
 
 def _upgrade(db, database: Database, name: str) -> None:

@@ -152,14 +152,17 @@ def rebuild(db) -> None:
         counts = [progress.segments_committed, progress.rows_committed, progress.rows_merged,
                   progress.segments_pending, progress.quarantined]
         db.execute(_ADD_COMMIT, [*key, *counts, progress.chain.highest])
-        db.conn.executemany(_INSERT_GAP, [[*key, first, last] for first, last in progress.chain.gaps])
-        db.conn.executemany(_INSERT_BREAK, [[*key, seq] for seq in progress.chain.breaks])
+        for first, last in progress.chain.gaps:
+            db.execute(_INSERT_GAP, [*key, first, last])
+        for seq in progress.chain.breaks:
+            db.execute(_INSERT_BREAK, [*key, seq])
     merged: dict[tuple[int, str], int] = {}
     for site, merged_at, rows in db.execute("SELECT site, merged_at, row_count FROM segments WHERE state = ?",
                                             [MergeState.MERGED.value]):
         key = (utc_day(merged_at), site)
         merged[key] = merged.get(key, 0) + rows
-    db.conn.executemany(_ADD_MERGED, [[*key, rows] for key, rows in merged.items()])
+    for key, rows in merged.items():  # one statement each: it runs once, and both databases take it
+        db.execute(_ADD_MERGED, [*key, rows])
 
 
 # -- the full recomputation ------------------------------------------------------------------------------
