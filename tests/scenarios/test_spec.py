@@ -77,3 +77,27 @@ def test_a_ship_disk_is_spelled_as_on_the_edge_command_line(minimal, max_disk):
 def test_a_ship_disk_that_is_not_a_size_is_named(minimal):
     with pytest.raises(ScenarioError, match="max_disk: '20 parsecs' is not a size"):
         parse(minimal(ships=[{"name": "aurora", "voyage": [["port", 1]], "max_disk": "20 parsecs"}]))
+
+
+def test_the_hub_is_one_process_unless_the_file_asks_for_a_cluster(minimal):
+    assert parse(minimal()).hub_processes == 1
+    assert parse(minimal(hub={"processes": 3})).hub_processes == 3
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"hub": {"processes": 0}}, "[hub] processes must be 1 (one hub) .. 8"),
+    ({"hub": {"processes": 3, "ledger": "sqlite"}}, "[hub] has unknown keys ['ledger']"),
+    ({"faults": [{"kind": "edge-kill", "crash_points": ["after-delta-commit"]}]}, "crash_points is for kind"),
+    ({"faults": [{"kind": "hub-kill", "crash_points": ["mid-air"]}]}, "crash_points ['mid-air'] are not among"),
+])
+def test_hub_mistakes_are_named(change, message, minimal):
+    with pytest.raises(ScenarioError) as error:
+        parse(minimal(**change))
+    assert message in str(error.value)
+
+
+def test_a_hub_kill_takes_the_hubs_crash_points(minimal):
+    points = ["after-chunk-fsync", "after-ledger-commit", "before-delta-commit", "after-delta-commit"]
+    (fault,) = parse(minimal(faults=[{"kind": "hub-kill", "crash_points": points}])).faults
+    assert fault.crash_points == tuple(points)
+
