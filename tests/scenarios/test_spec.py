@@ -10,10 +10,15 @@ SHIPPED = sorted(p.stem for p in SCENARIO_DIRECTORY.glob("*.toml"))
 
 
 def test_the_shipped_scenarios_are_there_and_load():
-    assert {"demo", "cruise-fleet", "stormy", "long-haul"} <= set(SHIPPED)
+    assert {"demo", "cruise-fleet", "fleet-soak", "stormy", "long-haul", "cluster"} <= set(SHIPPED)
     for name in SHIPPED:
         scenario = load(name)
         assert scenario.name == name and scenario.ships and scenario.tables
+
+
+def test_every_shipped_scenario_is_in_the_docs_table():
+    table = (SCENARIO_DIRECTORY.parent / "docs" / "scenarios.md").read_text()
+    assert [name for name in SHIPPED if f"| `{name}` |" not in table] == []
 
 
 def test_the_demo_has_three_ships_every_fault_kind_and_fits_in_two_minutes():
@@ -101,3 +106,11 @@ def test_a_hub_kill_takes_the_hubs_crash_points(minimal):
     (fault,) = parse(minimal(faults=[{"kind": "hub-kill", "crash_points": points}])).faults
     assert fault.crash_points == tuple(points)
 
+
+def test_the_cluster_scenario_runs_three_hub_processes_and_kills_them_at_their_crash_points():
+    cluster = load("cluster")
+    assert cluster.hub_processes == 3 and len(cluster.ships) == 4
+    kills = [f for f in cluster.faults if f.kind == "hub-kill"]
+    assert sum(f.count for f in kills) >= 4 and {p for f in kills for p in f.crash_points} >= {
+        "after-chunk-fsync", "after-ledger-commit", "before-delta-commit", "after-delta-commit"}
+    assert cluster.real_seconds + 60 <= 240  # start-up, the drain and the check fit in four minutes
