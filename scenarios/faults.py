@@ -10,7 +10,9 @@
   link (NAT timeout, satellite handover).
 * ``edge-kill`` -- SIGKILL to the edge's process group, restart after ``seconds``: a power cut on board.
 * ``hub-kill`` -- SIGKILL to the hub, restart after ``seconds`` on the same port: the head office's
-  server crashes.
+  server crashes. In a hub cluster, to one of its processes (the plan says which) while the others keep
+  serving. With ``crash_points`` the restarted hub is armed to SIGKILL itself at one of them (mid-upload,
+  mid-merge: windows a kill from outside rarely hits); when it has, it is started again, unarmed.
 * ``disk-full`` -- the ship's link goes down and its applications write until the edge answers 507, then
   ``seconds`` more: weeks offline on a small disk (G7).
 
@@ -22,8 +24,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import signal
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -46,13 +50,29 @@ class ShipUnderTest(Protocol):
     quota_refusals: int
 
 
+class HubUnderTest(Protocol):
+    """A hub process (``supervisor.HubProcess``): killed, started again, perhaps armed with a crash point."""
+
+    name: str
+    starts: int
+
+    @property
+    def running(self) -> bool: ...
+    @property
+    def returncode(self) -> int | None: ...
+    def kill(self) -> None: ...
+    def start(self, crash_at: str | None = None) -> object: ...
+
+
 class Fleet(Protocol):
     """What the executors act on and read (``runner.Fleet`` has it, and passes itself to ``run_faults``):
     a Protocol here rather than an import of the runner, so that faults stay below the runner."""
 
-    hub: ManagedProcess
-    hub_up: asyncio.Event
-    hub_restart_lock: asyncio.Lock
+    hub_up: asyncio.Event  # the hub answers (a cluster's balancer does while any process is up)
+    hub_restart_locks: Sequence[asyncio.Lock]  # one per hub process
+
+    @property
+    def hub_processes(self) -> Sequence[HubUnderTest]: ...
 
     @property
     def ships(self) -> Mapping[str, ShipUnderTest]: ...
@@ -80,7 +100,7 @@ async def inject(fleet: Fleet, event: FaultEvent) -> InjectedFault:
     except Exception as error:  # noqa: BLE001 -- a fault that could not be done is reported, not fatal
         outcome = f"FAILED to inject: {type(error).__name__}: {str(error)[:300]}"
         fleet.echo(f"[{fleet.clock():5.0f}s] {event.describe()}: {outcome}")
-    return InjectedFault(event.at, started, fleet.clock(), event.kind, event.ship or "hub", outcome)
+    return InjectedFault(event.at, started, fleet.clock(), event.kind, event.target, outcome)
 
 
 async def link_cut(fleet: Fleet, event: FaultEvent) -> str:
@@ -148,34 +168,80 @@ async def edge_kill(fleet: Fleet, event: FaultEvent) -> str:
 
 
 async def hub_kill(fleet: Fleet, event: FaultEvent) -> str:
-    async with fleet.hub_restart_lock:
-        return await _kill_and_restart(fleet.hub_up, fleet.hub, event.seconds, "hub")
+    number = event.hub or 0
+    process = fleet.hub_processes[number]
+    # A lone hub takes the runner's view of the hub down with it; a cluster's other processes serve meanwhile.
+    up = fleet.hub_up if len(fleet.hub_processes) == 1 else asyncio.Event()
+    async with fleet.hub_restart_locks[number]:
+        outcome = await _kill_and_restart(up, process, event.seconds, process.name, crash_at=event.crash_at)
+        if event.crash_at:
+            outcome += "; " + await _until_crash_point(up, process, event.crash_at)
+        return outcome
 
 
 START_ATTEMPTS = 3
 """A restart that fails (e.g. the port the hub must reuse is briefly taken) is tried again before the
 fault is reported as failed; a process left dead would stall the rest of the run."""
 
+CRASH_POINT_WAIT_SECONDS = 30.0
+"""How long a hub armed with a crash point may take to reach it: the first upload or merge it serves passes it,
+seconds in a busy run. One that has not by then is SIGKILLed and started unarmed, so that no armed process is
+left to die during the drain with nobody to start it again."""
 
-async def _kill_and_restart(up: asyncio.Event, process, down_seconds: float, name: str) -> str:
+
+async def _kill_and_restart(up: asyncio.Event, process, down_seconds: float, name: str,
+                            crash_at: str | None = None) -> str:
     """SIGKILL, wait, start again. Callers hold the process's restart lock: two power cuts in a row must
     not kill the process the first one is still starting."""
     up.clear()
     try:
         await asyncio.to_thread(process.kill)
         await asyncio.sleep(down_seconds)
+    except BaseException:
+        crash_at = None  # cancelled: back as it was, unarmed (nobody would wait for its crash point)
+        raise
     finally:
         started = time.monotonic()
-        for attempt in range(1, START_ATTEMPTS + 1):
-            try:
-                await asyncio.to_thread(process.start)
-                break
-            except RuntimeError:
-                await asyncio.to_thread(process.kill)
-                if attempt == START_ATTEMPTS:
-                    raise
-        up.set()
-    return f"SIGKILL; {name} back {down_seconds + time.monotonic() - started:.1f} s later (start #{process.starts})"
+        await _start(up, process, crash_at)
+    armed = f", armed to die at {crash_at}" if crash_at else ""
+    return (f"SIGKILL; {name} back {down_seconds + time.monotonic() - started:.1f} s later (start "
+            f"#{process.starts}{armed})")
+
+
+async def _start(up: asyncio.Event, process, crash_at: str | None = None) -> None:
+    start = functools.partial(process.start, crash_at=crash_at) if crash_at else process.start
+    for attempt in range(1, START_ATTEMPTS + 1):
+        try:
+            await asyncio.to_thread(start)
+            break
+        except RuntimeError:
+            if crash_at and not process.running:
+                return  # it reached its crash point already while starting (a merge it took over)
+            await asyncio.to_thread(process.kill)
+            if attempt == START_ATTEMPTS:
+                raise
+    up.set()
+
+
+async def _until_crash_point(up: asyncio.Event, process: HubUnderTest, crash_at: str) -> str:
+    """Wait until an armed hub has killed itself at ``crash_at``, then start it again, unarmed (also when the
+    run is cancelled meanwhile: a process is never left armed or dead)."""
+    began = time.monotonic()
+    try:
+        while process.running and time.monotonic() - began < CRASH_POINT_WAIT_SECONDS:
+            await asyncio.sleep(0.1)
+    finally:
+        waited = time.monotonic() - began
+        died, code = not process.running, process.returncode
+        up.clear()
+        await asyncio.to_thread(process.kill)
+        await _start(up, process)
+    if died and code == -signal.SIGKILL:
+        return f"died at {crash_at} {waited:.1f} s later; started again (start #{process.starts})"
+    if died:
+        return f"DIED with exit code {code} (not at {crash_at}) {waited:.1f} s later; started again"
+    return (f"{crash_at} not reached within {CRASH_POINT_WAIT_SECONDS:g} s: SIGKILL, started again unarmed "
+            f"(start #{process.starts})")
 
 
 async def disk_full(fleet: Fleet, event: FaultEvent) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from .link_proxy import LinkState
 from .spec import FaultSpec, LinkProfile, Scenario
@@ -49,15 +49,23 @@ class FaultEvent:
     seconds: float
     period_seconds: float
     probability: float
+    hub: int | None = None  # hub-kill of a cluster: which process (0-based; its name is hub1, hub2, ...)
+    crash_at: str | None = None  # hub-kill: the restarted hub SIGKILLs itself at this crash point
+
+    @property
+    def target(self) -> str:
+        """What the fault acts on: a ship, ``hub``, or a process of a hub cluster (``hub2``)."""
+        return self.ship or (f"hub{self.hub + 1}" if self.hub is not None else "hub")
 
     def describe(self) -> str:
-        target = self.ship or "hub"
+        armed = f", armed to die at {self.crash_at}" if self.crash_at else ""
         detail = {"flapping": f" for {self.seconds:g} s (period {self.period_seconds:g} s)",
                   "corruption": f" for {self.seconds:g} s ({self.probability:.0%} of reads)",
                   "stall": f" for {self.seconds:g} s", "edge-kill": f", restart after {self.seconds:g} s",
-                  "hub-kill": f", restart after {self.seconds:g} s", "disk-full": ", link down until writes get 507",
+                  "hub-kill": f", restart after {self.seconds:g} s{armed}",
+                  "disk-full": ", link down until writes get 507",
                   }.get(self.kind, "")
-        return f"{self.kind} on {target}{detail}"
+        return f"{self.kind} on {self.target}{detail}"
 
 
 @dataclass(frozen=True)
@@ -85,7 +93,28 @@ def make_plan(scenario: Scenario, seed: int) -> Plan:
     fault_rng = random.Random(rng.getrandbits(64))
     faults = [event for spec in scenario.faults for event in _fault_events(scenario, spec, fault_rng)]
     faults.sort(key=lambda f: (f.at, f.kind, f.ship or ""))
+    if scenario.hub_processes > 1:
+        faults = _spread_over_hubs(faults, scenario.hub_processes, random.Random(rng.getrandbits(64)))
     return Plan(scenario.name, seed, scenario.real_seconds, ships, tuple(faults))
+
+
+def _spread_over_hubs(faults: list[FaultEvent], processes: int, rng: random.Random) -> list[FaultEvent]:
+    """Each hub-kill of a cluster, in time order, gets its process: the processes in a seeded order, each once a
+    round, never the same one twice in a row, so that the kills of a run hit every process and one that is
+    still coming back (or still armed with a crash point) is not the next one chosen."""
+    spread: list[FaultEvent] = []
+    order: list[int] = []
+    previous = None
+    for event in faults:
+        if event.kind == "hub-kill":
+            if not order:
+                order = rng.sample(range(processes), processes)
+                if order[0] == previous:
+                    order.append(order.pop(0))
+            previous = order.pop(0)
+            event = replace(event, hub=previous)
+        spread.append(event)
+    return spread
 
 
 def _voyage_hours(scenario: Scenario, spec, rng: random.Random) -> list[tuple[str, float]]:
@@ -138,9 +167,12 @@ def _ship_plan(scenario: Scenario, number: int, spec, rng: random.Random) -> Shi
 def _fault_events(scenario: Scenario, spec: FaultSpec, rng: random.Random) -> list[FaultEvent]:
     names = [ship.name for ship in scenario.ships]
     events = []
-    for _ in range(spec.count):
+    crash_points = list(spec.crash_points)
+    rng.shuffle(crash_points)  # draws nothing for an empty list: plans without crash points are unchanged
+    for number in range(spec.count):
         hours = spec.at_hours if spec.at_hours is not None else rng.uniform(spec.from_hours, spec.until_hours)
         ship = None if spec.kind == "hub-kill" else (rng.choice(names) if spec.ship == "*" else spec.ship)
+        crash_at = crash_points[number % len(crash_points)] if crash_points else None  # each point in turn
         events.append(FaultEvent(round(scenario.real_seconds_at(hours), 3), spec.kind, ship, spec.seconds,
-                                 spec.period_seconds, spec.probability))
+                                 spec.period_seconds, spec.probability, crash_at=crash_at))
     return events

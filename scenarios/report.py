@@ -91,6 +91,7 @@ def summarise(result: RunResult) -> dict[str, Any]:
         "series": {ship.name: {"samples": ship.samples,
                                "link": [vars(r) for r in ship.link.history]} for ship in result.ships},
         "hub_rows_merged": result.hub_samples,
+        "hub_starts": result.hub_starts,
     }
 
 
@@ -110,6 +111,7 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
             sorted({f["kind"] for f in summary["faults"]})),
     ]
     lines += freshness_lines(summary.get("freshness"))
+    lines += hub_cluster_lines(summary)
     for intervention in summary["operator_interventions"]:
         lines.append(f"  WARNING: {intervention['ship']} parked {len(intervention['parked'])} segment(s), released "
                      f"by the operator at {intervention['at']} s: "
@@ -124,6 +126,17 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
     if not summary["passed"]:
         lines.append(f"  replay with --seed {summary['seed']}")
     return lines
+
+
+def hub_cluster_lines(summary: dict[str, Any]) -> list[str]:
+    """A hub cluster's processes: how often each was started (1 + its kills and crash-point deaths)."""
+    starts = summary.get("hub_starts") or {}
+    if len(starts) < 2:
+        return []
+    kills = [f for f in summary["faults"] if f["kind"] == "hub-kill"]
+    crashed = sum("died at" in f["outcome"] for f in kills)
+    return [f"  hub cluster of {len(starts)} processes: {len(kills)} hub-kill(s), {crashed} died at their crash "
+            f"point; starts " + ", ".join(f"{name} {n}" for name, n in starts.items())]
 
 
 def freshness_lines(freshness: dict[str, Any] | None) -> list[str]:

@@ -1,6 +1,8 @@
-"""Runs a scenario against real processes: one hub, one edge per ship, one link proxy per ship.
+"""Runs a scenario against real processes: one hub (or a hub cluster), one edge per ship, one link proxy per ship.
 
     scenario file ─▶ plan (seeded) ─▶ Fleet: hub + N × (link proxy ─ edge) as real processes
+        hub:     one ``harbour hub run``; with ``[hub] processes = N``, a ``HubCluster``: PostgreSQL, N hubs
+                 sharing ledger, staging and warehouse, and HAProxy in front, where the proxies point
         voyage:  link schedule per ship · workload writers · faults at their times · sampler · progress
         drain:   writers stop, every link goes to the drain profile, wait until every edge is empty and
                  the hub has merged what each edge says it acked
@@ -34,6 +36,7 @@ from edge_node.client import AsyncEdgeClient, EdgeUnavailable, EdgeWriteError
 from . import freshness
 from .checker import CheckResult, WriteLog, check
 from .faults import InjectedFault, run_faults
+from .hub_cluster import HubCluster
 from .link_driver import ShipLink, follow_voyage
 from .link_proxy import LinkProxy
 from .plan import LinkChange, Plan, ShipPlan, link_state, make_plan
@@ -97,6 +100,7 @@ class RunResult:
     interventions: list[dict[str, Any]] = field(default_factory=list)
     sales_by_venue: list[dict[str, Any]] = field(default_factory=list)
     freshness: dict[str, dict[str, dict[str, float | int] | None]] = field(default_factory=dict)
+    hub_starts: dict[str, int] = field(default_factory=dict)  # per hub process: how often it was started
 
     @property
     def passed(self) -> bool:
@@ -111,9 +115,10 @@ class Fleet:
         self.plan = plan
         self.supervisor = supervisor
         self.echo = echo
-        self.hub: HubProcess = supervisor.hub()
+        self.hub: HubProcess | HubCluster = (HubCluster(supervisor, scenario.hub_processes)
+                                             if scenario.hub_processes > 1 else supervisor.hub())
         self.hub_up = asyncio.Event()
-        self.hub_restart_lock = asyncio.Lock()
+        self.hub_restart_locks = [asyncio.Lock() for _ in range(scenario.hub_processes)]
         self.operator_token = ""
         self.ships: dict[str, Ship] = {}
         self.log = WriteLog()
@@ -124,6 +129,10 @@ class Fleet:
         self._session: aiohttp.ClientSession | None = None
         self._clients: dict[str, AsyncEdgeClient] = {}
         self._writing = True
+
+    @property
+    def hub_processes(self) -> tuple[HubProcess, ...]:
+        return self.hub.processes
 
     def clock(self) -> float:
         """Real seconds since the voyage started."""
@@ -320,7 +329,9 @@ class Fleet:
             total = sum((s.samples[-1].get("backlog_bytes") or 0) for s in self.ships.values() if s.samples)
             parts.append(f"+{len(self.ships) - 4} more ({down} links down, fleet backlog {total / 2**20:.1f} MiB)")
         merged = self.hub_samples[-1]["rows_merged"] if self.hub_samples else 0
-        return (f"[{t:5.0f}s/{self.plan.duration:.0f}s] sim {sim} | rows acked {acked:,}, at hub {merged:,} | "
+        processes = self.hub_processes
+        up = f" ({sum(p.running for p in processes)}/{len(processes)} hubs up)" if len(processes) > 1 else ""
+        return (f"[{t:5.0f}s/{self.plan.duration:.0f}s] sim {sim} | rows acked {acked:,}, at hub {merged:,}{up} | "
                 f"faults {len(self.faults)}/{len(self.plan.faults)} | " + " · ".join(parts))
 
     async def progress(self) -> None:
@@ -380,8 +391,7 @@ class Fleet:
 
     def hub_rows(self, table: str) -> tuple[np.ndarray, np.ndarray] | None:
         try:
-            text = harbour("hub", "query", "--data", str(self.hub.data), "--format", "csv",
-                           f"SELECT _site, row_id FROM {table}")
+            text = harbour("hub", "query", *self.hub.options, "--format", "csv", f"SELECT _site, row_id FROM {table}")
         except RuntimeError as error:
             if "not found" in str(error).lower() or "does not exist" in str(error).lower():
                 return None
@@ -398,7 +408,7 @@ class Fleet:
             found = self.hub_rows(table)
             if found is not None:
                 rows[table] = found
-        status = json.loads(harbour("hub", "status", "--data", str(self.hub.data), "--format", "json"))
+        status = json.loads(harbour("hub", "status", *self.hub.options, "--format", "json"))
         return check(self.log, list(self.ships), tables, rows, status)
 
     def freshness_figures(self) -> dict[str, dict[str, dict[str, float | int] | None]]:
@@ -407,7 +417,7 @@ class Fleet:
         figures: dict[str, dict[str, dict[str, float | int] | None]] = {}
         for table in self.scenario.tables:
             try:
-                text = harbour("hub", "query", "--data", str(self.hub.data), "--format", "csv",
+                text = harbour("hub", "query", *self.hub.options, "--format", "csv",
                                f"SELECT _site, _seq, min(row_id) AS first, max(row_id) AS last FROM {table.name} "
                                "GROUP BY 1, 2")
             except RuntimeError:
@@ -416,7 +426,7 @@ class Fleet:
                 column_types={"_site": pa.string(), "_seq": pa.int64(), "first": pa.int64(), "last": pa.int64()}))
             ranges = freshness.segment_ranges(zip(*(data.column(c).to_pylist() for c in data.column_names),
                                                   strict=True))
-            merged = freshness.merge_times(self.hub.data / "tables" / table.name)
+            merged = freshness.merge_times(self.hub.tables / table.name)
             pooled: list[float] = []
             for ship in self.ships:
                 by_seq = {seq: at for (site, seq), at in merged.items() if site == ship}
@@ -434,14 +444,14 @@ class Fleet:
             return []
         with contextlib.suppress(RuntimeError, ValueError):
             return json.loads(harbour(
-                "hub", "query", "--data", str(self.hub.data), "--format", "json",
+                "hub", "query", *self.hub.options, "--format", "json",
                 f"SELECT venue, item, count(DISTINCT _site) AS ships, sum(quantity) AS sold, "
                 f"round(sum(quantity * unit_price), 2) AS revenue_eur FROM {table} GROUP BY 1, 2 "
                 f"ORDER BY sold ASC LIMIT 5"))
         return []
 
 
-def _register(hub: HubProcess, names: list[str]) -> dict[str, str]:
+def _register(hub: HubProcess | HubCluster, names: list[str]) -> dict[str, str]:
     tokens = {name: hub.add_site(name) for name in names}
     tokens[""] = hub.add_operator("scenario")
     return tokens
@@ -462,7 +472,9 @@ async def run_scenario(scenario: Scenario, seed: int, workdir: Path, *, echo: Ca
         try:
             await fleet.start()
             timings["start_seconds"] = time.monotonic() - began
-            echo(f"started hub and {len(fleet.ships)} edge nodes in {timings['start_seconds']:.1f} s; sailing")
+            hubs = (f"a hub cluster of {scenario.hub_processes} processes (PostgreSQL ledger, HAProxy in front)"
+                    if scenario.hub_processes > 1 else "hub")
+            echo(f"started {hubs} and {len(fleet.ships)} edge nodes in {timings['start_seconds']:.1f} s; sailing")
             sampler = asyncio.create_task(fleet.sampler())
             progress = asyncio.create_task(fleet.progress())
             try:
@@ -492,4 +504,4 @@ async def run_scenario(scenario: Scenario, seed: int, workdir: Path, *, echo: Ca
     timings["total_seconds"] = time.monotonic() - began
     return RunResult(scenario, plan, result, sorted(fleet.faults, key=lambda f: f.started_at),
                      list(fleet.ships.values()), fleet.log, timings, drained, problems, fleet.hub_samples,
-                     fleet.interventions, sales, fresh)
+                     fleet.interventions, sales, fresh, {p.name: p.starts for p in fleet.hub_processes})

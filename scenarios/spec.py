@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hub.faults import CRASH_POINTS
 from sync_protocol.errors import RemoteProtocolError
 from sync_protocol.identifiers import SiteId, TableName
 from sync_protocol.units import parse_rate, parse_size
@@ -36,6 +37,10 @@ DEFAULT_FAULT_SECONDS = {
 watchdog, retry back-off), which simulated time does not compress."""
 
 SCENARIO_DIRECTORY = Path(__file__).parent
+
+MAX_HUB_PROCESSES = 8
+"""A cluster on one test machine: each process is a Python interpreter with a merger thread; beyond a handful
+they only compete for the same cores."""
 
 
 class ScenarioError(ValueError):
@@ -84,6 +89,7 @@ class FaultSpec:
     seconds: float
     period_seconds: float = 1.5  # flapping: one up/down cycle
     probability: float = 0.05  # corruption: chance that a forwarded read has one byte flipped
+    crash_points: tuple[str, ...] = ()  # hub-kill: restart armed with one of these (hub.faults.CRASH_POINTS)
 
 
 @dataclass(frozen=True)
@@ -103,6 +109,7 @@ class Scenario:
     ships: tuple[ShipSpec, ...] = ()
     faults: tuple[FaultSpec, ...] = ()
     source: str = ""
+    hub_processes: int = 1  # [hub] processes: > 1 runs a cluster (PostgreSQL ledger, HAProxy in front)
 
     @property
     def scale(self) -> float:
@@ -168,7 +175,7 @@ NUMBER = (int, float)
 
 
 def parse(data: dict[str, Any], source: str = "") -> Scenario:
-    _unknown_keys(data, {"scenario", "edge", "tables", "links", "ships", "faults"}, "top level")
+    _unknown_keys(data, {"scenario", "hub", "edge", "tables", "links", "ships", "faults"}, "top level")
     head = _get(data, "scenario", dict, "top level")
     _unknown_keys(head, {"name", "description", "simulated_hours", "real_seconds", "drain_timeout_seconds",
                          "sample_seconds", "start", "write_interval_seconds", "drain_profile"}, "scenario")
@@ -195,8 +202,17 @@ def parse(data: dict[str, Any], source: str = "") -> Scenario:
         start=_get(head, "start", str, "scenario", "2025-06-01T06:00:00Z"),
         write_interval_seconds=float(_get(head, "write_interval_seconds", NUMBER, "scenario", 0.5)),
         drain_profile=drain_profile, edge_options=edge_options, tables=tables, links=links, ships=ships,
-        faults=faults, source=source,
+        faults=faults, source=source, hub_processes=_parse_hub(_get(data, "hub", dict, "top level", {})),
     )
+
+
+def _parse_hub(hub: dict[str, Any]) -> int:
+    _unknown_keys(hub, {"processes"}, "hub")
+    processes = _get(hub, "processes", int, "hub", 1)
+    if not 1 <= processes <= MAX_HUB_PROCESSES:
+        raise ScenarioError(f"[hub] processes must be 1 (one hub) .. {MAX_HUB_PROCESSES} (a cluster behind a "
+                            f"balancer), not {processes}")
+    return processes
 
 
 def _parse_links(raw: dict[str, Any]) -> dict[str, LinkProfile]:
@@ -288,7 +304,7 @@ def _parse_fault(raw: Any, i: int, ships: set[str], horizon: float) -> FaultSpec
     if not isinstance(raw, dict):
         raise ScenarioError(f"[[faults]] entry {i} must be a table")
     _unknown_keys(raw, {"kind", "ship", "at_hours", "from_hours", "until_hours", "count", "seconds",
-                        "period_seconds", "probability"}, where)
+                        "period_seconds", "probability", "crash_points"}, where)
     kind = _get(raw, "kind", str, where)
     if kind not in FAULT_KINDS:
         raise ScenarioError(f"[{where}] kind {kind!r} is not one of {list(FAULT_KINDS)}")
@@ -308,4 +324,15 @@ def _parse_fault(raw: Any, i: int, ships: set[str], horizon: float) -> FaultSpec
         seconds=float(_get(raw, "seconds", NUMBER, where, DEFAULT_FAULT_SECONDS[kind])),
         period_seconds=float(_get(raw, "period_seconds", NUMBER, where, 1.5)),
         probability=float(_get(raw, "probability", NUMBER, where, 0.05)),
+        crash_points=_parse_crash_points(raw, kind, where),
     )
+
+
+def _parse_crash_points(raw: dict[str, Any], kind: str, where: str) -> tuple[str, ...]:
+    points = _get(raw, "crash_points", list, where, [])
+    if points and kind != "hub-kill":
+        raise ScenarioError(f"[{where}] crash_points is for kind = \"hub-kill\" only")
+    wrong = [point for point in points if point not in CRASH_POINTS]
+    if wrong:
+        raise ScenarioError(f"[{where}] crash_points {wrong} are not among the hub's crash points {list(CRASH_POINTS)}")
+    return tuple(points)

@@ -20,7 +20,9 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
+
+from hub.faults import CRASH_ENV
 
 HARBOUR = [sys.executable, "-m", "harbour_cli"]
 START_TIMEOUT_SECONDS = 60.0
@@ -81,6 +83,11 @@ class ManagedProcess:
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
+    @property
+    def returncode(self) -> int | None:
+        """None while running (or never started); -9 after a SIGKILL."""
+        return None if self.process is None else self.process.poll()
+
     def kill(self) -> None:
         """SIGKILL: a power cut, as far as the process can tell."""
         if self.process is None:
@@ -111,37 +118,75 @@ class ManagedProcess:
         return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""
 
 
-class HubProcess(ManagedProcess):
-    def __init__(self, data: Path, log_path: Path, port: int | None = None, extra: tuple[str, ...] = ()) -> None:
+@dataclass(frozen=True)
+class HubPlaces:
+    """The three places the processes of a hub cluster share (``--ledger``, ``--staging``, ``--warehouse``)."""
+
+    ledger: str  # postgresql://...
+    staging: Path
+    warehouse: Path
+
+    @property
+    def options(self) -> tuple[str, ...]:
+        return ("--ledger", self.ledger, "--staging", str(self.staging), "--warehouse", str(self.warehouse))
+
+
+class HubCommands:
+    """The one-shot ``harbour hub`` commands, run with ``options`` (a hub's ``--data``, and a cluster's places)."""
+
+    options: tuple[str, ...]
+
+    def add_site(self, site: str) -> str:
+        return harbour("hub", "add-site", site, *self.options).strip()
+
+    def add_operator(self, name: str = "operator") -> str:
+        return harbour("hub", "add-operator", name, *self.options).strip()
+
+    def query(self, sql: str) -> list[dict[str, Any]]:
+        return json.loads(harbour("hub", "query", *self.options, "--format", "json", sql))
+
+
+class HubProcess(HubCommands, ManagedProcess):
+    def __init__(self, data: Path, log_path: Path, port: int | None = None, extra: tuple[str, ...] = (), *,
+                 places: HubPlaces | None = None, name: str = "hub") -> None:
         self.data = data
+        self.places = places
         self.port = port or free_port()
-        command = [*HARBOUR, "hub", "run", "--data", str(data), "--listen", f"127.0.0.1:{self.port}", *extra]
-        super().__init__("hub", command, log_path)
+        command = [*HARBOUR, "hub", "run", *self.options, "--listen", f"127.0.0.1:{self.port}", *extra]
+        super().__init__(name, command, log_path)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> HubProcess:
+    @property
+    def options(self) -> tuple[str, ...]:
+        return ("--data", str(self.data), *(self.places.options if self.places else ()))
+
+    @property
+    def tables(self) -> Path:
+        """Where its merged Delta tables are (``HubLayout.tables``)."""
+        return self.places.warehouse if self.places else self.data / "tables"
+
+    @property
+    def processes(self) -> tuple[HubProcess, ...]:
+        """A lone hub is a cluster of one (``HubCluster.processes``)."""
+        return (self,)
+
+    def start(self, crash_at: str | None = None) -> HubProcess:
+        """Start and wait until healthy. ``crash_at``: one of ``hub.faults.CRASH_POINTS``, where the process
+        SIGKILLs itself (it must then be started again; without a crash point unless asked)."""
+        self.env = {CRASH_ENV: crash_at} if crash_at else {}
         self.spawn()
         deadline = time.monotonic() + START_TIMEOUT_SECONDS
         while time.monotonic() < deadline:
             if not self.running:
-                raise RuntimeError(f"hub exited during start-up: {self.log_tail()}")
+                raise RuntimeError(f"{self.name} exited during start-up: {self.log_tail()}")
             with contextlib.suppress(OSError):
                 if http_json(self.url + "/healthz", timeout=2)[0] == 200:
                     return self
             time.sleep(0.05)
-        raise RuntimeError(f"hub not healthy after {START_TIMEOUT_SECONDS:.0f} s: {self.log_tail()}")
-
-    def add_site(self, site: str) -> str:
-        return harbour("hub", "add-site", site, "--data", str(self.data)).strip()
-
-    def add_operator(self, name: str = "operator") -> str:
-        return harbour("hub", "add-operator", name, "--data", str(self.data)).strip()
-
-    def query(self, sql: str) -> list[dict[str, Any]]:
-        return json.loads(harbour("hub", "query", "--data", str(self.data), "--format", "json", sql))
+        raise RuntimeError(f"{self.name} not healthy after {START_TIMEOUT_SECONDS:.0f} s: {self.log_tail()}")
 
 
 class EdgeProcess(ManagedProcess):
@@ -178,15 +223,24 @@ class EdgeProcess(ManagedProcess):
         return http_json(self.url + "/v1/status")[1]
 
 
+class Service(Protocol):
+    def stop(self) -> None: ...
+
+
+S = TypeVar("S", bound=Service)
+
+
 class Supervisor:
     """``with Supervisor(workdir) as fleet:`` -- every process started through it dies with the block."""
 
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
         self.processes: list[ManagedProcess] = []
+        self.services: list[Service] = []
 
-    def hub(self, name: str = "hub", extra: tuple[str, ...] = ()) -> HubProcess:
-        hub = HubProcess(self.workdir / name, self.workdir / "logs" / f"{name}.log", extra=extra)
+    def hub(self, name: str = "hub", extra: tuple[str, ...] = (), places: HubPlaces | None = None) -> HubProcess:
+        hub = HubProcess(self.workdir / name, self.workdir / "logs" / f"{name}.log", extra=extra, places=places,
+                         name=name)
         self.processes.append(hub)
         return hub
 
@@ -196,6 +250,12 @@ class Supervisor:
                            hub_url=hub_url, token=token, extra=extra)
         self.processes.append(edge)
         return edge
+
+    def service(self, service: S) -> S:
+        """A server that is not one of our processes (``HubCluster``: PostgreSQL, HAProxy): its ``stop()`` is
+        called at the end of the block, after every process was killed."""
+        self.services.append(service)
+        return service
 
     def __enter__(self) -> Supervisor:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -209,5 +269,8 @@ class Supervisor:
         for process in reversed(self.processes):
             with contextlib.suppress(Exception):
                 process.kill()
+        for service in reversed(self.services):
+            with contextlib.suppress(Exception):
+                service.stop()
         with contextlib.suppress(Exception):
             signal.signal(signal.SIGTERM, self._previous_sigterm or signal.SIG_DFL)

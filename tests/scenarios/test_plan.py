@@ -64,3 +64,30 @@ def test_random_ship_faults_pick_from_the_fleet_and_hub_faults_have_no_ship(mini
     faults = make_plan(replace(scenario), 1).faults
     assert {f.ship for f in faults if f.kind == "edge-kill"} == {"aurora"}
     assert [f.ship for f in faults if f.kind == "hub-kill"] == [None]
+
+
+def test_a_clusters_hub_kills_hit_every_process_never_the_same_twice_in_a_row(minimal):
+    scenario = parse(minimal(hub={"processes": 3}, faults=[{"kind": "hub-kill", "count": 7}]))
+    for seed in range(20):
+        targets = [f.hub for f in make_plan(scenario, seed).faults]
+        assert set(targets[:3]) == {0, 1, 2} and set(targets[3:6]) == {0, 1, 2}  # each once a round
+        assert all(a != b for a, b in zip(targets, targets[1:], strict=False)), targets
+    assert len({tuple(f.hub for f in make_plan(scenario, seed).faults) for seed in range(20)}) > 1  # seeded
+    assert [f.target for f in make_plan(scenario, 1).faults][0] in {"hub1", "hub2", "hub3"}
+
+
+def test_each_crash_point_in_turn_and_a_lone_hubs_plan_names_no_process(minimal):
+    points = ["after-chunk-fsync", "before-delta-commit"]
+    scenario = parse(minimal(faults=[{"kind": "hub-kill", "count": 4, "crash_points": points},
+                                     {"kind": "stall", "count": 3}]))
+    faults = [f for f in make_plan(scenario, 2).faults if f.kind == "hub-kill"]
+    assert sorted(f.crash_at for f in faults) == sorted(points * 2)
+    assert {f.hub for f in faults} == {None} and {f.target for f in faults} == {"hub"}
+    assert "armed to die at" in faults[0].describe()
+
+
+def test_crash_points_and_a_cluster_change_no_other_fault_of_the_plan(minimal):
+    faults = [{"kind": "stall", "count": 3}, {"kind": "edge-kill", "count": 2}]
+    plain = make_plan(parse(minimal(faults=faults)), 4)
+    cluster = make_plan(parse(minimal(hub={"processes": 2}, faults=faults)), 4)
+    assert plain.ships == cluster.ships and plain.faults == cluster.faults

@@ -59,7 +59,7 @@ QUIET = {
 
 async def test_the_checker_catches_rows_a_broken_hub_lost_or_duplicated(tmp_path):
     async def break_the_hub(fleet):
-        tables = fleet.hub.data / "tables"
+        tables = fleet.hub.tables
         telemetry = DeltaTable(str(tables / "telemetry"))
         ids = sorted(telemetry.to_pyarrow_table(columns=["row_id"]).column("row_id").to_pylist())
         doomed = ids[10:13]

@@ -1,14 +1,16 @@
-"""The shipped scenarios end to end (soak: minutes each; CI runs them), and two known edge weaknesses
-that make the runner play the operator (`harbour edge release`), kept as expected failures until fixed."""
+"""The shipped scenarios end to end (soak: minutes each; CI runs them; ``cluster`` needs PostgreSQL and HAProxy,
+``make services``), and two known edge weaknesses that make the runner play the operator (`harbour edge release`),
+kept as expected failures until fixed."""
 
 from __future__ import annotations
 
 import pytest
 
+from hub.faults import CRASH_POINTS
 from scenarios.plan import make_plan
 from scenarios.report import summarise, summary_lines
 from scenarios.runner import run_scenario
-from scenarios.spec import FAULT_KINDS, load, parse
+from scenarios.spec import FAULT_KINDS, SCENARIO_DIRECTORY, load, parse
 
 pytestmark = [pytest.mark.soak, pytest.mark.integration]
 
@@ -43,6 +45,20 @@ async def test_a_fleet_voyage_drains_at_every_port_call_and_loses_nothing(tmp_pa
     assert not stuck, stuck
     alarms = summary["freshness"]["by_ship_table"]["(fleet)"]["alarms"]
     assert alarms and alarms["writes"] > 0, summary["freshness"]
+
+
+@pytest.mark.guarantee("G2", "G3")
+async def test_a_hub_cluster_loses_nothing_while_its_processes_die_mid_upload_and_mid_merge(tmp_path):
+    """Four ships through a balancer to three hub processes sharing one ledger: processes SIGKILLed one after the
+    other, and restarted ones killing themselves at the hub's crash points, while links cut, flap and corrupt."""
+    result, log = await run(load("cluster"), 1, tmp_path)
+    assert result.passed, log
+    kills = [f for f in result.faults if f.kind == "hub-kill"]
+    assert {f.target for f in kills} == {"hub1", "hub2", "hub3"} and len(kills) == 7, log
+    assert all(starts > 2 for starts in result.hub_starts.values()), result.hub_starts
+    died_at = {point for f in kills for point in CRASH_POINTS if f"died at {point}" in f.outcome}
+    assert died_at >= {"after-chunk-fsync", "before-delta-commit", "after-delta-commit"}, log  # mid-upload, mid-merge
+    assert result.check.totals().acked > 20_000, log
 
 
 async def test_stormy_loses_nothing(tmp_path):
@@ -83,6 +99,6 @@ async def test_a_corrupting_link_needs_no_operator(tmp_path):
 
 
 def test_the_plan_of_every_shipped_scenario_is_reproducible():
-    for name in ("demo", "cruise-fleet", "fleet-soak", "stormy", "long-haul"):
+    for name in sorted(p.stem for p in SCENARIO_DIRECTORY.glob("*.toml")):
         scenario = load(name)
         assert make_plan(scenario, 11).digest == make_plan(scenario, 11).digest

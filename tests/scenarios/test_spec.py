@@ -10,10 +10,15 @@ SHIPPED = sorted(p.stem for p in SCENARIO_DIRECTORY.glob("*.toml"))
 
 
 def test_the_shipped_scenarios_are_there_and_load():
-    assert {"demo", "cruise-fleet", "stormy", "long-haul"} <= set(SHIPPED)
+    assert {"demo", "cruise-fleet", "fleet-soak", "stormy", "long-haul", "cluster"} <= set(SHIPPED)
     for name in SHIPPED:
         scenario = load(name)
         assert scenario.name == name and scenario.ships and scenario.tables
+
+
+def test_every_shipped_scenario_is_in_the_docs_table():
+    table = (SCENARIO_DIRECTORY.parent / "docs" / "scenarios.md").read_text()
+    assert [name for name in SHIPPED if f"| `{name}` |" not in table] == []
 
 
 def test_the_demo_has_three_ships_every_fault_kind_and_fits_in_two_minutes():
@@ -77,3 +82,35 @@ def test_a_ship_disk_is_spelled_as_on_the_edge_command_line(minimal, max_disk):
 def test_a_ship_disk_that_is_not_a_size_is_named(minimal):
     with pytest.raises(ScenarioError, match="max_disk: '20 parsecs' is not a size"):
         parse(minimal(ships=[{"name": "aurora", "voyage": [["port", 1]], "max_disk": "20 parsecs"}]))
+
+
+def test_the_hub_is_one_process_unless_the_file_asks_for_a_cluster(minimal):
+    assert parse(minimal()).hub_processes == 1
+    assert parse(minimal(hub={"processes": 3})).hub_processes == 3
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"hub": {"processes": 0}}, "[hub] processes must be 1 (one hub) .. 8"),
+    ({"hub": {"processes": 3, "ledger": "sqlite"}}, "[hub] has unknown keys ['ledger']"),
+    ({"faults": [{"kind": "edge-kill", "crash_points": ["after-delta-commit"]}]}, "crash_points is for kind"),
+    ({"faults": [{"kind": "hub-kill", "crash_points": ["mid-air"]}]}, "crash_points ['mid-air'] are not among"),
+])
+def test_hub_mistakes_are_named(change, message, minimal):
+    with pytest.raises(ScenarioError) as error:
+        parse(minimal(**change))
+    assert message in str(error.value)
+
+
+def test_a_hub_kill_takes_the_hubs_crash_points(minimal):
+    points = ["after-chunk-fsync", "after-ledger-commit", "before-delta-commit", "after-delta-commit"]
+    (fault,) = parse(minimal(faults=[{"kind": "hub-kill", "crash_points": points}])).faults
+    assert fault.crash_points == tuple(points)
+
+
+def test_the_cluster_scenario_runs_three_hub_processes_and_kills_them_at_their_crash_points():
+    cluster = load("cluster")
+    assert cluster.hub_processes == 3 and len(cluster.ships) == 4
+    kills = [f for f in cluster.faults if f.kind == "hub-kill"]
+    assert sum(f.count for f in kills) >= 4 and {p for f in kills for p in f.crash_points} >= {
+        "after-chunk-fsync", "after-ledger-commit", "before-delta-commit", "after-delta-commit"}
+    assert cluster.real_seconds + 60 <= 240  # start-up, the drain and the check fit in four minutes
