@@ -47,6 +47,7 @@ from sync_protocol.merge_states import (
     next_batch_state,
     next_merge_state,
 )
+from sync_protocol.receiver import SiteUploads
 
 from .db import LedgerDatabase, upsert
 from .ledger_schema import MANIFEST_COLUMNS, MANIFEST_SELECT, ensure_schema, manifest_from_row, manifest_values
@@ -142,6 +143,12 @@ class SqliteLedger:
     def save_staged(self, manifest: Manifest, offset: int, expires_at: float) -> None:
         with self._database.write() as db:
             db.execute(_SAVE_STAGED, [*manifest_values(manifest), offset, expires_at])
+
+    def site_uploads(self, segment: SegmentId, now: float) -> SiteUploads:
+        count, announced = self._database.db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(byte_size), 0) FROM uploads WHERE site = ? AND expires_at > ?"
+            " AND NOT (tbl = ? AND seq = ?)", [str(segment.site), now, str(segment.table), segment.seq]).fetchone()
+        return SiteUploads(count, announced)
 
     def drop_staged(self, segment: SegmentId) -> None:
         with self._database.write() as db:

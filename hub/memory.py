@@ -22,6 +22,7 @@ from sync_protocol.chain import ChainLink, check_link
 from sync_protocol.identifiers import SegmentId
 from sync_protocol.limits import FIRST_SEQ, MAX_SEQ
 from sync_protocol.manifest import Manifest
+from sync_protocol.receiver import SiteUploads
 from sync_protocol.segment_contents import SegmentContents
 
 from .staging import parquet_contents
@@ -47,6 +48,11 @@ class MemoryLedger:
 
     def drop_staged(self, segment: SegmentId) -> None:
         self._staged.pop(segment, None)
+
+    def site_uploads(self, segment: SegmentId, now: float) -> SiteUploads:
+        others = [record for key, record in self._staged.items()
+                  if key.site == segment.site and key != segment and record.expires_at > now]
+        return SiteUploads(len(others), sum(record.manifest.byte_size for record in others))
 
     def refuse(self, manifest: Manifest, reason: str, now: float) -> None:
         self._staged.pop(manifest.segment, None)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 from aiohttp import web
 
@@ -106,8 +106,23 @@ async def index(request: web.Request) -> web.Response:
     return _html(render_page(view, history, now))
 
 
+def _from_another_site(request: web.Request) -> bool:
+    """A form posted by a page of another origin (login CSRF: a hostile page logging the browser in as the
+    attacker). Browsers send ``Origin`` with every POST; a client without one (curl, a script) is not a browser
+    being steered, so it is let through."""
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return False
+    return origin == "null" or urlsplit(origin).netloc.lower() != request.host.lower()
+
+
 async def login(request: web.Request) -> web.Response:
     page = request.app[PAGE]
+    if _from_another_site(request):
+        log.warning("refused a fleet page login posted from another origin (%s) via %s",
+                    request.headers.get("Origin", "")[:100], request.remote)
+        return _html(render_login("This login form was sent from another web site; open the hub's own page "
+                                  "and log in there."), 403)
     try:
         body = await read_bounded(request, MAX_LOGIN_BODY_BYTES)
     except BodyTooLarge:

@@ -18,6 +18,7 @@ from typing import Protocol
 from sync_protocol.errors import ErrorCode, RemoteProtocolError
 from sync_protocol.identifiers import SegmentId
 from sync_protocol.manifest import Manifest
+from sync_protocol.receiver import SiteUploads
 from sync_protocol.segment_contents import SegmentContents
 
 
@@ -38,6 +39,9 @@ class UploadLedger(Protocol):
     def all_staged(self) -> list[StagedUpload]: ...
     def save_staged(self, manifest: Manifest, offset: int, expires_at: float) -> None: ...
     def drop_staged(self, segment: SegmentId) -> None: ...
+    def site_uploads(self, segment: SegmentId, now: float) -> SiteUploads:
+        """The unexpired upload records of ``segment``'s site, other than ``segment``'s own."""
+        ...
 
     def refuse(self, manifest: Manifest, reason: str, now: float) -> None:
         """Drop the upload record and remember ``manifest`` as refused, in one transaction."""

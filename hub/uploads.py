@@ -242,7 +242,8 @@ class UploadService:
             # chain again inside its transaction (a neighbour may commit meanwhile); this is the early answer.
             await self._io(self._ledger.check_chain, manifest)
             refused = await self._io(self._ledger.refusal, manifest)
-            decision = receiver.manifest_checked(decision, refused, self._clock())
+            others = await self._io(self._ledger.site_uploads, segment, self._clock())
+            decision = receiver.manifest_checked(decision, refused, self._clock(), others)
             if isinstance(decision, KeepUpload):
                 await self._io(self._ledger.save_staged, manifest, receiver.offset, receiver.expires_at)
                 return decision.answer

@@ -62,6 +62,17 @@ UPLOAD_EXPIRY_SECONDS = 7 * 24 * 3600
 """An unfinished upload is kept a week after its last chunk: a ship between ports may be silent that long,
 and a resumed upload is cheaper than a restarted one on a thin link."""
 
+MAX_OPEN_UPLOADS_PER_SITE = 256
+"""Unfinished, unexpired uploads one site may hold at the hub. An edge sends at most 64 at once
+(``edge_node.config.DEFAULT_MAX_IN_FLIGHT``) and resumes each by its key, so 256 leaves room for parked segments;
+a site past it is creating uploads it never finishes (a broken or hostile client) and gets 429 until some
+finish or expire, while every other site goes on."""
+
+MAX_ANNOUNCED_BYTES_PER_SITE = 64 * 1024**3
+"""Bytes one site's unfinished uploads may announce (Upload-Length) in all: 64 full-size segments at once, twice
+what 64 uploads of a ship's usual segments need. Past it, creation answers 507 (retry later), so one site cannot
+promise the hub's staging disk away."""
+
 MAX_SEGMENT_DIGEST_FAILURES = 3
 """Whole-segment digest failures before the sender parks a segment. Chunks are checksummed, so a repeated
 whole-file mismatch means the file on the ship's disk no longer matches its manifest: retrying cannot help."""

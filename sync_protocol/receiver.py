@@ -48,7 +48,13 @@ from dataclasses import dataclass, field
 
 from .errors import ErrorCode, LocalProtocolError, RemoteProtocolError
 from .identifiers import SegmentId
-from .limits import DURABLE_SLICE_BYTES, TUS_VERSION, UPLOAD_EXPIRY_SECONDS
+from .limits import (
+    DURABLE_SLICE_BYTES,
+    MAX_ANNOUNCED_BYTES_PER_SITE,
+    MAX_OPEN_UPLOADS_PER_SITE,
+    TUS_VERSION,
+    UPLOAD_EXPIRY_SECONDS,
+)
 from .manifest import Manifest
 from .segment_contents import SegmentContents, contents_problem, refused_again
 from .tus import (
@@ -133,6 +139,31 @@ class CheckManifest:
 
     manifest: Manifest
     upload_length: int
+
+
+@dataclass(frozen=True)
+class SiteUploads:
+    """A site's unfinished, unexpired uploads at the hub (other than the one being created)."""
+
+    count: int = 0
+    announced_bytes: int = 0
+
+
+def _within_site_limits(manifest: Manifest, others: SiteUploads) -> None:
+    """Refuse a new upload that would take its site past ``MAX_OPEN_UPLOADS_PER_SITE`` (429) or
+    ``MAX_ANNOUNCED_BYTES_PER_SITE`` (507): both retryable, since finished and expired uploads free room."""
+    site = manifest.segment.site
+    if others.count >= MAX_OPEN_UPLOADS_PER_SITE:
+        raise RemoteProtocolError(
+            f"site {site} has {others.count} unfinished uploads at the hub (at most {MAX_OPEN_UPLOADS_PER_SITE})",
+            code=ErrorCode.RATE_LIMITED, op="creating upload", subject=str(manifest.segment),
+            headers={"Retry-After": "60"}, hint="finish or terminate (DELETE) the uploads already started")
+    if others.announced_bytes + manifest.byte_size > MAX_ANNOUNCED_BYTES_PER_SITE:
+        raise RemoteProtocolError(
+            f"site {site}'s unfinished uploads would announce {others.announced_bytes + manifest.byte_size} bytes"
+            f" (at most {MAX_ANNOUNCED_BYTES_PER_SITE})", code=ErrorCode.DISK_FULL, op="creating upload",
+            subject=str(manifest.segment), headers={"Retry-After": "60"},
+            hint="finish or terminate (DELETE) the uploads already started")
 
 
 @dataclass(frozen=True)
@@ -392,9 +423,11 @@ class UploadReceiver:
             return Respond(201, {"Location": self.location, **self._headers()})
         return CheckManifest(manifest, upload_length)
 
-    def manifest_checked(self, check: CheckManifest, refused: str | None, now: float) -> ResetStaging | KeepUpload:
+    def manifest_checked(self, check: CheckManifest, refused: str | None, now: float,
+                         site_uploads: SiteUploads = SiteUploads()) -> ResetStaging | KeepUpload:
         """The ledger found nothing against the manifest's chain link. ``refused``: the hub refused exactly
-        this manifest before (``DiscardUpload.refuse_again``), why."""
+        this manifest before (``DiscardUpload.refuse_again``), why. ``site_uploads``: the site's other unfinished,
+        unexpired uploads, which bound how many more it may start."""
         self._require_not_verifying()
         manifest = check.manifest
         self._check_segment(manifest)
@@ -411,6 +444,7 @@ class UploadReceiver:
             return KeepUpload(Respond(201, {"Location": self.location, **self._headers()}))
         # New, or a different manifest for a seq that was never committed: the edge is the
         # authority on its own uncommitted segment, so the old partial upload is replaced.
+        _within_site_limits(manifest, site_uploads)
         self._move(RxEvent.CREATED)
         self.manifest, self.offset = manifest, 0
         self._touch(now)
@@ -463,6 +497,8 @@ class UploadReceiver:
                 code=ErrorCode.OFFSET_MISMATCH, op="patching", subject=self.location,
                 hint="HEAD the upload and vouch for the tail it reports", headers=self._headers(),
             )
+        if content_length == 0 and tail is None:
+            return Respond(204, self._headers())  # an empty PATCH moves nothing: the offset, as tus servers answer
         check = None
         if tail is not None and self.verified < self.offset:
             check = TailCheck(self.verified, self.offset, tail.sha256)

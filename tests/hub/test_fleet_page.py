@@ -255,6 +255,14 @@ def test_login_sessions_and_who_sees_the_fleet(hub):
     assert hub.request("POST", "/login", {"Content-Type": "application/x-www-form-urlencoded"},
                        b"token=" + b"x" * 5000).status == 400
 
+    for origin in ("http://evil.example", "null", f"http://127.0.0.1:{hub.port + 1}"):  # login CSRF (issue 16)
+        refused = hub.request("POST", "/login", {"Content-Type": "application/x-www-form-urlencoded",
+                                                 "Origin": origin}, f"token={operator}".encode())
+        assert refused.status == 403 and "set-cookie" not in refused.headers, origin
+    same_site = hub.request("POST", "/login", {"Content-Type": "application/x-www-form-urlencoded",
+                                               "Origin": f"http://127.0.0.1:{hub.port}"}, f"token={operator}".encode())
+    assert same_site.status == 303
+
     answer = login(hub, operator)
     assert answer.status == 303 and answer.headers["location"] == "/"
     attributes = answer.headers["set-cookie"].lower()

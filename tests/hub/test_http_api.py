@@ -14,7 +14,7 @@ import time
 import pyarrow as pa
 import pytest
 
-from sync_protocol.limits import MAX_SEGMENT_BYTES
+from sync_protocol.limits import MAX_OPEN_UPLOADS_PER_SITE, MAX_SEGMENT_BYTES
 from sync_protocol.tus import UPLOADS_PATH
 
 from .conftest import Hub, chain, free_port, harbour, make_segment, rows_table
@@ -119,6 +119,18 @@ def test_cut_chunks_resume_at_the_durable_offset(shared_hub, site):
     tail = hashlib.sha256(segment.data[:4500]).hexdigest()
     answer = shared_hub.patch(token, segment.key, 4500, segment.data[4500:], harbour_tail_sha256=f"0 {tail}")
     assert answer.committed
+
+
+def test_an_empty_patch_changes_nothing_and_answers_the_offset(shared_hub, site):
+    """Issue 16: an empty PATCH was a 503 (the hub took it for a cut body), so a client retried it forever."""
+    name, token = site
+    segment = make_segment(name, "telemetry", 1, rows_table(0, 50))
+    shared_hub.create(token, segment)
+    assert shared_hub.patch(token, segment.key, 0, segment.data[:100]).offset == 100
+    for checksum in (False, True):
+        answer = shared_hub.patch(token, segment.key, 100, b"", checksum=checksum)
+        assert answer.status == 204 and answer.offset == 100, (answer.status, answer.body)
+    assert shared_hub.patch(token, segment.key, 100, segment.data[100:]).committed
 
 
 @pytest.mark.guarantee("G3", "G4")
@@ -571,3 +583,21 @@ def test_a_site_revoked_while_its_patch_arrives_commits_nothing(shared_hub, site
     report = json.loads(harbour("hub", "status", "--data", str(shared_hub.data), "--format", "json").stdout)
     (mine,) = [s for s in report["sites"] if s["site"] == name]
     assert mine["tables"] == {} and not mine["registered"]  # nothing of it was committed
+
+
+@pytest.mark.guarantee("G7")
+def test_a_site_that_starts_uploads_it_never_finishes_is_stopped_and_others_go_on(hub):
+    """Issue 16: 3,000 creations in 8 s were all kept for a week. Past MAX_OPEN_UPLOADS_PER_SITE the site gets a
+    retryable 429 with Retry-After; the uploads it holds still resume, and another site is not affected."""
+    token = hub.add_site("ship-greedy")
+    started = [make_segment("ship-greedy", "telemetry", seq, rows_table(seq, 1), prev_sha256="1" * 64)
+               for seq in range(2, MAX_OPEN_UPLOADS_PER_SITE + 3)]
+    for segment in started[:MAX_OPEN_UPLOADS_PER_SITE]:
+        assert hub.create(token, segment).status == 201
+    refused = hub.create(token, started[MAX_OPEN_UPLOADS_PER_SITE])
+    assert refused.status == 429 and refused.json()["code"] == "rate-limited" and refused.headers["retry-after"]
+    assert hub.create(token, started[0]).status == 201  # one it holds: resumes
+    assert hub.delete(token, started[1].key).status == 204  # finishing or dropping one frees room
+    assert hub.create(token, started[MAX_OPEN_UPLOADS_PER_SITE]).status == 201
+    other = hub.add_site("ship-modest")
+    assert hub.upload(other, make_segment("ship-modest", "telemetry", 1, rows_table(0, 5))).committed

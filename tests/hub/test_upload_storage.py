@@ -13,6 +13,7 @@ from hub.staging import StagingArea
 from hub.upload_storage import UploadLedger, UploadStaging
 from sync_protocol.errors import RemoteProtocolError
 from sync_protocol.identifiers import SegmentId
+from sync_protocol.receiver import SiteUploads
 
 from .conftest import chain, make_segment, rows_table
 
@@ -68,6 +69,18 @@ def test_upload_records_are_durable_and_dropped(storage):
     ledger.drop_staged(segment.manifest.segment)
     ledger.drop_staged(segment.manifest.segment)  # gone already: fine
     assert reopen().all_staged() == [] and ledger.staged(segment.manifest.segment) is None
+
+
+def test_a_sites_unfinished_uploads_are_counted_without_the_one_asked_about(ledger):
+    ship_a = chain("ship-a", "telemetry", 3)
+    for number, segment in enumerate(ship_a):
+        ledger.save_staged(segment.manifest, 0, 100.0 if number < 2 else 10.0)  # the third has expired at 50
+    ledger.save_staged(chain("ship-b", "telemetry", 1)[0].manifest, 0, 100.0)
+    first, second = ship_a[0].manifest, ship_a[1].manifest
+    assert ledger.site_uploads(first.segment, 50.0) == SiteUploads(1, second.byte_size)
+    assert ledger.site_uploads(SegmentId.of("ship-a", "events", 1), 50.0) == SiteUploads(
+        2, first.byte_size + second.byte_size)
+    assert ledger.site_uploads(SegmentId.of("ship-c", "events", 1), 50.0) == SiteUploads(0, 0)
 
 
 @pytest.mark.guarantee("G2")

@@ -4,7 +4,12 @@ import pytest
 
 from sync_protocol.errors import ErrorCode, LocalProtocolError, RemoteProtocolError
 from sync_protocol.identifiers import SegmentId
-from sync_protocol.limits import GENESIS_DIGEST, UPLOAD_EXPIRY_SECONDS
+from sync_protocol.limits import (
+    GENESIS_DIGEST,
+    MAX_ANNOUNCED_BYTES_PER_SITE,
+    MAX_OPEN_UPLOADS_PER_SITE,
+    UPLOAD_EXPIRY_SECONDS,
+)
 from sync_protocol.manifest import Manifest, sha256_hex
 from sync_protocol.receiver import (
     RECEIVER_TRANSITIONS,
@@ -20,6 +25,7 @@ from sync_protocol.receiver import (
     ResetStaging,
     Respond,
     RxState,
+    SiteUploads,
     StoreChunk,
     TailCheck,
     UploadReceiver,
@@ -330,3 +336,32 @@ def test_a_damaged_long_chunk_drops_its_slices_too():
     assert receiver.offset == 0 and dropped.error.headers[UPLOAD_OFFSET] == "0"
     short = receiver.begin_chunk(0, 10, checksum_of(DATA[:10]), now=1)
     assert not receiver.end_chunk(short, 10, False, now=1).lowered  # nothing was counted: nothing to lower
+
+
+def test_an_empty_patch_answers_the_offset_and_stores_nothing():
+    receiver = created()
+    assert isinstance(send(receiver, 0, DATA[:30]), KeepChunk)
+    answer = receiver.begin_chunk(30, 0, None, now=1)
+    assert isinstance(answer, Respond) and answer.status == 204 and answer.headers[UPLOAD_OFFSET] == "30"
+
+
+@pytest.mark.guarantee("G7")
+def test_a_site_cannot_hold_more_unfinished_uploads_than_its_share():
+    """Issue 16: 3,000 creations of 512 MiB uploads were all kept. Past either limit a new upload is refused
+    with a retryable code; resuming one the site already holds is not a new upload and goes on."""
+    full = SiteUploads(MAX_OPEN_UPLOADS_PER_SITE, 0)
+    with pytest.raises(RemoteProtocolError) as refused:
+        receiver = UploadReceiver(SEGMENT)
+        receiver.manifest_checked(receiver.create(manifest(), len(DATA), 0), None, 0, full)
+    assert refused.value.code is ErrorCode.RATE_LIMITED and refused.value.headers["Retry-After"]
+    promised = SiteUploads(1, MAX_ANNOUNCED_BYTES_PER_SITE - len(DATA) + 1)
+    with pytest.raises(RemoteProtocolError) as refused:
+        receiver = UploadReceiver(SEGMENT)
+        receiver.manifest_checked(receiver.create(manifest(), len(DATA), 0), None, 0, promised)
+    assert refused.value.code is ErrorCode.DISK_FULL and refused.value.status == 507
+    at_the_edge = SiteUploads(MAX_OPEN_UPLOADS_PER_SITE - 1, MAX_ANNOUNCED_BYTES_PER_SITE - len(DATA))
+    receiver = UploadReceiver(SEGMENT)
+    assert isinstance(receiver.manifest_checked(receiver.create(manifest(), len(DATA), 0), None, 0, at_the_edge),
+                      ResetStaging)
+    again = receiver.create(manifest(), len(DATA), 1)  # the same upload created again: resumes, whatever the counts
+    assert isinstance(receiver.manifest_checked(again, None, 1, full), KeepUpload)
