@@ -1,4 +1,4 @@
-"""A fleet of light ships: hundreds of ships speaking tus straight to one real hub process.
+"""A fleet of light ships: hundreds of ships speaking tus straight to one real hub process, or to a hub cluster.
 
 A light ship is a coroutine, not an edge process: it holds valid segments (the sealer's Parquet, a real
 manifest, its own hash chain) and sends one every ``PERIOD_SECONDS`` (random phase), as a ship whose link is
@@ -12,6 +12,10 @@ seconds until the fleet API reports every row merged, the hub's peak RSS, and ex
 and distinct count of row ids against what was sent). Baseline in the same run: the same chunks, same
 ships, same pacing, POSTed to a minimal durable receiver (``peer_servers.py json``: aiohttp, write + fsync,
 answer) -- the cost of HTTP and fsync alone, so the ratio is what Harbour's protocol, ledger and merge add.
+
+The largest fleet also sails against a hub cluster (``scenarios.hub_cluster``: PostgreSQL, ``CLUSTER_PROCESSES``
+hub processes, HAProxy round robin) in the same run, so one process and the cluster are compared on the same
+machine: throughput (segments committed per second of sailing), ack times, answers, exactly-once.
 """
 
 from __future__ import annotations
@@ -34,9 +38,9 @@ import pyarrow.parquet as pq
 from common import SEED, BenchResult, PeakRss, harbour_segment, median, runs_for, telemetry
 from peers import ServerProcess
 
-from hub.db import Database
-from hub.layout import HubLayout
+from hub.layout import HubLayout, open_database
 from hub.registry import SiteRegistry
+from scenarios.hub_cluster import HubCluster
 from scenarios.supervisor import Supervisor
 from sync_protocol import Manifest, SegmentId
 from sync_protocol.limits import GENESIS_DIGEST
@@ -52,6 +56,8 @@ ROWS_PER_SEGMENT = 400
 CHUNKS_PER_SEGMENT = 2
 PERIOD_SECONDS = 2.0
 """Each ship sends a segment every this many seconds: 200 ships offer 100 segments/s, 1,000 ships 500/s."""
+CLUSTER_PROCESSES = 3
+"""Hub processes of the cluster the largest fleet also sails against."""
 MERGE_TIMEOUT_SECONDS = 600.0
 REQUEST_TIMEOUT_SECONDS = 120.0
 
@@ -90,10 +96,10 @@ def build_fleet(ships: int, per_ship: int) -> tuple[list[tuple[str, list[tuple[M
     return fleet, rows
 
 
-def register(hub_data: Path, sites: list[str]) -> tuple[dict[str, str], str]:
-    """Tokens for every ship and one operator, written straight into the hub's registry before it starts
-    (``harbour hub add-site`` is one process per ship: minutes for a thousand)."""
-    database = Database(HubLayout.create(hub_data).database)
+def register(hub_data: Path, sites: list[str], ledger: str | None = None) -> tuple[dict[str, str], str]:
+    """Tokens for every ship and one operator, written straight into the hub's registry (``harbour hub add-site``
+    is one process per ship: minutes for a thousand); ``ledger``: a cluster's PostgreSQL."""
+    database = open_database(ledger, HubLayout.create(hub_data).database)
     try:
         registry = SiteRegistry(database, time.time)
         tokens = {site: registry.add_site(site) for site in sites}
@@ -197,6 +203,22 @@ def run_hub_once(workdir: Path, fleet, total_rows: int, run: int) -> dict:
             "distinct": counted["d"], "rss_mib": peak}
 
 
+def run_cluster_once(workdir: Path, fleet, total_rows: int, run: int) -> dict:
+    with Supervisor(workdir) as supervisor, PeakRss() as rss:
+        cluster = HubCluster(supervisor, CLUSTER_PROCESSES).start()
+        assert cluster.places is not None
+        tokens, operator = register(workdir / "register", [site for site, _ in fleet], cluster.places.ledger)
+        ships = [LightShip(site, tokens[site], segments) for site, segments in fleet]
+        for process in cluster.processes:
+            rss.watch(process.name, process.process.pid)
+        tally, sailing = asyncio.run(sail(sail_tus, cluster.url, ships, SEED + run))
+        merge_wait = asyncio.run(wait_merged(cluster.url, operator, total_rows)) if not tally.failures else None
+        counted = cluster.query("SELECT count(*) AS n, count(DISTINCT row_id) AS d FROM telemetry")[0]
+        peak = max(rss.mib().values())
+    return {"tally": tally, "sailing_s": sailing, "merge_wait_s": merge_wait, "rows": counted["n"],
+            "distinct": counted["d"], "rss_mib": peak}
+
+
 def run_baseline_once(workdir: Path, fleet, run: int) -> dict:
     ships = [LightShip(site, "", segments) for site, segments in fleet]
     (workdir / "files").mkdir()
@@ -207,40 +229,54 @@ def run_baseline_once(workdir: Path, fleet, run: int) -> dict:
     return {"tally": tally, "sailing_s": sailing, "rss_mib": peak}
 
 
+def add_row(result: BenchResult, ships: int, per_ship: int, processes: int, runs: int, total_rows: int,
+            hub_runs: list[dict], base_runs: list[dict], base_p99: float) -> None:
+    failures = [f for r in hub_runs for f in r["tally"].failures]
+    hub_p99 = median(1000 * percentile(r["tally"].latencies, 0.99) for r in hub_runs)
+    statuses = sum((r["tally"].statuses for r in hub_runs), Counter())
+    result.add(
+        ships=ships, hub_processes=processes, segments_per_ship=per_ship,
+        offered_segments_per_s=ships / PERIOD_SECONDS, runs=runs,
+        committed_segments_per_s=round(median(ships * per_ship / r["sailing_s"] for r in hub_runs), 1),
+        chunk_ack_p50_ms=round(median(1000 * statistics.median(r["tally"].latencies) for r in hub_runs), 1),
+        chunk_ack_p99_ms=round(hub_p99, 1),
+        baseline_p50_ms=round(median(1000 * statistics.median(r["tally"].latencies) for r in base_runs), 1),
+        baseline_p99_ms=round(base_p99, 1), p99_vs_baseline=round(hub_p99 / base_p99, 2),
+        merged_after_last_ack_s=(round(median(r["merge_wait_s"] for r in hub_runs), 2)
+                                 if all(r["merge_wait_s"] is not None for r in hub_runs) else None),
+        hub_peak_rss_mib=median(r["rss_mib"] for r in hub_runs),
+        receiver_peak_rss_mib=median(r["rss_mib"] for r in base_runs),
+        answers=json.dumps(dict(sorted(statuses.items()))), failures=len(failures),
+        exactly_once="yes" if all(r["rows"] == r["distinct"] == total_rows for r in hub_runs) else "NO",
+    )
+    if failures:
+        result.note(f"{ships} ships, {processes} hub processes: {len(failures)} failed requests, e.g. {failures[:3]}")
+
+
 def run(quick: bool) -> BenchResult:
     result = BenchResult(NAME, quick, TITLE)
     runs = runs_for(quick)
     per_ship = SEGMENTS_PER_SHIP[quick]
     for ships in FLEETS[quick]:
         fleet, total_rows = build_fleet(ships, per_ship)
-        hub_runs, base_runs = [], []
+        base_runs = []
         for number in range(runs):
-            with tempfile.TemporaryDirectory(prefix="harbour-light-") as tmp:
-                hub_runs.append(run_hub_once(Path(tmp), fleet, total_rows, number))
             with tempfile.TemporaryDirectory(prefix="harbour-light-base-") as tmp:
                 base_runs.append(run_baseline_once(Path(tmp), fleet, number))
-        failures = [f for r in hub_runs for f in r["tally"].failures]
-        hub_p99 = median(1000 * percentile(r["tally"].latencies, 0.99) for r in hub_runs)
         base_p99 = median(1000 * percentile(r["tally"].latencies, 0.99) for r in base_runs)
-        statuses = sum((r["tally"].statuses for r in hub_runs), Counter())
-        result.add(
-            ships=ships, segments_per_ship=per_ship, offered_segments_per_s=ships / PERIOD_SECONDS,
-            runs=runs,
-            chunk_ack_p50_ms=round(median(1000 * statistics.median(r["tally"].latencies) for r in hub_runs), 1),
-            chunk_ack_p99_ms=round(hub_p99, 1),
-            baseline_p50_ms=round(median(1000 * statistics.median(r["tally"].latencies) for r in base_runs), 1),
-            baseline_p99_ms=round(base_p99, 1), p99_vs_baseline=round(hub_p99 / base_p99, 2),
-            merged_after_last_ack_s=(round(median(r["merge_wait_s"] for r in hub_runs), 2)
-                                     if all(r["merge_wait_s"] is not None for r in hub_runs) else None),
-            hub_peak_rss_mib=median(r["rss_mib"] for r in hub_runs),
-            receiver_peak_rss_mib=median(r["rss_mib"] for r in base_runs),
-            answers=json.dumps(dict(sorted(statuses.items()))), failures=len(failures),
-            exactly_once="yes" if all(r["rows"] == r["distinct"] == total_rows for r in hub_runs) else "NO",
-        )
-        if failures:
-            result.note(f"{ships} ships: {len(failures)} failed requests, e.g. {failures[:3]}")
+        setups = [(1, run_hub_once)]
+        if ships == max(FLEETS[quick]):
+            setups.append((CLUSTER_PROCESSES, run_cluster_once))
+        for processes, run_once in setups:
+            hub_runs = []
+            for number in range(runs):
+                with tempfile.TemporaryDirectory(prefix="harbour-light-") as tmp:
+                    hub_runs.append(run_once(Path(tmp), fleet, total_rows, number))
+            add_row(result, ships, per_ship, processes, runs, total_rows, hub_runs, base_runs, base_p99)
     result.note("Chunk ack = one PATCH of half a segment (~4 KiB), sent -> answer read; the last PATCH of a "
                 "segment includes the hub's sha256 check, footer check and ledger commit. Baseline: the same chunks "
                 "POSTed to bench/peer_servers.py json (aiohttp, write + fsync) with the same ships and pacing.")
-    result.note("Light ships and the hub share the machine's 2 cores: the clients' own CPU is in every figure.")
+    result.note("Light ships and the hub share the machine's 2 cores: the clients' own CPU is in every figure. "
+                f"With {CLUSTER_PROCESSES} hub processes, PostgreSQL and HAProxy share them too; hub peak RSS is "
+                "then the largest process's.")
     return result
