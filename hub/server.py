@@ -39,6 +39,7 @@ from .sessions import SessionStore
 from .site_reports import SiteReportStore
 from .staging import StagingArea
 from .status import fleet_report
+from .tls import ReloadingCertificate
 from .uploads import UploadService
 
 log = logging.getLogger("harbour.hub")
@@ -79,9 +80,7 @@ def ssl_context(cert: Path | None, key: Path | None) -> ssl.SSLContext | None:
         return None
     if cert is None or key is None:
         raise ValueError("--tls-cert and --tls-key go together")
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(str(cert), str(key))
-    return context
+    return ReloadingCertificate(cert, key).context  # a renewed certificate takes effect without a restart
 
 
 def run_hub(
