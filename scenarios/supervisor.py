@@ -18,6 +18,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -25,6 +26,7 @@ from typing import Any, Protocol, TypeVar
 from hub.faults import CRASH_ENV
 
 HARBOUR = [sys.executable, "-m", "harbour_cli"]
+T = TypeVar("T")
 START_TIMEOUT_SECONDS = 60.0
 """A hub or edge starts in well under a second; on a loaded 2-core CI machine, imports alone can take 5 s."""
 
@@ -44,6 +46,19 @@ def harbour(*args: str, timeout: float = 120.0, env: dict[str, str] | None = Non
     if result.returncode != 0:
         raise RuntimeError(f"harbour {' '.join(args)} exited {result.returncode}: {result.stderr.strip()[-2000:]}")
     return result.stdout
+
+
+def wait_until(condition: Callable[[], T], timeout: float, what: str, interval: float = 0.3) -> T:
+    """``condition()`` once it is truthy, polled every ``interval`` s; AssertionError naming ``what`` (and the last
+    value seen) after ``timeout`` s. For tests and scenarios that wait on real processes."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = condition()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
 
 
 def http_json(url: str, *, token: str | None = None, timeout: float = 10.0) -> tuple[int, Any]:

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pytest
 
 from edge_node.client import EdgeClient
-from scenarios.supervisor import Supervisor, http_json
+from scenarios.supervisor import Supervisor, http_json, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -34,17 +34,6 @@ SILENT_FOR_SECONDS = 3 * 3600
 def telemetry(first: int, n: int, *, text: bool = False) -> pa.Table:
     values = [f"v{i}" for i in range(n)] if text else [float(i) for i in range(n)]
     return pa.table({"row_id": pa.array(range(first, first + n), pa.int64()), "value": pa.array(values)})
-
-
-def wait_until(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = condition()
-        if last:
-            return last
-        time.sleep(0.3)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last})")
 
 
 class Fleet:

@@ -8,7 +8,6 @@ import logging
 import socket
 import ssl
 import subprocess
-import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -17,21 +16,11 @@ import trustme
 from cryptography import x509
 
 from edge_node.client import EdgeClient
-from scenarios.supervisor import Supervisor
+from scenarios.supervisor import Supervisor, wait_until
 
 from .conftest import HARBOUR, REPO, free_port, harbour
 
 pytestmark = pytest.mark.integration
-
-
-def wait_until(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = condition()
-        if found:
-            return found
-        time.sleep(0.3)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 class TlsHub:

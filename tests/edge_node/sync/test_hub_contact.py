@@ -12,19 +12,9 @@ import pyarrow as pa
 import pytest
 
 from edge_node.client import EdgeClient
-from scenarios.supervisor import Supervisor, http_json
+from scenarios.supervisor import Supervisor, http_json, wait_until
 
 pytestmark = pytest.mark.integration
-
-
-def wait_until(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = condition()
-        if found:
-            return found
-        time.sleep(0.3)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def harbour(*args: str) -> subprocess.CompletedProcess:

@@ -13,7 +13,7 @@ import pytest
 
 from edge_node.client import EdgeClient
 from scenarios.link_proxy import LinkProxy, LinkState
-from scenarios.supervisor import Supervisor, http_json
+from scenarios.supervisor import Supervisor, http_json, wait_until
 
 pytestmark = pytest.mark.integration
 FAST_SEALING = ("--seal-age", "1s", "--seal-size", "256KiB", "--log-level", "INFO")
@@ -23,17 +23,6 @@ def rows(first: int, n: int, ship: str) -> pa.Table:
     noise = random.Random(first)  # incompressible values, so the link has real work to do
     return pa.table({"row_id": pa.array(range(first, first + n), pa.int64()),
                      "ship": pa.array([ship] * n), "value": pa.array([noise.random() for _ in range(n)])})
-
-
-def wait_until(condition, timeout: float, what: str, interval: float = 0.3):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = condition()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last})")
 
 
 def merged(hub, table: str) -> dict:
