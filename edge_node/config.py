@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sync_protocol import SiteId
+from sync_protocol import SiteId, limits
 
 from .sync.link import DEFAULT_THIN_BELOW_BPS, DEFAULT_THIN_MAX_CLASS
 
@@ -26,9 +26,7 @@ MAX_INFLIGHT_BODY_BYTES = 256 * 1024 * 1024
 """Bodies being read and decoded at once share this budget; further requests wait for room. It keeps the
 node's memory bounded however many applications write at the same moment (G7)."""
 
-MAX_COLUMNS = 1024
-"""Widest accepted table. Parquet and DuckDB cope with more, but a write with thousands of columns is almost
-always a JSON document mistaken for a row, and each column costs per-segment metadata on a thin link."""
+MAX_COLUMNS = limits.MAX_COLUMNS  # the widest write and table (sync_protocol.limits)
 
 DEFAULT_SEAL_BYTES = 64 * 1024 * 1024
 """A table's write-ahead log is sealed into a segment at this size. 64 MiB of Arrow becomes ~10-25 MiB of

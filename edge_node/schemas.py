@@ -20,9 +20,11 @@ import logging
 import pyarrow as pa
 import pyarrow.ipc as pa_ipc
 
-from sync_protocol import ErrorCode, RemoteProtocolError, schema_fingerprint, table_types, table_values
+from sync_protocol import ErrorCode, RemoteProtocolError, limits, schema_fingerprint, table_types, table_values
 
 from .config import MAX_COLUMNS
+
+MAX_WRITE_ROWS = limits.MAX_SEGMENT_ROWS  # a log is sealed at this many rows: one write must fit in one segment
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,10 @@ def normalize(table: pa.Table) -> pa.Table:
             f"the write has {table.num_columns} columns; at most {MAX_COLUMNS} are accepted",
             code=ErrorCode.BAD_REQUEST, op="checking schema", subject="columns",
             hint="split very wide records into several tables, or send nested data as a JSON string column")
+    if table.num_rows > MAX_WRITE_ROWS:
+        raise RemoteProtocolError(
+            f"the write has {table.num_rows} rows; at most {MAX_WRITE_ROWS} are accepted in one write",
+            code=ErrorCode.BAD_REQUEST, op="checking schema", subject="rows", hint="send it in several writes")
     problems = table_types.column_problems(table.schema)
     if problems:
         raise problems[0].error()
@@ -63,6 +69,11 @@ def merge(table_name: str, current: pa.Schema | None, written: pa.Schema) -> pa.
     plan = table_types.plan(table_name, _current(current), written)
     plan.raise_first()
     assert plan.schema is not None
+    if len(plan.schema) > MAX_COLUMNS:
+        raise RemoteProtocolError(
+            f"table {table_name} would have {len(plan.schema)} columns with this write; a table has at most "
+            f"{MAX_COLUMNS}", code=ErrorCode.BAD_REQUEST, op="checking schema", subject=table_name,
+            hint="write the new columns to another table, or send nested data as a JSON string column")
     return plan.schema
 
 

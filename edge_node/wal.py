@@ -31,6 +31,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.ipc as pa_ipc
 
+from sync_protocol.limits import MAX_SEGMENT_ROWS
+
 log = logging.getLogger(__name__)
 
 MAGIC = b"HWR1"
@@ -229,7 +231,16 @@ class WriteAheadLog:
         try:
             for item in group:
                 current = self._open.get(item.table)
-                if current is None or not current.schema.equals(item.schema):
+                # A log never holds more rows than the hub takes in one segment: a write that would cross
+                # MAX_SEGMENT_ROWS starts the next log (a write is never larger than that).
+                full = (current is not None
+                        and self.pending[item.table][current.path].rows + item.rows > MAX_SEGMENT_ROWS)
+                if current is None or full or not current.schema.equals(item.schema):
+                    if current is not None and current.fd in touched:
+                        # This group wrote to the log about to be closed: make that durable first (closing does
+                        # not, and the fd number is free for the next log once closed).
+                        os.fdatasync(current.fd)
+                        del touched[current.fd]
                     current = self._start_log(item.table, item.schema, new_dirs)
                 touched[current.fd] = current
                 self._write(current, encode_record(item.payload, item.rows, written_ms))

@@ -62,6 +62,17 @@ UPLOAD_EXPIRY_SECONDS = 7 * 24 * 3600
 """An unfinished upload is kept a week after its last chunk: a ship between ports may be silent that long,
 and a resumed upload is cheaper than a restarted one on a thin link."""
 
+MAX_COLUMNS = 1024
+"""Widest table, at the edge (a write, and the union of a table's columns) and at the hub (a segment, besides its
+``_site`` lineage column). Parquet and DuckDB cope with more, but thousands of columns are almost always a JSON
+document mistaken for a row; each column costs per-segment metadata on a thin link, and a 10,000-column segment
+took minutes to merge, and every later merge of its table as long."""
+
+MAX_SEGMENT_ROWS = 16 * 1024 * 1024
+"""Most rows in one segment. The edge seals a table's log at this many rows, whatever its size, and refuses a
+single write with more; the hub refuses (413) a segment whose Parquet footer says more, before it is committed.
+The merger reads a segment whole: a 74 KB file of 20 million constant rows took 2.2 GB of the hub's memory."""
+
 MAX_OPEN_UPLOADS_PER_SITE = 256
 """Unfinished, unexpired uploads one site may hold at the hub. An edge sends at most 64 at once
 (``edge_node.config.DEFAULT_MAX_IN_FLIGHT``) and resumes each by its key, so 256 leaves room for parked segments;

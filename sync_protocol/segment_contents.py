@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from .errors import ErrorCode, RemoteProtocolError
+from .limits import MAX_COLUMNS, MAX_SEGMENT_ROWS
 from .manifest import Manifest, schema_fingerprint
 
 SCHEMA_TEXT_IN_MESSAGES = 300
@@ -50,11 +51,12 @@ class SegmentContents:
     schema_fingerprint: str
     schema_text: str = ""  # the canonical text fingerprinted, quoted in a refusal
     unreadable: str = ""  # the reader's complaint when the file is not Parquet (or a damaged one)
+    columns: int = 0  # top-level columns, the lineage column _site among them if the file has one
 
     @classmethod
     def of(cls, row_count: int, schema: pa.Schema) -> SegmentContents:
         text = canonical_schema_text(schema)
-        return cls(row_count, schema_fingerprint(text), text)
+        return cls(row_count, schema_fingerprint(text), text, columns=len(schema))
 
     @classmethod
     def not_parquet(cls, complaint: str) -> SegmentContents:
@@ -70,6 +72,12 @@ def contents_problem(manifest: Manifest, contents: SegmentContents) -> RemotePro
     """None when the file is what ``manifest`` says; else the 422 to answer (the first difference found)."""
     if contents.unreadable:
         return _refusal(manifest, f"the segment file is not a readable Parquet file: {contents.unreadable[:200]}")
+    if contents.row_count > MAX_SEGMENT_ROWS or contents.columns > MAX_COLUMNS + 1:
+        return RemoteProtocolError(
+            f"the segment holds {contents.row_count} rows in {contents.columns} columns; the hub merges at most "
+            f"{MAX_SEGMENT_ROWS} rows and {MAX_COLUMNS} columns (plus _site) per segment",
+            code=ErrorCode.TOO_LARGE, op="checking the segment file", subject=str(manifest.segment),
+            hint="seal smaller segments (Harbour's edge seals at those limits) or split the table")
     if contents.row_count != manifest.row_count:
         return _refusal(manifest, f"the manifest says {manifest.row_count} rows, the file holds {contents.row_count}")
     if contents.schema_fingerprint != manifest.schema_fingerprint:

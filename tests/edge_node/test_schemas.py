@@ -158,3 +158,21 @@ def test_fingerprint_is_stable_and_type_sensitive():
 def test_serialize_round_trips():
     original = schema(a=pa.int64(), t=pa.timestamp("ms", tz="UTC"), s=pa.struct([("x", pa.float64())]))
     assert deserialize(serialize(original)).equals(original)
+
+
+def test_a_table_grows_to_at_most_max_columns_however_the_columns_arrive():
+    """Issue 16: each write was capped, the table's union was not, so its segments could exceed what the hub
+    merges; the write that would take the table past the cap is refused, naming the table."""
+    half = MAX_COLUMNS // 2 + 1
+    first = merge("wide", None, normalize(pa.table({f"a{i}": [i] for i in range(half)})).schema)
+    with pytest.raises(RemoteProtocolError, match=f"a table has at most {MAX_COLUMNS}"):
+        merge("wide", first, normalize(pa.table({f"b{i}": [i] for i in range(half)})).schema)
+
+
+def test_a_write_with_more_rows_than_a_segment_holds_is_refused(monkeypatch):
+    import edge_node.schemas
+
+    monkeypatch.setattr(edge_node.schemas, "MAX_WRITE_ROWS", 3)
+    normalize(pa.table({"v": [1, 2, 3]}))
+    with pytest.raises(RemoteProtocolError, match="at most 3 are accepted in one write"):
+        normalize(pa.table({"v": [1, 2, 3, 4]}))

@@ -59,6 +59,28 @@ def test_a_new_schema_rolls_to_a_new_log(log, tmp_path):
     assert log.closed_logs("t") == logs[:1]
 
 
+@pytest.mark.guarantee("G1")
+def test_a_log_closed_within_a_group_is_made_durable_before_it_is_closed(log, tmp_path, monkeypatch):
+    """A group whose second write starts a new log (a new schema) must fdatasync the first log before closing
+    it: the close frees the fd number for the new log, so a sync after the loop would miss the first log."""
+    synced, closed = [], []
+    real_sync, real_close = wal.os.fdatasync, wal.os.close
+    monkeypatch.setattr(wal.os, "fdatasync", lambda fd: (synced.append(fd), real_sync(fd)))
+    monkeypatch.setattr(wal.os, "close", lambda fd: (closed.append((fd, list(synced))), real_close(fd)))
+    one, two = pa.table({"v": [1]}), pa.table({"v": [2], "w": ["x"]})
+    log.append_group([wal.Append("t", one.schema, _ipc_bytes(one), 1), wal.Append("t", two.schema, _ipc_bytes(two), 1)])
+    (first_fd, synced_before_close), *_ = closed
+    assert first_fd in synced_before_close
+    assert [rows_in(path) for path in wal.list_logs(tmp_path / "wal" / "t")] == [[1], [2]]
+
+
+def test_a_log_holds_no_more_rows_than_a_segment_may(log, tmp_path, monkeypatch):
+    monkeypatch.setattr(wal, "MAX_SEGMENT_ROWS", 5)
+    for value in range(4):
+        append(log, "t", pa.table({"v": [value, value]}))  # 2 rows each: a third write would make 6
+    assert [rows_in(path) for path in wal.list_logs(tmp_path / "wal" / "t")] == [[0, 0, 1, 1], [2, 2, 3, 3]]
+
+
 def test_size_rolls_the_log(tmp_path):
     writer = wal.WriteAheadLog(tmp_path / "wal", Clock(), seal_bytes=100)
     append(writer, "t", pa.table({"v": [1]}))

@@ -14,7 +14,7 @@ import time
 import pyarrow as pa
 import pytest
 
-from sync_protocol.limits import MAX_OPEN_UPLOADS_PER_SITE, MAX_SEGMENT_BYTES
+from sync_protocol.limits import MAX_OPEN_UPLOADS_PER_SITE, MAX_SEGMENT_BYTES, MAX_SEGMENT_ROWS
 from sync_protocol.tus import UPLOADS_PATH
 
 from .conftest import Hub, chain, free_port, harbour, make_segment, rows_table
@@ -601,3 +601,20 @@ def test_a_site_that_starts_uploads_it_never_finishes_is_stopped_and_others_go_o
     assert hub.create(token, started[MAX_OPEN_UPLOADS_PER_SITE]).status == 201
     other = hub.add_site("ship-modest")
     assert hub.upload(other, make_segment("ship-modest", "telemetry", 1, rows_table(0, 5))).committed
+
+
+@pytest.mark.guarantee("G7")
+def test_a_tiny_file_of_millions_of_rows_is_refused_before_its_commit(shared_hub, site):
+    """Issue 16: a 74 KB Parquet file of 20 M constant rows added 2.2 GB to the hub's memory at merge. Its footer
+    says how many rows it holds: the hub answers 413 instead of committing it, and the site's next segment of
+    the table goes through."""
+    name, token = site
+    flood = make_segment(name, "telemetry", 1, pa.table({"row_id": pa.repeat(pa.scalar(7, pa.int8()),
+                                                                             MAX_SEGMENT_ROWS + 1)}))
+    assert len(flood.data) < 1024 * 1024
+    answer = shared_hub.create(token, flood)
+    assert answer.status == 201
+    refused = shared_hub.patch(token, flood.key, 0, flood.data)
+    assert refused.status == 413 and refused.json()["code"] == "too-large", refused.body
+    assert shared_hub.head(token, flood.key).status == 404  # dropped, not committed
+    assert shared_hub.upload(token, make_segment(name, "telemetry", 1, rows_table(0, 5))).committed

@@ -7,7 +7,7 @@ import pytest
 
 from sync_protocol.errors import ErrorCode
 from sync_protocol.identifiers import SegmentId
-from sync_protocol.limits import GENESIS_DIGEST
+from sync_protocol.limits import GENESIS_DIGEST, MAX_COLUMNS, MAX_SEGMENT_ROWS
 from sync_protocol.manifest import Manifest, sha256_hex
 from sync_protocol.segment_contents import (
     SCHEMA_TEXT_IN_MESSAGES,
@@ -65,3 +65,17 @@ def test_a_wide_schema_is_quoted_within_bounds():
 def test_refused_again_repeats_the_reason():
     error = refused_again(manifest(), "the manifest says 10 rows, the file holds 9")
     assert error.code is ErrorCode.MANIFEST_MISMATCH and "refused again: the manifest says 10 rows" in error.message
+
+
+def test_a_segment_too_long_or_too_wide_to_merge_is_refused_before_its_commit():
+    """Issue 16: a 74 KB file of 20 M constant rows took 2.2 GB of the hub's memory at merge, a 10,000-column
+    one minutes; the footer says so first, and the segment is refused (413, parked) instead of committed."""
+    long = contents_problem(manifest(rows=MAX_SEGMENT_ROWS + 1), SegmentContents.of(MAX_SEGMENT_ROWS + 1, SCHEMA))
+    assert long is not None and long.code is ErrorCode.TOO_LARGE and long.status == 413
+    wide = pa.schema([(f"c{i}", pa.int64()) for i in range(MAX_COLUMNS + 2)])
+    problem = contents_problem(manifest(schema=wide), SegmentContents.of(10, wide))
+    assert problem is not None and problem.code is ErrorCode.TOO_LARGE
+    assert f"{MAX_COLUMNS + 2} columns" in problem.message
+    with_site = pa.schema([*[(f"c{i}", pa.int64()) for i in range(MAX_COLUMNS)], ("_site", pa.string())])
+    assert contents_problem(manifest(schema=with_site), SegmentContents.of(10, with_site)) is None
+    assert contents_problem(manifest(rows=MAX_SEGMENT_ROWS), SegmentContents.of(MAX_SEGMENT_ROWS, SCHEMA)) is None
