@@ -255,10 +255,14 @@ def test_login_sessions_and_who_sees_the_fleet(hub):
     assert hub.request("POST", "/login", {"Content-Type": "application/x-www-form-urlencoded"},
                        b"token=" + b"x" * 5000).status == 400
 
-    for origin in ("http://evil.example", "null", f"http://127.0.0.1:{hub.port + 1}"):  # login CSRF (issue 16)
-        refused = hub.request("POST", "/login", {"Content-Type": "application/x-www-form-urlencoded",
-                                                 "Origin": origin}, f"token={operator}".encode())
-        assert refused.status == 403 and "set-cookie" not in refused.headers, origin
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    for foreign in ({"Origin": "http://evil.example"}, {"Origin": f"http://127.0.0.1:{hub.port + 1}"},
+                    {"Sec-Fetch-Site": "cross-site", "Origin": "null"}, {"Sec-Fetch-Site": "same-site"}):
+        refused = hub.request("POST", "/login", {**form, **foreign}, f"token={operator}".encode())
+        assert refused.status == 403 and "set-cookie" not in refused.headers, foreign  # login CSRF (issue 16)
+    ours = hub.request("POST", "/login", {**form, "Sec-Fetch-Site": "same-origin", "Origin": "null"},
+                       f"token={operator}".encode())
+    assert ours.status == 303  # our page's own form: Origin is "null" under its no-referrer policy
     same_site = hub.request("POST", "/login", {"Content-Type": "application/x-www-form-urlencoded",
                                                "Origin": f"http://127.0.0.1:{hub.port}"}, f"token={operator}".encode())
     assert same_site.status == 303
