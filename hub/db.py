@@ -47,7 +47,7 @@ class LedgerDatabase(Protocol):
 
     @property
     def db(self) -> Connection: ...
-    def write(self) -> AbstractContextManager[Connection]: ...
+    def write(self, *, serial: bool = True) -> AbstractContextManager[Connection]: ...
     def snapshot(self) -> AbstractContextManager[Connection]: ...
     def columns(self, table: str) -> list[str]: ...
     def tables(self) -> set[str]: ...
@@ -84,9 +84,10 @@ class Database:
                 self._all.append(db)
         return db
 
-    def write(self) -> AbstractContextManager[sqlite_utils.Database]:
+    def write(self, *, serial: bool = True) -> AbstractContextManager[sqlite_utils.Database]:
         """One write transaction. BEGIN IMMEDIATE takes the write lock up front, so a read followed
-        by a write inside it cannot be invalidated by another writer in between."""
+        by a write inside it cannot be invalidated by another writer in between. ``serial=False`` (a transaction
+        that only writes, with no decision on what it read) changes nothing here: SQLite has one writer anyway."""
         return self._transaction("BEGIN IMMEDIATE")
 
     def snapshot(self) -> AbstractContextManager[sqlite_utils.Database]:

@@ -141,7 +141,8 @@ class SqliteLedger:
         return [_staged(row) for row in self._database.db.execute(_STAGED).fetchall()]
 
     def save_staged(self, manifest: Manifest, offset: int, expires_at: float) -> None:
-        with self._database.write() as db:
+        # One upsert, decided by the upload's holder (``hub.uploads`` serialises each upload): no write lock.
+        with self._database.write(serial=False) as db:
             db.execute(_SAVE_STAGED, [*manifest_values(manifest), offset, expires_at])
 
     def site_uploads(self, segment: SegmentId, now: float) -> SiteUploads:
@@ -151,7 +152,7 @@ class SqliteLedger:
         return SiteUploads(count, announced)
 
     def drop_staged(self, segment: SegmentId) -> None:
-        with self._database.write() as db:
+        with self._database.write(serial=False) as db:
             db.execute("DELETE FROM uploads WHERE site = ? AND tbl = ? AND seq = ?", _key(segment))
 
     def refuse(self, manifest: Manifest, reason: str, now: float) -> None:

@@ -188,13 +188,13 @@ class SiteRegistry:
 
     def touch(self, site: SiteId) -> None:
         """Record contact from ``site`` (shown as last contact in status and the fleet API)."""
-        with self._database.write() as db:
+        with self._database.write(serial=False) as db:
             db.execute("UPDATE sites SET last_contact = ? WHERE site = ?", [self._clock(), str(site)])
 
     def note_refused_token(self, site: str) -> None:
         """A request claiming to be ``site`` came with a token the hub refused (a wrong or old token on board).
         Only a registered site's row changes: a made-up name leaves no trace."""
-        with self._database.write() as db:
+        with self._database.write(serial=False) as db:
             db.execute("UPDATE sites SET token_refused_at = ? WHERE site = ?", [self._clock(), site])
 
     def sites(self) -> list[dict]:

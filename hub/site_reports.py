@@ -159,7 +159,7 @@ class SiteReportStore:
                            " document TEXT NOT NULL)")
 
     def save(self, site: SiteId, report: SiteReport) -> None:
-        with self._database.write() as db:
+        with self._database.write(serial=False) as db:
             db.execute(upsert("site_reports", ["site", "received_at", "document"], ["site"]),
                        [str(site), self._clock(), json.dumps(report.to_dict())])
 
