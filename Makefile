@@ -41,7 +41,7 @@ test: setup lint browser npm services
 soak: setup browser npm services
 	$(BIN)/python -m pytest -m soak
 
-## bench: every benchmark against rsync, Arrow Flight and JSON/HTTP (~27 min; needs Debian's rsync),
+## bench: every benchmark against rsync, Arrow Flight and JSON/HTTP (~40 min; needs Debian's rsync),
 ## then docs/benchmarks.md from the JSON results
 bench: setup
 	$(BIN)/python bench/run.py
