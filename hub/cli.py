@@ -25,7 +25,7 @@ from sync_protocol import log_hygiene
 from sync_protocol.errors import RemoteProtocolError
 from sync_protocol.identifiers import SiteId
 
-from . import quarantine_cli
+from . import downlink_cli, quarantine_cli
 
 DATA_HELP = "the hub's data directory (with the three shared places below: only what is local to this process)"
 _PLACES = (
@@ -247,3 +247,4 @@ def query(data, fmt: str, timeout: float, sql: str) -> None:
 
 
 quarantine_cli.register(hub, _data_option, _existing)
+downlink_cli.register(hub, _data_option, _existing, _open)

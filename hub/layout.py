@@ -7,11 +7,12 @@ A lone hub keeps everything in one directory, so an operator backs it up or move
     DIR/uploads/<key>.seg      a segment's bytes, from creation until it is merged
     DIR/quarantine/<key>.seg   segments that could not be merged (schema conflict, unreadable)
     DIR/tables/<table>/        the merged Delta Lake tables, one per edge table name
+    DIR/datasets/<name>/<version>.arrows   published reference datasets (Arrow IPC streams, ``hub.datasets``)
 
 The processes of a hub cluster share three of them instead (docs/scale-out.md):
 
     --ledger postgresql://...  the ledger, registry and everything else hub.db holds (``hub.postgres``)
-    --staging SHARED           uploads in progress (SHARED/<key>.seg) and SHARED/quarantine/
+    --staging SHARED           uploads in progress (SHARED/<key>.seg), SHARED/quarantine/ and SHARED/datasets/
     --warehouse SHARED         the merged Delta Lake tables
 
 and DIR keeps only what is local to one process (its lock file and the merger's scratch space).
@@ -73,7 +74,7 @@ class HubLayout:
         return cls.of(root, **places).checked()
 
     def made(self) -> HubLayout:
-        for directory in (self.root, self.uploads, self.quarantine, self.tables):
+        for directory in (self.root, self.uploads, self.quarantine, self.tables, self.datasets):
             directory.mkdir(parents=True, exist_ok=True)
         return self
 
@@ -110,6 +111,11 @@ class HubLayout:
     @property
     def quarantine(self) -> Path:
         return self.staging / "quarantine" if self.staging is not None else self.root / "quarantine"
+
+    @property
+    def datasets(self) -> Path:
+        """Published dataset versions, beside the uploads: every process of a cluster serves them (``hub.datasets``)."""
+        return self.staging / "datasets" if self.staging is not None else self.root / "datasets"
 
     @property
     def tables(self) -> Path:

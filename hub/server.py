@@ -27,11 +27,14 @@ from pathlib import Path
 from aiohttp import web
 
 from . import metrics as prometheus
+from .datasets import DatasetStore
+from .downlink import Downlink
 from .faults import CrashHook, no_crash
 from .history import HISTORY_SAMPLE_SECONDS, FleetHistory
 from .http_api import HubContext, build_app
 from .layout import HubLayout
 from .ledger import SqliteLedger
+from .managed_settings import SettingsStore
 from .merger import Merger
 from .page_api import PageContext
 from .registry import SiteRegistry
@@ -123,6 +126,7 @@ async def _serve(layout, database, shared_locks, executor, host, port, tls, cloc
     requests = prometheus.RequestMetrics()
     reports = SiteReportStore(database, clock)
     history = FleetHistory(database, clock)
+    downlink = Downlink(DatasetStore(database, layout.datasets, clock), SettingsStore(database, clock))
 
     restored = await uploads.recover()
     finished, abandoned = await run_in_thread(merger.reconcile)
@@ -137,6 +141,7 @@ async def _serve(layout, database, shared_locks, executor, host, port, tls, cloc
         registry=registry, uploads=uploads, run_in_thread=run_in_thread, clock=clock, fleet=fleet,
         metrics_text=prometheus.make_render(requests, uploads.stats, merger.stats, fleet),
         observe=requests.observe, rejected=requests.rejected, healthy=lambda: merger.alive, reports=reports,
+        downlink=downlink,
     )
     page = PageContext(authenticate=registry.authenticate, operator_holds=registry.operator_holds, fleet=fleet,
                        history=history.series, sessions=SessionStore(database, clock), clock=clock,

@@ -1,0 +1,161 @@
+"""``harbour hub publish``, ``harbour hub datasets`` and ``harbour hub configure``: the downlink for operators.
+
+``publish`` makes a file the next version of a reference dataset for every ship or the listed ones
+(``hub.datasets``); ``datasets`` lists them and what each ship holds; ``configure`` sets the edge settings head
+office manages (``hub.managed_settings``). All three work while ``hub run`` serves the same places: a running hub
+offers a new version or setting in its answer to each ship's next report.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+
+from sync_protocol.errors import RemoteProtocolError
+from sync_protocol.identifiers import SiteId, TableName
+from sync_protocol.units import format_size
+
+ALL = "all"
+
+
+def _dataset_name(ctx, param, value: str) -> TableName:
+    try:
+        return TableName(value)
+    except RemoteProtocolError as error:
+        raise click.BadParameter(error.message) from None
+
+
+def _ship_list(ctx, param, value: str | None) -> tuple[SiteId, ...] | None:
+    if value is None:
+        return None
+    try:
+        ships = tuple(SiteId(part.strip()) for part in value.split(",") if part.strip())
+    except RemoteProtocolError as error:
+        raise click.BadParameter(error.message) from None
+    if not ships:
+        raise click.BadParameter("name at least one ship, e.g. --ships ship-1,ship-2 (leave it out for every ship)")
+    return ships
+
+
+def _require_registered(ships, registry) -> None:
+    known = {row["site"] for row in registry.sites()}
+    unknown = sorted(str(s) for s in ships if str(s) not in known)
+    if unknown:
+        raise click.ClickException(
+            f"unknown ship(s): {', '.join(unknown)}; registered: {', '.join(sorted(known)) or 'none'} "
+            "(`harbour hub add-site SITE` registers one)")
+
+
+def _iso(epoch: float | None) -> str | None:
+    return None if epoch is None else datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
+
+
+def publish_version(layout, database, name: TableName, file: Path, ships, fmt: str) -> int:
+    """Convert ``file`` and make it the next version of ``name``; progress to stderr, the version returned."""
+    from .dataset_files import DatasetFileError, convert
+    from .datasets import DatasetStore
+    from .registry import SiteRegistry
+
+    registry = SiteRegistry(database, time.time)
+    if ships is not None:
+        _require_registered(ships, registry)
+    store = DatasetStore(database, layout.datasets, time.time)
+    if not file.is_file():
+        raise click.ClickException(f"{file} is not a file")
+    click.echo(f"converting {file} ({format_size(file.stat().st_size)}) to an Arrow IPC stream ...", err=True)
+    try:
+        converted = convert(file, store.staging_file(secrets.token_hex(8)), fmt)
+    except DatasetFileError as error:
+        raise click.ClickException(str(error)) from None
+    try:
+        version, pruned = store.publish(name, converted, ships, [row["site"] for row in registry.sites()])
+    except RemoteProtocolError as error:
+        raise click.ClickException(str(error)) from None
+    finally:
+        converted.path.unlink(missing_ok=True)  # gone already once it became a version
+    audience = "every ship" if version.ships is None else ", ".join(version.ships)
+    click.echo(f"published {name} version {version.version} ({converted.source_format}): {version.rows} rows, "
+               f"{version.columns} columns, {format_size(version.size)}, sha256 {version.sha256[:16]}..., "
+               f"for {audience}", err=True)
+    if pruned:
+        click.echo(f"pruned {name} version(s) {', '.join(map(str, pruned))} (no ship is offered them any more)",
+                   err=True)
+    return version.version
+
+
+def datasets_report(store, reports) -> dict:
+    """Every dataset with its versions, and per ship (from its last report) the version it holds."""
+    held: dict[str, dict[str, int]] = {}
+    for site, stored in reports.latest().items():
+        if stored.report.downlink is not None:
+            for name, version in stored.report.downlink.datasets.items():
+                held.setdefault(name, {})[site] = version
+    datasets: dict[str, dict] = {}
+    for v in store.versions():
+        entry = datasets.setdefault(v.name, {"name": v.name, "versions": [], "ships": held.get(v.name, {})})
+        entry["versions"].append({
+            "version": v.version, "size": v.size, "rows": v.rows, "sha256": v.sha256, "source_format": v.source_format,
+            "published_at": _iso(v.published_at), "ships": ALL if v.ships is None else list(v.ships),
+            "pruned_at": _iso(v.pruned_at)})
+    return {"datasets": list(datasets.values())}
+
+
+def format_datasets(report: dict) -> str:
+    if not report["datasets"]:
+        return "no datasets published yet (`harbour hub publish DATASET FILE` publishes one)"
+    lines = []
+    for dataset in report["datasets"]:
+        lines.append(f"{dataset['name']}")
+        for v in reversed(dataset["versions"]):
+            ships = ALL if v["ships"] == ALL else ",".join(v["ships"])
+            state = f"pruned {v['pruned_at']}" if v["pruned_at"] else "offered"
+            lines.append(f"  v{v['version']:<5} {format_size(v['size']):>10} {v['rows']:>9} rows  "
+                         f"sha256 {v['sha256'][:12]}  {v['published_at']}  ships {ships}  {state}")
+        held = dataset["ships"]
+        lines.append("  held: " + (", ".join(f"{site} v{version}" for site, version in sorted(held.items()))
+                                   or "no ship has reported holding it yet"))
+    return "\n".join(lines)
+
+
+def register(hub: click.Group, data_option, existing, open_database) -> None:
+    """Add ``publish``, ``datasets`` and ``configure`` to ``hub``."""
+
+    @hub.command()
+    @click.argument("dataset", callback=_dataset_name)
+    @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+    @data_option
+    @click.option("--ships", callback=_ship_list, metavar="SITE,...",
+                  help="offer this version only to these ships [default: every ship]")
+    @click.option("--format", "fmt", default="auto", show_default=True,
+                  type=click.Choice(["auto", "parquet", "arrow-file", "arrow-stream", "csv", "jsonl"]),
+                  help="FILE's format; auto tells them apart by magic bytes, then by extension")
+    def publish(dataset: TableName, file: Path, data, ships, fmt: str) -> None:
+        """Make FILE (Parquet, CSV, Arrow IPC file or stream, JSON Lines) the next version of DATASET and print
+        the version number. Ships fetch it after their next report; older versions are pruned (docs/downlink.md)."""
+        database = open_database(existing(data))
+        try:
+            click.echo(publish_version(data, database, dataset, file, ships, fmt))
+        finally:
+            database.close()
+
+    @hub.command("datasets")
+    @data_option
+    @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+    def datasets_command(data, fmt: str) -> None:
+        """Every dataset, its versions (size, sha256, published, ships) and the version each ship holds."""
+        from .datasets import DatasetStore
+        from .site_reports import SiteReportStore
+
+        layout = existing(data)
+        database = open_database(layout)
+        try:
+            report = datasets_report(DatasetStore(database, layout.datasets, time.time),
+                                     SiteReportStore(database, time.time))
+        finally:
+            database.close()
+        click.echo(json.dumps(report, indent=1) if fmt == "json" else format_datasets(report))
