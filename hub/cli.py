@@ -210,16 +210,22 @@ def revoke_operator(name: str | None, data, token_file) -> None:
 @_data_option
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def status(data, fmt: str) -> None:
-    """Per site and table: rows merged, watermark, gaps, last contact; and the quarantine."""
+    """Per site and table: rows merged, watermark, gaps, last contact; the quarantine; per ship the dataset
+    versions it holds against the newest offered, and whether it runs the managed settings."""
+    from .datasets import DatasetStore
+    from .downlink import Downlink
     from .ledger import SqliteLedger
+    from .managed_settings import SettingsStore
     from .registry import SiteRegistry
     from .site_reports import SiteReportStore
     from .status import fleet_report, format_report
 
-    database = _open(_existing(data))
+    layout = _existing(data)
+    database = _open(layout)
     try:
+        downlink = Downlink(DatasetStore(database, layout.datasets, time.time), SettingsStore(database, time.time))
         report = fleet_report(SqliteLedger(database, time.time), SiteRegistry(database, time.time), time.time,
-                              SiteReportStore(database, time.time))
+                              SiteReportStore(database, time.time), downlink)
     finally:
         database.close()
     click.echo(json.dumps(report, indent=1) if fmt == "json" else format_report(report))

@@ -35,7 +35,7 @@ from sync_protocol.table_types import column_problems
 from sync_protocol.table_values import to_storage
 
 FORMATS = ("parquet", "arrow-file", "arrow-stream", "csv", "jsonl")
-"""What ``--format`` names; ``auto`` tells them apart (module docstring)."""
+"""What ``--input-format`` names; ``auto`` tells them apart (module docstring)."""
 
 TEXT_EXTENSIONS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
 
@@ -89,7 +89,8 @@ def detect_format(path: Path) -> str:
         return "jsonl"
     raise DatasetFileError(
         f"cannot tell what format {path} is: it is not Parquet, Arrow IPC (file or stream) by its first bytes, and "
-        f"its name does not end in {', '.join(TEXT_EXTENSIONS)}; rename it or give --format ({', '.join(FORMATS)})")
+        f"its name does not end in {', '.join(TEXT_EXTENSIONS)}; rename it or give --input-format "
+        f"({', '.join(FORMATS)})")
 
 
 def convert(source: Path, target: Path, fmt: str = "auto") -> ConvertedFile:
@@ -99,7 +100,7 @@ def convert(source: Path, target: Path, fmt: str = "auto") -> ConvertedFile:
         raise DatasetFileError(f"{source} is not a file")
     fmt = detect_format(source) if fmt == "auto" else fmt
     if fmt not in FORMATS:
-        raise DatasetFileError(f"--format {fmt!r} is not one of auto, {', '.join(FORMATS)}")
+        raise DatasetFileError(f"--input-format {fmt!r} is not one of auto, {', '.join(FORMATS)}")
     try:
         schema, batches = _READERS[fmt](source)
         problems = column_problems(schema, subject=str(source))

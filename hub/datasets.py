@@ -183,13 +183,21 @@ class DatasetStore:
 
     def offers(self, site: str) -> tuple[DatasetOffer, ...]:
         """Per dataset, the newest unpruned version offered to ``site``."""
+        return self.offers_by_site([site])[site]
+
+    def offers_by_site(self, sites: Iterable[str]) -> dict[str, tuple[DatasetOffer, ...]]:
+        """``offers`` of many sites from one read (the fleet report asks for every ship)."""
         rows = self._database.db.execute(
             f"SELECT {_COLUMNS} FROM dataset_versions WHERE pruned_at IS NULL ORDER BY name, version DESC").fetchall()
-        newest: dict[str, DatasetOffer] = {}
-        for version in map(_version, rows):
-            if version.name not in newest and version.offered_to(site):
-                newest[version.name] = version.offer
-        return tuple(newest.values())
+        live = [_version(row) for row in rows]
+        offers = {}
+        for site in sites:
+            newest: dict[str, DatasetOffer] = {}
+            for version in live:
+                if version.name not in newest and version.offered_to(site):
+                    newest[version.name] = version.offer
+            offers[site] = tuple(newest.values())
+        return offers
 
     def servable(self, site: str, name: str, version: int) -> DatasetVersion:
         """The version a ship may download: 404 when it was never offered to ``site``, 410 when pruned since."""

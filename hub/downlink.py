@@ -34,6 +34,12 @@ class Downlink:
             return None
         return DesiredState(offers, managed)
 
+    def fleet_status(self, reported: dict[str, ReportedDownlink | None]) -> dict[str, dict]:
+        """``ship_status`` of every site in ``reported`` (None: no downlink part in its last report)."""
+        offers = self.datasets.offers_by_site(reported)
+        settings = self.settings.for_ships(reported)
+        return {site: ship_status(offers[site], settings[site], reported[site]) for site in reported}
+
 
 def ship_status(offers: tuple[DatasetOffer, ...], settings: ShipSettings, reported: ReportedDownlink | None) -> dict:
     held = reported.datasets if reported is not None else {}

@@ -122,6 +122,46 @@ def format_datasets(report: dict) -> str:
     return "\n".join(lines)
 
 
+def _sites(ctx, param, values: tuple[str, ...]) -> tuple[SiteId, ...]:
+    try:
+        return tuple(SiteId(value) for value in values)
+    except RemoteProtocolError as error:
+        raise click.BadParameter(error.message) from None
+
+
+def _assignments(ctx, param, values: tuple[str, ...]) -> dict[str, str]:
+    from .managed_settings import SettingError, parse_assignment
+
+    try:
+        return dict(parse_assignment(value) for value in values)
+    except SettingError as error:
+        raise click.BadParameter(str(error)) from None
+
+
+def _keys(ctx, param, values: tuple[str, ...]) -> tuple[str, ...]:
+    from .managed_settings import SettingError, check_key
+
+    try:
+        return tuple(check_key(value) for value in values)
+    except SettingError as error:
+        raise click.BadParameter(str(error)) from None
+
+
+def format_ship_settings(ship, changed: bool, reported) -> str:
+    """What one ship will be asked to run with, each value with where it comes from, and what it last reported."""
+    head = f"{ship.site}  revision {ship.revision}" + (" (changed)" if changed else "")
+    lines = [head]
+    for key, value in ship.values.items():
+        source = "all ships" if ship.sources[key] == "*" else ship.site
+        lines.append(f"  {key} = {value}    [{source}]")
+    if not ship.values:
+        lines.append("  (no managed settings: the ship runs with its own)")
+    if reported is not None:
+        lines += [f"  pinned locally on board: {key}={value}" for key, value in sorted(reported.pinned.items())]
+        lines += [f"  refused on board: {key} {reason}" for key, reason in sorted(reported.refused.items())]
+    return "\n".join(lines)
+
+
 def register(hub: click.Group, data_option, existing, open_database) -> None:
     """Add ``publish``, ``datasets`` and ``configure`` to ``hub``."""
 
@@ -131,9 +171,10 @@ def register(hub: click.Group, data_option, existing, open_database) -> None:
     @data_option
     @click.option("--ships", callback=_ship_list, metavar="SITE,...",
                   help="offer this version only to these ships [default: every ship]")
-    @click.option("--format", "fmt", default="auto", show_default=True,
+    @click.option("--input-format", "fmt", default="auto", show_default=True,
                   type=click.Choice(["auto", "parquet", "arrow-file", "arrow-stream", "csv", "jsonl"]),
-                  help="FILE's format; auto tells them apart by magic bytes, then by extension")
+                  help="FILE's format; auto tells them apart by magic bytes, then by extension (not --format: "
+                  "HARBOUR_HUB_FORMAT is the output format of status, query and datasets)")
     def publish(dataset: TableName, file: Path, data, ships, fmt: str) -> None:
         """Make FILE (Parquet, CSV, Arrow IPC file or stream, JSON Lines) the next version of DATASET and print
         the version number. Ships fetch it after their next report; older versions are pruned (docs/downlink.md)."""
@@ -159,3 +200,47 @@ def register(hub: click.Group, data_option, existing, open_database) -> None:
         finally:
             database.close()
         click.echo(json.dumps(report, indent=1) if fmt == "json" else format_datasets(report))
+
+    @hub.command()
+    @click.argument("sites", nargs=-1, callback=_sites, metavar="[SITE]...")
+    @data_option
+    @click.option("--all", "all_ships", is_flag=True, help="every ship, also ships registered later")
+    @click.option("--set", "set_values", multiple=True, callback=_assignments, metavar="KEY=VALUE",
+                  help="a managed setting, named as the edge's flag (repeatable)")
+    @click.option("--unset", multiple=True, callback=_keys, metavar="KEY",
+                  help="stop managing KEY here (a ship falls back to the --all value, or its own; repeatable)")
+    def configure(sites: tuple[SiteId, ...], data, all_ships: bool, set_values: dict[str, str],
+                  unset: tuple[str, ...]) -> None:
+        """Set the sync settings head office manages for SITE... or --all ships; print what each will run with.
+
+        KEY is one of the edge's own flags: priority (NAME=N,...), thin-link-below, thin-link-max-class, metered,
+        max-upload-rate, seal-size, seal-age. A ship's own value wins over --all; a flag, variable or config file
+        set on board wins over both and is shown as pinned. Without --set/--unset, only prints.
+        """
+        from .managed_settings import ALL_SHIPS, SettingsStore
+        from .registry import SiteRegistry
+        from .site_reports import SiteReportStore
+
+        if all_ships == bool(sites):
+            raise click.UsageError("name the ships (SITE...) or give --all, one of the two")
+        both = sorted(set(set_values) & set(unset))
+        if both:
+            raise click.UsageError(f"{', '.join(both)} is both --set and --unset: give one")
+        database = open_database(existing(data))
+        try:
+            registered = [row["site"] for row in SiteRegistry(database, time.time).sites()]
+            _require_registered(sites, SiteRegistry(database, time.time))
+            store = SettingsStore(database, time.time)
+            scopes = [ALL_SHIPS] if all_ships else [str(site) for site in sites]
+            changed = store.configure(scopes, set_values, unset) if set_values or unset else []
+            shown = registered if all_ships else scopes
+            reports = SiteReportStore(database, time.time).latest()
+            ships = store.for_ships(shown)
+        finally:
+            database.close()
+        if not shown:
+            click.echo("no ship is registered yet; these settings apply to each one registered later", err=True)
+        for site in shown:
+            stored = reports.get(site)
+            click.echo(format_ship_settings(ships[site], ALL_SHIPS in changed or site in changed,
+                                            stored.report.downlink if stored else None))

@@ -135,7 +135,7 @@ async def _serve(layout, database, shared_locks, executor, host, port, tls, cloc
     merger.start()
 
     def fleet() -> dict:
-        return fleet_report(ledger, registry, clock, reports)
+        return fleet_report(ledger, registry, clock, reports, downlink)
 
     context = HubContext(
         registry=registry, uploads=uploads, run_in_thread=run_in_thread, clock=clock, fleet=fleet,

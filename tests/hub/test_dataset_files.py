@@ -82,7 +82,7 @@ def test_a_missing_file_and_an_unknown_forced_format(tmp_path):
     with pytest.raises(DatasetFileError, match="is not a file"):
         convert(tmp_path / "nope.csv", tmp_path / "out.arrows")
     (tmp_path / "x.csv").write_text("a\n1\n")
-    with pytest.raises(DatasetFileError, match="--format 'xml'"):
+    with pytest.raises(DatasetFileError, match="--input-format 'xml'"):
         convert(tmp_path / "x.csv", tmp_path / "out.arrows", "xml")
 
 

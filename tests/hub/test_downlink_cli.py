@@ -50,7 +50,7 @@ def test_publish_prints_the_version_and_datasets_lists_it(data, tmp_path):
     (["offers", "{tmp}/offers.csv", "--ships", "ship-9"], "unknown ship(s): ship-9"),
     (["offers", "{tmp}/offers.csv", "--ships", "Ship 1"], "site id 'Ship 1' is not valid"),
     (["offers", "{tmp}/offers.csv", "--ships", ","], "name at least one ship"),
-    (["offers", "{tmp}/offers.csv", "--format", "xml"], "'xml' is not one of"),
+    (["offers", "{tmp}/offers.csv", "--input-format", "xml"], "'xml' is not one of"),
 ])
 def test_publish_refuses_bad_input_clearly_and_publishes_nothing(data, tmp_path, args, words):
     csv_file(tmp_path)
