@@ -27,7 +27,15 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sync_protocol.downlink import MAX_DATASETS_OFFERED, DatasetOffer
+from sync_protocol.downlink import (
+    MANAGED_SETTINGS,
+    MAX_DATASET_BYTES,
+    MAX_DATASETS_OFFERED,
+    MAX_DESIRED_BYTES,
+    MAX_SETTING_VALUE_CHARS,
+    DatasetOffer,
+    DesiredState,
+)
 from sync_protocol.errors import ErrorCode, RemoteProtocolError
 from sync_protocol.identifiers import SiteId, TableName
 
@@ -45,6 +53,10 @@ DATASET_SUFFIX = ".arrows"
 
 MAX_VERSION = 2**53 - 1
 """A version number above this cannot be exact in JSON numbers; it is also far from any real count of publishes."""
+
+LARGEST_SETTINGS_BYTES = 64 + sum(len(key) + 6 + MAX_SETTING_VALUE_CHARS for key in MANAGED_SETTINGS)
+"""The managed settings' part of a desired state at its largest (every setting at its longest value, the revision
+and the JSON around them): what the datasets' part must leave room for."""
 
 TABLES = {
     "dataset_versions": "name TEXT NOT NULL, version INTEGER NOT NULL, sha256 TEXT NOT NULL,"
@@ -153,11 +165,17 @@ class DatasetStore:
         return self.version(str(name), version), pruned
 
     def _check_room(self, db, name: str) -> None:
-        count = db.execute("SELECT COUNT(DISTINCT name) FROM dataset_versions").fetchone()[0]
-        if count >= MAX_DATASETS_OFFERED:
+        """A new dataset must leave every ship's desired state within what the edge reads (``MAX_DATASETS_OFFERED``
+        offers, ``MAX_DESIRED_BYTES`` of JSON with the managed settings at their largest)."""
+        names = [row[0] for row in db.execute("SELECT DISTINCT name FROM dataset_versions").fetchall()] + [name]
+        largest = DesiredState(tuple(DatasetOffer(n, MAX_VERSION, "0" * 64, MAX_DATASET_BYTES) for n in names))
+        answer_bytes = len(largest.to_json()) + LARGEST_SETTINGS_BYTES
+        if len(names) > MAX_DATASETS_OFFERED or answer_bytes > MAX_DESIRED_BYTES:
             raise RemoteProtocolError(
-                f"the hub already holds {count} datasets, the most a ship is offered at once", code=ErrorCode.TOO_LARGE,
-                op="publishing a dataset", subject=name, hint="publish into an existing dataset instead")
+                f"the hub already holds {len(names) - 1} datasets; one more could make a ship's desired state larger "
+                f"than the protocol allows ({MAX_DATASETS_OFFERED} datasets, {MAX_DESIRED_BYTES} bytes)",
+                code=ErrorCode.TOO_LARGE, op="publishing a dataset", subject=name,
+                hint="publish into an existing dataset instead (shorter names also leave more room)")
 
     def delete_pruned_files(self, name: str) -> int:
         """Delete the files of ``name``'s pruned versions (again after a crash left some); returns how many went."""

@@ -11,7 +11,15 @@ import pyarrow.ipc as pa_ipc
 import pytest
 
 from hub.dataset_files import convert
-from hub.datasets import KEEP_LATEST_VERSIONS, DatasetStore, DatasetVersion, versions_to_prune
+from hub.datasets import (
+    KEEP_LATEST_VERSIONS,
+    LARGEST_SETTINGS_BYTES,
+    MAX_VERSION,
+    DatasetStore,
+    DatasetVersion,
+    versions_to_prune,
+)
+from sync_protocol.downlink import MAX_DATASET_BYTES, DatasetOffer, DesiredState
 from sync_protocol.errors import ErrorCode, RemoteProtocolError
 from sync_protocol.identifiers import SiteId, TableName
 
@@ -133,7 +141,17 @@ def test_a_hub_limits_how_many_datasets_it_offers(store, tmp_path, monkeypatch):
     publish(store, tmp_path, 2, name=TableName("b"))  # a new version of a known dataset is fine
     with pytest.raises(RemoteProtocolError) as caught:
         publish(store, tmp_path, 1, name=TableName("c"))
-    assert "2 datasets" in str(caught.value)
+    assert "already holds 2 datasets" in str(caught.value)
+
+
+def test_dataset_names_must_leave_room_in_the_desired_state(store, tmp_path, monkeypatch):
+    two = DesiredState(tuple(DatasetOffer(n, MAX_VERSION, "0" * 64, MAX_DATASET_BYTES) for n in ("a", "b")))
+    monkeypatch.setattr("hub.datasets.MAX_DESIRED_BYTES", LARGEST_SETTINGS_BYTES + len(two.to_json()))
+    publish(store, tmp_path, 1, name=TableName("a"))
+    publish(store, tmp_path, 1, name=TableName("b"))
+    with pytest.raises(RemoteProtocolError, match="larger than the protocol allows"):
+        publish(store, tmp_path, 1, name=TableName("c"))
+    assert [v.name for v in store.versions()] == ["a", "b"]
 
 
 def test_the_file_path_cannot_leave_the_directory(store):

@@ -4,8 +4,6 @@ status``, ``harbour hub datasets`` and the fleet page."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from hub.downlink import ship_status
@@ -15,6 +13,7 @@ from hub.managed_settings import ShipSettings
 from sync_protocol.downlink import DatasetOffer, DesiredState, ReportedDownlink
 
 from .conftest import harbour
+from .test_dataset_download import report
 
 OFFER = DatasetOffer("offers", 3, "a" * 64, 10)
 
@@ -42,14 +41,6 @@ def test_datasets_held_against_offered():
 ])
 def test_settings_state_lines(reported, state):
     assert ship_status((), settings(2, **{"seal-size": "32MiB"}), reported)["settings"]["state"] == state
-
-
-def report(hub, site: str, token: str, downlink: dict | None = None):
-    doc = {"backlog_bytes": 0, "pending_segments": 0, "link": {"state": "good"}, "reported_at": 1_760_000_000.0}
-    if downlink is not None:
-        doc["downlink"] = downlink
-    return hub.request("PUT", f"/v1/sync/sites/{site}/report",
-                       {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}, json.dumps(doc).encode())
 
 
 @pytest.mark.integration

@@ -69,3 +69,33 @@ def test_publish_needs_an_existing_hub(tmp_path):
     result = harbour("hub", "publish", "offers", str(csv_file(tmp_path)), "--data", str(tmp_path / "typo"),
                      check=False)
     assert result.returncode != 0 and "no hub in" in result.stderr and not (tmp_path / "typo").exists()
+
+
+def test_configure_prints_what_each_ship_runs_with(data):
+    shown = harbour("hub", "configure", "--all", "--set", "metered=yes", "--set", "seal-age=10m",
+                    "--data", str(data)).stdout
+    assert shown.count("revision 1 (changed)") == 2 and "metered = true    [all ships]" in shown
+    shown = harbour("hub", "configure", "ship-1", "--set", "seal-age=1h", "--unset", "metered",
+                    "--data", str(data)).stdout
+    # ship-1 had no value of its own for metered: unsetting it there changes nothing the ship runs with
+    assert "seal-age = 1h    [ship-1]" in shown and "metered = true    [all ships]" in shown
+    assert "ship-2" not in shown
+    quiet = harbour("hub", "configure", "--all", "--data", str(data)).stdout
+    assert "(changed)" not in quiet and "ship-2  revision 1" in quiet and "ship-1  revision 2" in quiet
+
+
+@pytest.mark.parametrize("args, words", [
+    (["ship-1", "--set", "seal-size=lots"], "--set seal-size: 'lots' is not a size"),
+    (["ship-1", "--set", "token=abc"], "'token' is not a managed setting; choose from"),
+    (["ship-1", "--set", "seal-size"], "is not KEY=VALUE"),
+    (["ship-1", "--unset", "data"], "'data': not a managed setting"),
+    (["ship-1", "--set", "metered=true", "--unset", "metered"], "metered is both --set and --unset"),
+    (["--set", "metered=true"], "name the ships (SITE...) or give --all"),
+    (["ship-1", "--all", "--set", "metered=true"], "name the ships (SITE...) or give --all"),
+    (["ship-9", "--set", "metered=true"], "unknown ship(s): ship-9"),
+    (["Ship_1", "--set", "metered=true"], "site id 'Ship_1' is not valid"),
+])
+def test_configure_refuses_bad_input_clearly_and_changes_nothing(data, args, words):
+    result = harbour("hub", "configure", *args, "--data", str(data), check=False)
+    assert result.returncode != 0 and words in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert "revision 0" in harbour("hub", "configure", "--all", "--data", str(data)).stdout
