@@ -22,6 +22,7 @@ Theory of operation
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -50,6 +51,12 @@ cost megabytes."""
 
 DATASET_SUFFIX = ".arrows"
 """Arrow's extension for the IPC stream format."""
+
+STAGING_PREFIX = ".publishing-"
+
+STALE_STAGING_SECONDS = 24 * 3600.0
+"""A converted file not renamed into place after a day belongs to a publish that was killed: a live conversion takes
+minutes even for the largest dataset."""
 
 MAX_VERSION = 2**53 - 1
 """A version number above this cannot be exact in JSON numbers; it is also far from any real count of publishes."""
@@ -133,9 +140,14 @@ class DatasetStore:
         return self.directory / str(TableName(name)) / f"{int(version)}{DATASET_SUFFIX}"
 
     def staging_file(self, token: str) -> Path:
-        """Where a publish writes its converted file before it becomes a version (same file system: rename)."""
+        """Where a publish writes its converted file before it becomes a version (same file system: rename).
+        Files of publishes killed before they finished are deleted here once ``STALE_STAGING_SECONDS`` old."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        return self.directory / f".publishing-{token}{DATASET_SUFFIX}"
+        for stale in self.directory.glob(f"{STAGING_PREFIX}*{DATASET_SUFFIX}"):
+            with contextlib.suppress(FileNotFoundError):  # another publish may sweep the same file
+                if stale.stat().st_mtime < self._clock() - STALE_STAGING_SECONDS:
+                    stale.unlink()
+        return self.directory / f"{STAGING_PREFIX}{token}{DATASET_SUFFIX}"
 
     def publish(self, name: TableName, converted: ConvertedFile, ships: Sequence[SiteId] | None,
                 sites: Iterable[str]) -> tuple[DatasetVersion, list[int]]:

@@ -4,6 +4,7 @@ The store tests run on both ledger databases (the ``database`` fixture: SQLite a
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 
 import pyarrow as pa
@@ -15,6 +16,7 @@ from hub.datasets import (
     KEEP_LATEST_VERSIONS,
     LARGEST_SETTINGS_BYTES,
     MAX_VERSION,
+    STALE_STAGING_SECONDS,
     DatasetStore,
     DatasetVersion,
     versions_to_prune,
@@ -152,6 +154,28 @@ def test_dataset_names_must_leave_room_in_the_desired_state(store, tmp_path, mon
     with pytest.raises(RemoteProtocolError, match="larger than the protocol allows"):
         publish(store, tmp_path, 1, name=TableName("c"))
     assert [v.name for v in store.versions()] == ["a", "b"]
+
+
+def test_a_download_reading_a_pruned_file_finishes(store, tmp_path):
+    publish(store, tmp_path, 5)
+    with open(store.file_of("offers", 1), "rb") as reading:
+        first = reading.read(10)
+        for rows in (6, 7):
+            publish(store, tmp_path, rows)
+        assert store.version("offers", 1).pruned_at is not None and not store.file_of("offers", 1).exists()
+        data = first + reading.read()
+    assert hashlib.sha256(data).hexdigest() == store.version("offers", 1).sha256
+
+
+def test_files_of_killed_publishes_are_swept_after_a_day(store, clock):
+    left = store.staging_file("killed")
+    left.write_bytes(b"half a stream")
+    os.utime(left, (clock() - 3600, clock() - 3600))
+    store.staging_file("next")
+    assert left.exists()  # an hour old: maybe a publish still converting
+    clock.advance(STALE_STAGING_SECONDS)
+    store.staging_file("later")
+    assert not left.exists()
 
 
 def test_the_file_path_cannot_leave_the_directory(store):
