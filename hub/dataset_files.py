@@ -2,8 +2,8 @@
 
 ``harbour hub publish`` takes what head office has: Parquet, CSV, Arrow IPC (file or stream) or JSON Lines. The
 format is told by the file's first bytes where it has magic bytes (Parquet ``PAR1``, Arrow IPC file ``ARROW1``,
-Arrow IPC stream ``0xFFFFFFFF``), else by its extension (``.csv``; ``.jsonl``/``.ndjson``/``.json``), else by a
-first non-blank ``{`` (JSON Lines). Anything else is refused with the list of what is accepted.
+Arrow IPC stream ``0xFFFFFFFF``), else by its extension (``EXTENSIONS``), else by a first non-blank ``{`` (JSON
+Lines). Anything else is refused with the list of what is accepted.
 
 Values follow the tables' one type system (``sync_protocol.table_types``/``table_values``): the same storage
 types (int64, float64, UTC microsecond timestamps, ...), the same column-name rules, the same reading of dates in
@@ -37,7 +37,10 @@ from sync_protocol.table_values import to_storage
 FORMATS = ("parquet", "arrow-file", "arrow-stream", "csv", "jsonl")
 """What ``--input-format`` names; ``auto`` tells them apart (module docstring)."""
 
-TEXT_EXTENSIONS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
+EXTENSIONS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".parquet": "parquet",
+              ".pq": "parquet", ".arrow": "arrow-file", ".feather": "arrow-file", ".arrows": "arrow-stream"}
+"""By extension, when the first bytes do not tell: text formats, and binary files whose magic bytes are missing
+(damaged, or a pre-0.15 Arrow stream without the continuation marker): they get the format's own error."""
 
 IPC_COMPRESSION = "zstd"
 """Buffers of the published stream are zstd-compressed: the link is what costs (reference data such as price lists
@@ -82,14 +85,14 @@ def detect_format(path: Path) -> str:
             return "arrow-file"
         if head.startswith(b"\xff\xff\xff\xff"):
             return "arrow-stream"
-        if path.suffix.lower() in TEXT_EXTENSIONS:
-            return TEXT_EXTENSIONS[path.suffix.lower()]
+        if path.suffix.lower() in EXTENSIONS:
+            return EXTENSIONS[path.suffix.lower()]
         start = (head + handle.read(4096)).lstrip()
     if start.startswith(b"{"):
         return "jsonl"
     raise DatasetFileError(
         f"cannot tell what format {path} is: it is not Parquet, Arrow IPC (file or stream) by its first bytes, and "
-        f"its name does not end in {', '.join(TEXT_EXTENSIONS)}; rename it or give --input-format "
+        f"its name does not end in {', '.join(EXTENSIONS)}; rename it or give --input-format "
         f"({', '.join(FORMATS)})")
 
 

@@ -60,6 +60,7 @@ def test_every_format_becomes_the_same_stream_of_storage_types(tmp_path, filenam
 @pytest.mark.parametrize("name, content, words", [
     ("empty.parquet", b"", "is empty"),
     ("bad.parquet", b"PAR1 not really a parquet file PAR1", "not valid parquet"),
+    ("headless.parquet", b"not even the magic bytes", "not valid parquet"),
     ("cut.arrow", b"ARROW1\x00\x00garbage", "not valid arrow-file"),
     ("cut.arrows", b"\xff\xff\xff\xff\x10\x00\x00\x00junk", "not valid arrow-stream"),
     ("notes.txt", b"just some words", "cannot tell what format"),
