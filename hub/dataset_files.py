@@ -17,6 +17,7 @@ hashed while it is written and fsynced before it is handed on; the caller rename
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,7 +26,6 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.ipc as pa_ipc
-import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
 from sync_protocol import text_types
@@ -49,9 +49,6 @@ compress 3-10x), and every Arrow reader Harbour uses (pyarrow, DuckDB through py
 MAX_TEXT_INPUT_BYTES = 512 * 1024 * 1024
 """CSV and JSON Lines are read whole (see the module docstring): 512 MiB of text is far more than any reference
 list and still fits the memory of a head-office machine several times over."""
-
-MIN_JSON_BLOCK_BYTES = 1024 * 1024
-"""pyarrow.json refuses a line that straddles two blocks; one block for the whole file avoids that."""
 
 WRITE_CHUNK_ROWS = 64 * 1024
 """Rows per record batch of the output stream: a ship can read a batch at a time."""
@@ -106,6 +103,8 @@ def convert(source: Path, target: Path, fmt: str = "auto") -> ConvertedFile:
         raise DatasetFileError(f"--input-format {fmt!r} is not one of auto, {', '.join(FORMATS)}")
     try:
         schema, batches = _READERS[fmt](source)
+        if not len(schema):
+            raise DatasetFileError(f"{source} has no columns: a dataset needs at least one")
         problems = column_problems(schema, subject=str(source))
         if problems:
             raise DatasetFileError(f"{source}: {problems[0].message}")
@@ -219,16 +218,23 @@ def _csv(path: Path):
 
 
 def _json_lines(path: Path):
-    body = _text(path)
-    for number, line in enumerate(body.split(b"\n"), start=1):
-        if line.strip() and not line.strip().startswith(b"{"):
+    """Parsed with ``json`` and typed by ``pyarrow.array``'s inference (the same Arrow types as pyarrow's JSON
+    reader: int64, double, bool, string, struct, list), not with ``pyarrow.json``, whose reader drops the nulls in
+    a list (``[null, 0]`` became ``[0]``: edge_node/codecs.py reads every body twice to repair that). Reference
+    data is megabytes; the columns are the union of every row's keys, in the order first met."""
+    rows = []
+    for number, line in enumerate(_text(path).split(b"\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except (ValueError, RecursionError) as error:
+            raise DatasetFileError(f"{path} line {number} is not valid JSON ({str(error)[:200]})") from None
+        if not isinstance(row, dict):
             raise DatasetFileError(f"{path} line {number} is not a JSON object: JSON Lines holds one object per row")
-    options = pa_json.ReadOptions(block_size=max(len(body) + 1, MIN_JSON_BLOCK_BYTES))
-    table = pa_json.read_json(pa.BufferReader(body), read_options=options)
-    if text_types.guessed_temporal(table.schema):
-        as_text = pa.schema([pa.field(f.name, text_types.as_text_type(f.type)) for f in table.schema])
-        table = pa_json.read_json(pa.BufferReader(body), read_options=options,
-                                  parse_options=pa_json.ParseOptions(explicit_schema=as_text))
+        rows.append(row)
+    names = list(dict.fromkeys(key for row in rows for key in row))
+    table = pa.table({name: pa.array([row.get(name) for row in rows]) for name in names})
     table = text_types.infer_columns(table)
     return table.schema, iter([table])
 

@@ -3,6 +3,7 @@ system's storage types, and clear errors for what cannot be a dataset."""
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 
@@ -69,6 +70,9 @@ def test_every_format_becomes_the_same_stream_of_storage_types(tmp_path, filenam
     ("x.csv", b"a,b\n1,2,3\n", "not valid csv"),
     ("x.csv", b"_site,b\n1,2\n", "lineage"),
     ("x.csv", b"a,A\n1,2\n", "appears twice"),
+    ("x.jsonl", b"\n \n", "has no columns"),
+    ("x.jsonl", b'{"a": 1}\n{"a": "text"}\n', "not valid jsonl"),
+    ("x.jsonl", b'{"a": 1}\n{"a": \n', "line 2 is not valid JSON"),
 ])
 def test_files_that_cannot_be_a_dataset_are_refused_with_the_reason(tmp_path, name, content, words):
     source = tmp_path / name
@@ -77,6 +81,14 @@ def test_files_that_cannot_be_a_dataset_are_refused_with_the_reason(tmp_path, na
         convert(source, tmp_path / "out.arrows")
     assert words in str(caught.value) and str(source) in str(caught.value)
     assert not (tmp_path / "out.arrows").exists()
+
+
+def test_json_lines_keep_the_nulls_in_lists_and_take_every_rows_keys(tmp_path):
+    source = tmp_path / "x.jsonl"
+    source.write_text('{"tags": [null, "a"], "n": 1}\n{"tags": ["b", null], "since": "2026-01-01"}\n')
+    table = pa_ipc.open_stream(convert(source, tmp_path / "out.arrows").path.read_bytes()).read_all()
+    assert table.to_pylist() == [{"tags": [None, "a"], "n": 1, "since": None},
+                                 {"tags": ["b", None], "n": None, "since": datetime.date(2026, 1, 1)}]
 
 
 def test_a_missing_file_and_an_unknown_forced_format(tmp_path):
