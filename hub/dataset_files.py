@@ -213,6 +213,9 @@ def _csv(path: Path):
     if guessed:  # dates are decided by sync_protocol.text_types, as for the tables (see edge_node/codecs.py)
         table = pa_csv.read_csv(pa.BufferReader(body), convert_options=pa_csv.ConvertOptions(
             column_types=guessed, strings_can_be_null=True))
+    for field in table.schema:  # pyarrow reads text that is not UTF-8 as binary
+        if pa.types.is_binary(field.type):
+            raise DatasetFileError(f"{path}: column {field.name!r} is not UTF-8 text (CSV must be UTF-8)")
     table = text_types.infer_columns(table)
     return table.schema, iter([table])
 

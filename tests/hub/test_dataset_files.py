@@ -71,6 +71,7 @@ def test_every_format_becomes_the_same_stream_of_storage_types(tmp_path, filenam
     ("x.csv", b"_site,b\n1,2\n", "lineage"),
     ("x.csv", b"a,A\n1,2\n", "appears twice"),
     ("x.jsonl", b"\n \n", "has no columns"),
+    ("latin1.csv", "name\nK\u00f8benhavn\n".encode("latin-1"), "is not UTF-8 text"),
     ("x.jsonl", b'{"a": 1}\n{"a": "text"}\n', "not valid jsonl"),
     ("x.jsonl", b'{"a": 1}\n{"a": \n', "line 2 is not valid JSON"),
 ])
