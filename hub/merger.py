@@ -215,7 +215,7 @@ class Merger:
 
     def _table(self, table: TableName) -> DeltaTable | None:
         try:
-            return DeltaTable(str(self._layout.table_dir(table)))
+            return DeltaTable(self._layout.table_uri(table))
         except TableNotFoundError:
             return None
 
@@ -362,7 +362,7 @@ class Merger:
         metadata = {"harbour.batch": str(planned.batch_id),
                     "harbour.segments": json.dumps([s.segment.upload_key for s in planned.segments])}
         try:
-            _write(str(self._layout.table_dir(table)), batch_rows, commit_properties=CommitProperties(
+            _write(self._layout.table_uri(table), batch_rows, commit_properties=CommitProperties(
                 custom_metadata=metadata, app_transactions=[Transaction(MERGER_APP_ID, planned.batch_id)]))
         except Exception:
             # Nothing was committed (a Delta commit is one atomic rename): put the segments back so
@@ -405,7 +405,7 @@ class Merger:
                 columns = [retyped(batch, field) for field in target]
                 yield from pa.Table.from_arrays(columns, schema=target).to_batches()
 
-        _write(str(self._layout.table_dir(table)), pa.RecordBatchReader.from_batches(target, batches()),
+        _write(self._layout.table_uri(table), pa.RecordBatchReader.from_batches(target, batches()),
                mode="overwrite", schema_mode="overwrite",
                commit_properties=CommitProperties(custom_metadata={"harbour.widened": described}))
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from aiohttp import web
 
 from . import metrics as prometheus
+from . import warehouse
 from .faults import CrashHook, no_crash
 from .history import HISTORY_SAMPLE_SECONDS, FleetHistory
 from .http_api import HubContext, build_app
@@ -89,6 +90,7 @@ def run_hub(
     ready: Callable[[str], None] = lambda url: None,
 ) -> None:
     layout = (data if isinstance(data, HubLayout) else HubLayout.of(data)).made()
+    warehouse.check_reachable(layout.warehouse_location)  # before taking uploads it could never merge
     lock = lock_data_dir(layout)
     database = layout.open_database()
     shared_locks = None
