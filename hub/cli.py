@@ -34,8 +34,9 @@ _PLACES = (
                  "cluster shares [default: SQLite in --data]"),
     click.option("--staging", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
                  help="uploads in progress, a directory every hub process shares [default: DATA/uploads]"),
-    click.option("--warehouse", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
-                 help="the merged Delta tables, a directory every hub process shares [default: DATA/tables]"),
+    click.option("--warehouse", metavar="DIR|s3://BUCKET/PREFIX",
+                 help="the merged Delta tables: a directory every hub process shares, or an S3 prefix (credentials"
+                 " and endpoint from the AWS_* environment variables) [default: DATA/tables]"),
 )
 
 
@@ -45,7 +46,7 @@ def _data_option(command):
     from .layout import HubLayout
 
     @functools.wraps(command)
-    def with_layout(*args, data: Path, ledger: str | None, staging: Path | None, warehouse: Path | None, **kwargs):
+    def with_layout(*args, data: Path, ledger: str | None, staging: Path | None, warehouse: str | None, **kwargs):
         try:
             layout = HubLayout.of(data, ledger=ledger, staging=staging, warehouse=warehouse)
         except ValueError as error:
@@ -135,6 +136,7 @@ def run(data, listen: tuple[str, int], tls_cert: Path | None, tls_key: Path | No
     from .db import LedgerUnavailable
     from .faults import CRASH_ENV, crash_hook
     from .server import HubAlreadyRunning, run_hub, ssl_context
+    from .warehouse import WarehouseUnavailable
 
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -147,7 +149,7 @@ def run(data, listen: tuple[str, int], tls_cert: Path | None, tls_key: Path | No
     host, port = listen
     try:
         run_hub(data, host, port, tls=tls, clock=time.time, crash=crash)
-    except (HubAlreadyRunning, LedgerUnavailable) as error:
+    except (HubAlreadyRunning, LedgerUnavailable, WarehouseUnavailable) as error:
         raise click.ClickException(str(error)) from None
     except OSError as error:
         raise click.ClickException(f"cannot serve on {host}:{port}: {error}") from None

@@ -27,6 +27,7 @@ from pathlib import Path
 from aiohttp import web
 
 from . import metrics as prometheus
+from . import warehouse
 from .datasets import DatasetStore
 from .downlink import Downlink
 from .faults import CrashHook, no_crash
@@ -92,6 +93,7 @@ def run_hub(
     ready: Callable[[str], None] = lambda url: None,
 ) -> None:
     layout = (data if isinstance(data, HubLayout) else HubLayout.of(data)).made()
+    warehouse.check_reachable(layout.warehouse_location)  # before taking uploads it could never merge
     lock = lock_data_dir(layout)
     database = layout.open_database()
     shared_locks = None
