@@ -14,6 +14,7 @@ a single byte range, and a malformed or unsatisfiable one is a ``416`` whose JSO
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import re
@@ -30,9 +31,15 @@ log = logging.getLogger("harbour.hub.datasets")
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 VERSION_HEADER = "Harbour-Dataset-Version"
 
-DOWNLOAD_CHUNK_BYTES = 256 * 1024
-"""Read from disk and written to the connection this much at a time: the memory a download holds (with the
-transport's own buffer), and about 1 s of a 2 Mbit/s link, so a slow ship never pins more."""
+DOWNLOAD_CHUNK_BYTES = 64 * 1024
+"""Read from disk and written to the connection this much at a time: with the transport's own buffer, what a
+download holds in memory (a thousand ships downloading at once: well under 200 MiB); one thread hop per chunk
+still moves hundreds of MB/s on loopback, far above any ship's link."""
+
+DOWNLOAD_STALL_SECONDS = 300.0
+"""A chunk the ship's link has not taken in this long ends the download (the connection is closed; the ship
+resumes with a Range). 64 KiB take about a minute at the 9.6 kbit/s of the thinnest satellite service: five
+minutes without progress is a dead link or a client that stopped reading, holding a file and a connection."""
 
 MAX_RANGE_DIGITS = 19
 """A byte position beyond 19 digits is past any file (2 GiB is 10 digits); longer text is refused before it is
@@ -102,6 +109,12 @@ async def send_version(request: web.Request, version: DatasetVersion, path: os.P
             except ConnectionError:  # the ship's link was cut: it resumes with a Range; nothing to answer
                 log.info("download of %s version %d cut", version.name, version.version)
                 return response
+            except TimeoutError:
+                log.info("download of %s version %d stalled for %.0f s: connection closed", version.name,
+                         version.version, DOWNLOAD_STALL_SECONDS)
+                if request.transport is not None:
+                    request.transport.abort()  # close() would wait for the buffered bytes nobody reads
+                return response
         await response.write_eof()
         return response
     finally:
@@ -126,5 +139,6 @@ async def _stream(response: web.StreamResponse, handle, start: int, count: int,
         chunk = await run_in_thread(handle.read, min(DOWNLOAD_CHUNK_BYTES, left))
         if not chunk:
             raise RuntimeError(f"the dataset file ended {left} bytes early")
-        await response.write(chunk)  # waits while the ship's link drains: memory stays at one chunk
+        async with asyncio.timeout(DOWNLOAD_STALL_SECONDS):
+            await response.write(chunk)  # waits while the ship's link drains: memory stays at one chunk
         left -= len(chunk)

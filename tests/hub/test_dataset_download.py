@@ -4,15 +4,21 @@ cut and a Range resume -> sha256 -> 410 after pruning, 404 for another ship's da
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import http.client
 import json
+import os
 
+import aiohttp
 import pyarrow as pa
 import pyarrow.ipc as pa_ipc
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
-from hub.dataset_download import parse_range
+from hub.dataset_download import parse_range, send_version
+from hub.datasets import DatasetVersion
 from sync_protocol.downlink import DATASET_VERSION_PATH, DesiredState
 from sync_protocol.errors import ErrorCode, RemoteProtocolError
 
@@ -45,6 +51,44 @@ def test_bad_or_unsatisfiable_ranges_are_416_with_the_size(header):
         parse_range(header, 10)
     assert caught.value.code is ErrorCode.RANGE_NOT_SATISFIABLE and caught.value.status == 416
     assert caught.value.headers == {"Content-Range": "bytes */10"}
+
+
+@pytest.mark.guarantee("G7")
+async def test_a_download_nobody_reads_is_closed_after_the_stall_bound(tmp_path, monkeypatch):
+    """A ship that stops reading holds a connection and a file: after DOWNLOAD_STALL_SECONDS without a chunk
+    taken the hub closes it (the ship resumes with a Range), and other downloads go on meanwhile."""
+    monkeypatch.setattr("hub.dataset_download.DOWNLOAD_STALL_SECONDS", 0.5)
+    data = os.urandom(16 * 1024 * 1024)  # far more than the socket buffers on both sides hold
+    path = tmp_path / "1.arrows"
+    path.write_bytes(data)
+    version = DatasetVersion("offers", 1, hashlib.sha256(data).hexdigest(), len(data), 1, 1, "parquet", None, 0.0)
+    finished = asyncio.Event()
+
+    async def serve(request):
+        return await send_version(request, version, path, asyncio.to_thread)
+
+    async def serve_and_tell(request):
+        try:
+            return await serve(request)
+        finally:
+            finished.set()
+
+    app = web.Application()
+    app.router.add_get("/v", serve)
+    app.router.add_get("/stalled", serve_and_tell)
+    async with TestServer(app) as server:
+        reader, writer = await asyncio.open_connection(server.host, server.port)
+        writer.write(b"GET /stalled HTTP/1.1\r\nHost: x\r\n\r\n")
+        await writer.drain()
+        async with aiohttp.ClientSession() as session, session.get(  # another ship is served meanwhile
+                server.make_url("/v"), headers={"Range": "bytes=-100"}) as answer:
+            assert answer.status == 206 and await answer.read() == data[-100:]
+        await asyncio.wait_for(finished.wait(), 10)
+        received = 0
+        while chunk := await asyncio.wait_for(reader.read(1024 * 1024), 10):  # EOF: the hub closed it
+            received += len(chunk)
+        assert received < len(data)
+        writer.close()
 
 
 # -- through a real hub ------------------------------------------------------------------------------------
