@@ -13,12 +13,15 @@ managed anything for it: the report answer then carries no settings at all.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from sync_protocol.downlink import MANAGED_SETTINGS, ManagedSettings, normalise_setting
 
 from .db import LedgerDatabase, create_tables, upsert
+
+log = logging.getLogger("harbour.hub.settings")
 
 ALL_SHIPS = "*"
 """The scope of ``configure --all``; a site id never is ``*``."""
@@ -63,7 +66,18 @@ class ShipSettings:
 
     @property
     def managed(self) -> ManagedSettings | None:
-        return None if self.revision == 0 else ManagedSettings(self.revision, dict(self.values))
+        """The settings part of the ship's desired state. A stored value the rules no longer accept (a hub
+        upgraded since it was set) is left out and logged: the hub's own data must never make a report fail."""
+        if self.revision == 0:
+            return None
+        values = {}
+        for key, value in self.values.items():
+            try:
+                values[key] = normalise_setting(key, value)
+            except ValueError as error:
+                log.error("managed setting %s=%r for %s is no longer valid (%s): not sent; run `harbour hub "
+                          "configure` again", key, value[:80], self.site, error)
+        return ManagedSettings(self.revision, values)
 
 
 class SettingsStore:

@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from hub.managed_settings import ALL_SHIPS, SettingError, SettingsStore, check_key, parse_assignment
+from hub.managed_settings import (
+    ALL_SHIPS,
+    SettingError,
+    SettingsStore,
+    ShipSettings,
+    check_key,
+    parse_assignment,
+)
 
 
 @pytest.fixture
@@ -63,3 +70,9 @@ def test_per_site_values_override_all_and_revisions_grow(store):
     emptied = store.for_ship("ship-2")
     assert (emptied.revision, emptied.values) == (2, {}) and emptied.managed is not None  # "stop managing" is news
     assert store.for_ships(["ship-1", "ship-2"]) == {"ship-1": store.for_ship("ship-1"), "ship-2": emptied}
+
+
+def test_a_stored_value_the_rules_no_longer_accept_is_left_out_of_the_answer(caplog):
+    ship = ShipSettings("ship-1", 3, {"seal-size": "lots", "metered": "true"}, {"seal-size": "*", "metered": "*"})
+    assert ship.managed.values == {"metered": "true"} and ship.managed.revision == 3
+    assert "seal-size='lots' for ship-1 is no longer valid" in caplog.text
