@@ -136,6 +136,7 @@ def cut_download(hub, token: str, path: str, keep: int) -> bytes:
 
 
 @pytest.mark.integration
+@pytest.mark.guarantee("G3", "G4")
 def test_publish_report_download_resume_prune(hub, tmp_path):
     ship1, ship2 = hub.add_site("ship-1"), hub.add_site("ship-2")
     assert report(hub, "ship-1", ship1).status == 204  # nothing offered, nothing managed: an older edge's answer
