@@ -167,6 +167,17 @@ def test_a_download_reading_a_pruned_file_finishes(store, tmp_path):
     assert hashlib.sha256(data).hexdigest() == store.version("offers", 1).sha256
 
 
+def test_a_publish_killed_between_its_rename_and_its_commit_leaves_nothing_offered(store, tmp_path):
+    orphan = store.file_of("offers", 1)  # renamed into place, then the process died before the commit
+    orphan.parent.mkdir(parents=True)
+    orphan.write_bytes(b"a version nobody committed")
+    assert store.offers("ship-1") == () and store.versions() == []
+    with pytest.raises(RemoteProtocolError):
+        store.servable("ship-1", "offers", 1)  # never served: no row names it
+    made, _ = publish(store, tmp_path, 3)
+    assert made.version == 1 and hashlib.sha256(orphan.read_bytes()).hexdigest() == made.sha256
+
+
 def test_files_of_killed_publishes_are_swept_after_a_day(store, clock):
     left = store.staging_file("killed")
     left.write_bytes(b"half a stream")
