@@ -228,8 +228,9 @@ def register(hub: click.Group, data_option, existing, open_database) -> None:
             raise click.UsageError(f"{', '.join(both)} is both --set and --unset: give one")
         database = open_database(existing(data))
         try:
-            registered = [row["site"] for row in SiteRegistry(database, time.time).sites()]
-            _require_registered(sites, SiteRegistry(database, time.time))
+            registry = SiteRegistry(database, time.time)
+            _require_registered(sites, registry)
+            registered = [row["site"] for row in registry.sites()]
             store = SettingsStore(database, time.time)
             scopes = [ALL_SHIPS] if all_ships else [str(site) for site in sites]
             changed = store.configure(scopes, set_values, unset) if set_values or unset else []
