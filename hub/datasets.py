@@ -70,8 +70,11 @@ TABLES = {
                         " byte_size INTEGER NOT NULL, row_count INTEGER NOT NULL, column_count INTEGER NOT NULL,"
                         " source_format TEXT NOT NULL, ships TEXT, published_at REAL NOT NULL, pruned_at REAL,"
                         " PRIMARY KEY (name, version)",
+    "dataset_holdings": "site TEXT NOT NULL, name TEXT NOT NULL, version INTEGER NOT NULL,"
+                        " first_reported_at REAL NOT NULL, PRIMARY KEY (site, name, version)",
 }
-"""``ships``: NULL for every ship, else the site ids, sorted, joined by ``,`` (a site id holds no comma)."""
+"""``dataset_versions.ships``: NULL for every ship, else the site ids, sorted, joined by ``,`` (a site id holds no
+comma). ``dataset_holdings``: when each ship first reported holding each version (when it got it)."""
 
 
 @dataclass(frozen=True)
@@ -205,6 +208,20 @@ class DatasetStore:
         row = self._database.db.execute(f"SELECT {_COLUMNS} FROM dataset_versions WHERE name = ? AND version = ?",
                                         [name, version]).fetchone()
         return None if row is None else _version(row)
+
+    def note_held(self, site: str, held: dict[str, int]) -> None:
+        """Record the versions ``site`` reports holding; the first report of each is when the ship got it."""
+        if held:
+            with self._database.write(serial=False) as db:  # decides nothing from what it reads
+                for name, version in held.items():
+                    db.execute("INSERT INTO dataset_holdings (site, name, version, first_reported_at)"
+                               " VALUES (?, ?, ?, ?) ON CONFLICT (site, name, version) DO NOTHING",
+                               [site, name, version, self._clock()])
+
+    def held_since(self) -> dict[tuple[str, str, int], float]:
+        """(site, dataset, version) -> when the site first reported holding it."""
+        rows = self._database.db.execute("SELECT site, name, version, first_reported_at FROM dataset_holdings")
+        return {(r[0], r[1], r[2]): r[3] for r in rows.fetchall()}
 
     def versions(self) -> list[DatasetVersion]:
         """Every version of every dataset, pruned ones too, by name then version."""

@@ -91,13 +91,17 @@ def publish_version(layout, database, name: TableName, file: Path, ships, fmt: s
 def datasets_report(store, reports) -> dict:
     """Every dataset with its versions, and per ship (from its last report) the version it holds."""
     held: dict[str, dict[str, int]] = {}
+    since: dict[str, dict[str, str | None]] = {}
+    first_reported = store.held_since()
     for site, stored in reports.latest().items():
         if stored.report.downlink is not None:
             for name, version in stored.report.downlink.datasets.items():
                 held.setdefault(name, {})[site] = version
+                since.setdefault(name, {})[site] = _iso(first_reported.get((site, name, version)))
     datasets: dict[str, dict] = {}
     for v in store.versions():
-        entry = datasets.setdefault(v.name, {"name": v.name, "versions": [], "ships": held.get(v.name, {})})
+        entry = datasets.setdefault(v.name, {"name": v.name, "versions": [], "ships": held.get(v.name, {}),
+                                             "held_since": since.get(v.name, {})})
         entry["versions"].append({
             "version": v.version, "size": v.size, "rows": v.rows, "sha256": v.sha256, "source_format": v.source_format,
             "published_at": _iso(v.published_at), "ships": ALL if v.ships is None else list(v.ships),
@@ -116,8 +120,10 @@ def format_datasets(report: dict) -> str:
             state = f"pruned {v['pruned_at']}" if v["pruned_at"] else "offered"
             lines.append(f"  v{v['version']:<5} {format_size(v['size']):>10} {v['rows']:>9} rows  "
                          f"sha256 {v['sha256'][:12]}  {v['published_at']}  ships {ships}  {state}")
-        held = dataset["ships"]
-        lines.append("  held: " + (", ".join(f"{site} v{version}" for site, version in sorted(held.items()))
+        held, since = dataset["ships"], dataset["held_since"]
+        lines.append("  held: " + (", ".join(f"{site} v{version}" + (f" (since {since[site]})" if since.get(site)
+                                                                     else "")
+                                             for site, version in sorted(held.items()))
                                    or "no ship has reported holding it yet"))
     return "\n".join(lines)
 

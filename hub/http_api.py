@@ -85,6 +85,7 @@ class HubContext:
     downlink: Downlink | None = None  # None: a hub assembled without the downlink (some tests)
     last_contact_written: dict[str, float] = field(default_factory=dict)
     last_refusal_written: dict[str, float] = field(default_factory=dict)  # site claimed by a refused token
+    held_noted: dict[str, dict[str, int]] = field(default_factory=dict)  # site -> versions last recorded as held
 
 
 CONTEXT = web.AppKey("harbour_hub_context", HubContext)
@@ -343,6 +344,10 @@ async def site_report(request: web.Request) -> web.Response:
     report = parse_report(body, site)
     context = request.app[CONTEXT]
     await context.run_in_thread(context.reports.save, site, report)
+    held = report.downlink.datasets if report.downlink is not None else None
+    if context.downlink is not None and held and context.held_noted.get(str(site)) != held:
+        await context.run_in_thread(context.downlink.datasets.note_held, str(site), held)  # only when it changed
+        context.held_noted[str(site)] = held
     desired = None if context.downlink is None else await context.run_in_thread(
         context.downlink.desired_state, str(site))
     if desired is None:  # nothing offered, nothing managed: "no change" to an edge (and all an older edge expects)

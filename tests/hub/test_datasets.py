@@ -189,6 +189,14 @@ def test_files_of_killed_publishes_are_swept_after_a_day(store, clock):
     assert not left.exists()
 
 
+def test_when_each_ship_first_reported_holding_a_version(store, clock):
+    store.note_held("ship-1", {"offers": 1})
+    clock.advance(60)
+    store.note_held("ship-1", {"offers": 1, "menus": 2})  # offers 1 again: its first time stays
+    store.note_held("ship-2", {})
+    assert store.held_since() == {("ship-1", "offers", 1): clock() - 60, ("ship-1", "menus", 2): clock()}
+
+
 def test_the_file_path_cannot_leave_the_directory(store):
     with pytest.raises(RemoteProtocolError):
         store.file_of("../etc", 1)

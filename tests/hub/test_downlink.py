@@ -4,6 +4,8 @@ status``, ``harbour hub datasets`` and the fleet page."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from hub.downlink import ship_status
@@ -75,7 +77,9 @@ def test_settings_and_versions_reach_the_answer_and_the_fleet_views(hub, tmp_pat
     status = harbour("hub", "status", *data).stdout
     assert "ship-1               offers v1/v1; settings revision 1: in sync" in status
     assert "offers v-/v1 pending" in status and "pinned locally: priority=offers=0" in status
-    assert "held: ship-1 v1" in harbour("hub", "datasets", *data).stdout
+    assert "held: ship-1 v1 (since 20" in harbour("hub", "datasets", *data).stdout
+    listing = json.loads(harbour("hub", "datasets", *data, "--format", "json").stdout)["datasets"][0]
+    assert listing["ships"] == {"ship-1": 1} and listing["held_since"]["ship-1"].startswith("20")
     configure_view = harbour("hub", "configure", "ship-2", *data).stdout
     assert "pinned locally on board: priority=offers=0" in configure_view and "(changed)" not in configure_view
 
