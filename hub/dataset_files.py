@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,9 +93,11 @@ def detect_format(path: Path) -> str:
         f"({', '.join(FORMATS)})")
 
 
-def convert(source: Path, target: Path, fmt: str = "auto") -> ConvertedFile:
+def convert(source: Path, target: Path, fmt: str = "auto",
+            progress: Callable[[int, int], None] = lambda rows, size: None) -> ConvertedFile:
     """Write ``source`` as the canonical Arrow IPC stream at ``target`` (fsynced); ``DatasetFileError`` if it
-    cannot be read or its columns cannot be held. ``target`` is removed again on any failure."""
+    cannot be read or its columns cannot be held. ``target`` is removed again on any failure. ``progress`` is
+    called with the rows and bytes written so far after each batch."""
     if not source.is_file():
         raise DatasetFileError(f"{source} is not a file")
     fmt = detect_format(source) if fmt == "auto" else fmt
@@ -108,7 +110,7 @@ def convert(source: Path, target: Path, fmt: str = "auto") -> ConvertedFile:
         problems = column_problems(schema, subject=str(source))
         if problems:
             raise DatasetFileError(f"{source}: {problems[0].message}")
-        return _write(target, fmt, schema, batches)
+        return _write(target, fmt, schema, batches, progress)
     except DatasetFileError:
         target.unlink(missing_ok=True)
         raise
@@ -118,7 +120,8 @@ def convert(source: Path, target: Path, fmt: str = "auto") -> ConvertedFile:
         raise DatasetFileError(f"{source} is not valid {fmt} ({detail[:300]})") from None
 
 
-def _write(target: Path, fmt: str, schema: pa.Schema, batches: Iterator[pa.Table]) -> ConvertedFile:
+def _write(target: Path, fmt: str, schema: pa.Schema, batches: Iterator[pa.Table],
+           progress: Callable[[int, int], None]) -> ConvertedFile:
     sink = _HashingFile(target)
     rows, written_schema, writer = 0, None, None
     try:
@@ -130,6 +133,7 @@ def _write(target: Path, fmt: str, schema: pa.Schema, batches: Iterator[pa.Table
                 writer = pa_ipc.new_stream(sink, written_schema, options=options)
             writer.write_table(table.cast(written_schema), max_chunksize=WRITE_CHUNK_ROWS)
             rows += table.num_rows
+            progress(rows, sink.size)
         if writer is None:  # no rows at all: the stream still carries the schema
             written_schema = to_storage(schema.empty_table()).schema
             writer = pa_ipc.new_stream(sink, written_schema, options=options)

@@ -55,6 +55,21 @@ def _iso(epoch: float | None) -> str | None:
     return None if epoch is None else datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
 
 
+PROGRESS_SECONDS = 2.0
+"""A conversion that takes longer than this says how far it got, every this often (a 2 GiB one takes minutes)."""
+
+
+def _progress_printer():
+    last = [time.monotonic()]
+
+    def show(rows: int, size: int) -> None:
+        if time.monotonic() - last[0] >= PROGRESS_SECONDS:
+            last[0] = time.monotonic()
+            click.echo(f"  ... {rows:,} rows, {format_size(size)} written", err=True)
+
+    return show
+
+
 def publish_version(layout, database, name: TableName, file: Path, ships, fmt: str) -> int:
     """Convert ``file`` and make it the next version of ``name``; progress to stderr, the version returned."""
     from .dataset_files import DatasetFileError, convert
@@ -69,7 +84,7 @@ def publish_version(layout, database, name: TableName, file: Path, ships, fmt: s
         raise click.ClickException(f"{file} is not a file")
     click.echo(f"converting {file} ({format_size(file.stat().st_size)}) to an Arrow IPC stream ...", err=True)
     try:
-        converted = convert(file, store.staging_file(secrets.token_hex(8)), fmt)
+        converted = convert(file, store.staging_file(secrets.token_hex(8)), fmt, _progress_printer())
     except DatasetFileError as error:
         raise click.ClickException(str(error)) from None
     try:

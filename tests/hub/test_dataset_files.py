@@ -100,6 +100,13 @@ def test_a_missing_file_and_an_unknown_forced_format(tmp_path):
         convert(tmp_path / "x.csv", tmp_path / "out.arrows", "xml")
 
 
+def test_progress_is_told_after_every_batch(tmp_path):
+    pq.write_table(pa.table({"n": list(range(200_000))}), tmp_path / "big.parquet", row_group_size=50_000)
+    seen = []
+    made = convert(tmp_path / "big.parquet", tmp_path / "out.arrows", progress=lambda rows, size: seen.append(rows))
+    assert seen == sorted(seen) and seen[-1] == made.rows == 200_000 and len(seen) >= 4
+
+
 def test_the_size_bound_stops_the_conversion(tmp_path, monkeypatch):
     monkeypatch.setattr("hub.dataset_files.MAX_DATASET_BYTES", 1000)
     pq.write_table(pa.table({"n": list(range(10_000))}), tmp_path / "big.parquet")
