@@ -1,4 +1,5 @@
-"""The hub's HTTP surface (aiohttp): tus ingest under ``/v1/sync/uploads``, fleet API, metrics, health.
+"""The hub's HTTP surface (aiohttp): tus ingest under ``/v1/sync/uploads``, the edges' reports and the downlink
+(desired state in the report answer, dataset downloads), fleet API, metrics, health.
 
 Handlers are thin: parse the request with ``sync_protocol.tus``/``manifest``, authenticate and authorise,
 ask the upload service (which asks the receiver state machine), and send what comes back. Every error is
