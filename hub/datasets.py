@@ -210,13 +210,17 @@ class DatasetStore:
         return None if row is None else _version(row)
 
     def note_held(self, site: str, held: dict[str, int]) -> None:
-        """Record the versions ``site`` reports holding; the first report of each is when the ship got it."""
+        """Record the versions ``site`` reports holding; the first report of each is when the ship got it. Only
+        versions published and offered to ``site`` are recorded: a ship's claims cannot grow the table beyond
+        versions x ships."""
         if held:
             with self._database.write(serial=False) as db:  # decides nothing from what it reads
                 for name, version in held.items():
                     db.execute("INSERT INTO dataset_holdings (site, name, version, first_reported_at)"
-                               " VALUES (?, ?, ?, ?) ON CONFLICT (site, name, version) DO NOTHING",
-                               [site, name, version, self._clock()])
+                               " SELECT ?, name, version, ? FROM dataset_versions WHERE name = ? AND version = ?"
+                               " AND (ships IS NULL OR ',' || ships || ',' LIKE ?)"
+                               " ON CONFLICT (site, name, version) DO NOTHING",
+                               [site, self._clock(), name, version, f"%,{site},%"])
 
     def held_since(self) -> dict[tuple[str, str, int], float]:
         """(site, dataset, version) -> when the site first reported holding it."""

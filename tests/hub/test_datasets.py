@@ -189,11 +189,15 @@ def test_files_of_killed_publishes_are_swept_after_a_day(store, clock):
     assert not left.exists()
 
 
-def test_when_each_ship_first_reported_holding_a_version(store, clock):
+def test_when_each_ship_first_reported_holding_a_version(store, clock, tmp_path):
+    publish(store, tmp_path, 1)  # offers v1, every ship
+    publish(store, tmp_path, 2, name=TableName("menus"))
+    publish(store, tmp_path, 3, name=TableName("menus"), ships=[SiteId("ship-1")])  # menus v2: ship-1 only
     store.note_held("ship-1", {"offers": 1})
     clock.advance(60)
     store.note_held("ship-1", {"offers": 1, "menus": 2})  # offers 1 again: its first time stays
-    store.note_held("ship-2", {})
+    store.note_held("ship-2", {"menus": 2, "offers": 7, "invented": 1})  # not offered to it, or never published
+    store.note_held("ship-12", {"menus": 2})  # ship-1 is not ship-12
     assert store.held_since() == {("ship-1", "offers", 1): clock() - 60, ("ship-1", "menus", 2): clock()}
 
 
