@@ -104,6 +104,14 @@ def convert(source: Path, target: Path, fmt: str = "auto",
     if fmt not in FORMATS:
         raise DatasetFileError(f"--input-format {fmt!r} is not one of auto, {', '.join(FORMATS)}")
     try:
+        return _convert(source, target, fmt, progress)
+    except BaseException:  # a refused file, or Ctrl-C: no half-written stream is left behind
+        target.unlink(missing_ok=True)
+        raise
+
+
+def _convert(source: Path, target: Path, fmt: str, progress: Callable[[int, int], None]) -> ConvertedFile:
+    try:
         schema, batches = _READERS[fmt](source)
         if not len(schema):
             raise DatasetFileError(f"{source} has no columns: a dataset needs at least one")
@@ -111,11 +119,7 @@ def convert(source: Path, target: Path, fmt: str = "auto",
         if problems:
             raise DatasetFileError(f"{source}: {problems[0].message}")
         return _write(target, fmt, schema, batches, progress)
-    except DatasetFileError:
-        target.unlink(missing_ok=True)
-        raise
     except (pa.ArrowException, ValueError, OSError, TypeError, IndexError, KeyError, RemoteProtocolError) as error:
-        target.unlink(missing_ok=True)
         detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise DatasetFileError(f"{source} is not valid {fmt} ({detail[:300]})") from None
 
