@@ -8,8 +8,11 @@ and ``Harbour-Dataset-Version``. The file is streamed from disk a chunk at a tim
 Why not ``aiohttp.web.FileResponse`` (which does answer single ranges, ``206``/``416``): it replaces the ETag with
 its own ``<mtime_ns>-<size>`` (different on every hub process of a cluster, and not the digest the protocol
 promises), evaluates ``If-Match``/``If-None-Match``/``If-Range`` against that, guesses the content type from the file
-name, and its ``416`` carries no body. Ranges are parsed here instead (``parse_range``, pure), as RFC 9110 asks of
-a single byte range, and a malformed or unsatisfiable one is a ``416`` whose JSON body says what is wrong.
+name, and its ``416`` carries no body. Ranges are parsed here instead (``parse_range``, pure): one byte range as
+RFC 9110 defines it (``N-``, ``N-M`` with M clipped to the end, ``-K``). An unsatisfiable one is a ``416`` with
+``Content-Range: bytes */SIZE``; so is a malformed one or several ranges, which RFC 9110 would let a server ignore
+(answering the whole file): on a link paid by the byte a sender's bug should be seen, not turned into a full
+download. Every ``416`` has a JSON body that says what is wrong.
 """
 
 from __future__ import annotations
