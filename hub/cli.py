@@ -33,7 +33,8 @@ _PLACES = (
     click.option("--ledger", metavar="URL", help="a postgresql://USER@HOST:PORT/DB that every hub process of a "
                  "cluster shares [default: SQLite in --data]"),
     click.option("--staging", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
-                 help="uploads in progress, a directory every hub process shares [default: DATA/uploads]"),
+                 help="uploads in progress and published datasets, a directory every hub process shares "
+                 "[default: DATA/uploads; datasets in DATA/datasets]"),
     click.option("--warehouse", metavar="DIR|s3://BUCKET/PREFIX",
                  help="the merged Delta tables: a directory every hub process shares, or an S3 prefix (credentials"
                  " and endpoint from the AWS_* environment variables) [default: DATA/tables]"),
