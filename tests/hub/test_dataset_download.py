@@ -16,6 +16,8 @@ import pyarrow.ipc as pa_ipc
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from hypothesis import given
+from hypothesis import strategies as st
 
 from hub.dataset_download import parse_range, send_version
 from hub.datasets import DatasetVersion
@@ -89,6 +91,18 @@ async def test_a_download_nobody_reads_is_closed_after_the_stall_bound(tmp_path,
             received += len(chunk)
         assert received < len(data)
         writer.close()
+
+
+@given(header=st.one_of(st.text(max_size=60), st.from_regex(r"bytes=\d{0,20}-\d{0,20}", fullmatch=True)),
+       size=st.integers(min_value=1, max_value=2**31))
+def test_any_range_header_is_a_span_inside_the_file_or_a_416(header, size):
+    try:
+        span = parse_range(header, size)
+    except RemoteProtocolError as error:
+        assert error.code is ErrorCode.RANGE_NOT_SATISFIABLE
+        return
+    first, last = span
+    assert 0 <= first <= last < size
 
 
 # -- through a real hub ------------------------------------------------------------------------------------
