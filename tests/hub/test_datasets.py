@@ -10,6 +10,8 @@ import threading
 import pyarrow as pa
 import pyarrow.ipc as pa_ipc
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from hub.dataset_files import convert
 from hub.datasets import (
@@ -110,6 +112,23 @@ def version(number: int, ships=None, pruned=False) -> DatasetVersion:
 def test_prune_rule(versions, sites, pruned):
     assert versions_to_prune(versions, sites) == pruned
     assert KEEP_LATEST_VERSIONS == 2
+
+
+SITES = ("a", "b", "c")
+
+
+@given(st.lists(st.tuples(st.one_of(st.none(), st.sets(st.sampled_from(SITES), min_size=1)), st.booleans()),
+                min_size=1, max_size=12))
+def test_pruning_never_takes_what_some_ship_is_offered(spec):
+    versions = [version(n, None if ships is None else tuple(sorted(ships)), pruned)
+                for n, (ships, pruned) in enumerate(spec, start=1)]
+    pruned = set(versions_to_prune(versions, SITES))
+    live = [v for v in versions if v.pruned_at is None]
+    assert pruned <= {v.version for v in live}  # only live versions are pruned
+    assert not pruned & {v.version for v in live[-KEEP_LATEST_VERSIONS:]}
+    for site in (*SITES, "registered-later"):
+        offered = [v.version for v in live if v.offered_to(site)]
+        assert not offered or offered[-1] not in pruned  # what the ship's next answer offers stays
 
 
 def test_concurrent_publishes_never_share_a_number(database, layout, tmp_path):
