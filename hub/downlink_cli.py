@@ -103,8 +103,9 @@ def publish_version(layout, database, name: TableName, file: Path, ships, fmt: s
     return version.version
 
 
-def datasets_report(store, reports) -> dict:
-    """Every dataset with its versions, and per ship (from its last report) the version it holds."""
+def datasets_report(store, reports, sites: list[str]) -> dict:
+    """Every dataset with its versions, per ship (from its last report) the version it holds and since when, and
+    the registered ships (``sites``) that do not hold the newest version offered to them yet (``waiting``)."""
     held: dict[str, dict[str, int]] = {}
     since: dict[str, dict[str, str | None]] = {}
     first_reported = store.held_since()
@@ -121,6 +122,12 @@ def datasets_report(store, reports) -> dict:
             "version": v.version, "size": v.size, "rows": v.rows, "sha256": v.sha256, "source_format": v.source_format,
             "published_at": _iso(v.published_at), "ships": ALL if v.ships is None else list(v.ships),
             "pruned_at": _iso(v.pruned_at)})
+    for site, offers in store.offers_by_site(sites).items():
+        for offer in offers:
+            if held.get(offer.name, {}).get(site, 0) < offer.version:
+                datasets[offer.name].setdefault("waiting", {})[site] = offer.version
+    for entry in datasets.values():
+        entry.setdefault("waiting", {})
     return {"datasets": list(datasets.values())}
 
 
@@ -140,6 +147,9 @@ def format_datasets(report: dict) -> str:
                                                                      else "")
                                              for site, version in sorted(held.items()))
                                    or "no ship has reported holding it yet"))
+        if dataset["waiting"]:
+            lines.append("  waiting for: " + ", ".join(f"{site} (v{version})"
+                                                       for site, version in sorted(dataset["waiting"].items())))
     return "\n".join(lines)
 
 
@@ -211,13 +221,15 @@ def register(hub: click.Group, data_option, existing, open_database) -> None:
     def datasets_command(data, fmt: str) -> None:
         """Every dataset, its versions (size, sha256, published, ships) and the version each ship holds."""
         from .datasets import DatasetStore
+        from .registry import SiteRegistry
         from .site_reports import SiteReportStore
 
         layout = existing(data)
         database = open_database(layout)
         try:
+            sites = [row["site"] for row in SiteRegistry(database, time.time).sites() if row["revoked_at"] is None]
             report = datasets_report(DatasetStore(database, layout.datasets, time.time),
-                                     SiteReportStore(database, time.time))
+                                     SiteReportStore(database, time.time), sites)
         finally:
             database.close()
         click.echo(json.dumps(report, indent=1) if fmt == "json" else format_datasets(report))

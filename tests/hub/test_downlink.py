@@ -80,6 +80,8 @@ def test_settings_and_versions_reach_the_answer_and_the_fleet_views(hub, tmp_pat
     assert "held: ship-1 v1 (since 20" in harbour("hub", "datasets", *data).stdout
     listing = json.loads(harbour("hub", "datasets", *data, "--format", "json").stdout)["datasets"][0]
     assert listing["ships"] == {"ship-1": 1} and listing["held_since"]["ship-1"].startswith("20")
+    assert listing["waiting"] == {"ship-2": 1}  # registered, offered version 1, holds nothing yet
+    assert "waiting for: ship-2 (v1)" in harbour("hub", "datasets", *data).stdout
     configure_view = harbour("hub", "configure", "ship-2", *data).stdout
     assert "pinned locally on board: priority=offers=0" in configure_view and "(changed)" not in configure_view
 

@@ -38,6 +38,7 @@ def test_publish_prints_the_version_and_datasets_lists_it(data, tmp_path):
     assert all(len(v["sha256"]) == 64 and v["pruned_at"] is None for v in versions)
     text = harbour("hub", "datasets", "--data", str(data)).stdout
     assert "offers" in text and "ships ship-2" in text and "ships all" in text and "held: no ship" in text
+    assert "waiting for: ship-1 (v1), ship-2 (v2)" in text
 
 
 @pytest.mark.parametrize("args, words", [
