@@ -46,6 +46,8 @@ from sync_protocol import TableName
 from sync_protocol.dataset_states import DatasetFetch
 from sync_protocol.downlink import DatasetOffer
 
+from .wal import fsync_dir
+
 log = logging.getLogger(__name__)
 
 DATASETS_DIR = "datasets"
@@ -94,14 +96,6 @@ def version_file(version: int) -> str:
     return f"v{version}.arrows"
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_atomically(path: Path, data: bytes) -> None:
     """Replace ``path`` with ``data``: a reader (or a restart) sees the old content or the new, never a mix."""
     tmp = path.with_name(path.name + TMP_SUFFIX)
@@ -110,7 +104,7 @@ def write_atomically(path: Path, data: bytes) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def _read_json(path: Path) -> dict | None:
@@ -274,7 +268,7 @@ class DatasetStore:
         with data.open("rb") as handle:
             os.fsync(handle.fileno())
         os.replace(data, directory / version_file(offer.version))
-        _fsync_dir(directory)
+        fsync_dir(directory)
         held = self._point_at(directory, offer)
         (directory / PARTIAL_RECORD).unlink(missing_ok=True)
         self._prune(directory, held)
