@@ -264,6 +264,7 @@ class DatasetStore:
         directory = self._dir(offer.name)
         data = directory / PARTIAL
         if not data.exists() and offer.size == 0:
+            directory.mkdir(parents=True, exist_ok=True)
             data.touch()
         with data.open("rb") as handle:
             os.fsync(handle.fileno())

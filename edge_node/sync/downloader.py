@@ -37,6 +37,9 @@ log = logging.getLogger("edge_node.sync")
 IDLE_POLL_SECONDS = 1.0
 """With nothing allowed to fetch, look again this often (a report answer or a link change may allow it)."""
 
+ROUND_FAILURE_PAUSE_SECONDS = 5.0
+"""Pause after a round failed unexpectedly (a disk error), before the next one."""
+
 DOWNLOAD_BACKOFF = Backoff(first_seconds=2.0, cap_seconds=60.0, free_failures=1)
 """After a cut, retry at once once (a single cut is best answered by reconnecting), then 2 s, 4 s, ... 60 s."""
 
@@ -144,26 +147,36 @@ class DatasetDownloader:
 
     async def run(self) -> None:
         while True:
-            fetched = False
-            for fetch in sorted(self.fetches.values(), key=lambda f: (self.priority_of(f.name), f.name)):
-                if fetch.wants_bytes or fetch.state is DatasetState.VERIFYING:
-                    reason = await self.reason_to_stop(fetch.name)
-                    if reason is None and fetch.target is not None and not self.room_for(
-                            fetch.target.size - fetch.offset):
-                        reason = "the disk quota has no room for it"
-                    if reason:
-                        self.waiting[fetch.name] = reason
-                        continue
-                    self.waiting.pop(fetch.name, None)
-                    fetched = await self._fetch(fetch)
-                    break  # priorities may have changed meanwhile: start from the most urgent again
-            if not fetched:
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), IDLE_POLL_SECONDS)
+            try:
+                await self._round()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a disk error, or a bug: the downlink must not stop for good
+                log.exception("dataset download round failed; trying again in %.0f s", ROUND_FAILURE_PAUSE_SECONDS)
+                await asyncio.sleep(ROUND_FAILURE_PAUSE_SECONDS)
+
+    async def _round(self) -> None:
+        """Fetch (a request's worth of) the most urgent dataset that may go, or wait for a reason to look again."""
+        fetched = False
+        for fetch in sorted(self.fetches.values(), key=lambda f: (self.priority_of(f.name), f.name)):
+            if not (fetch.wants_bytes or fetch.state is DatasetState.VERIFYING):
+                continue
+            reason = await self.reason_to_stop(fetch.name)
+            if reason is None and fetch.target is not None and not self.room_for(fetch.target.size - fetch.offset):
+                reason = "the disk quota has no room for it"
+            if reason:
+                self.waiting[fetch.name] = reason
+                continue
+            self.waiting.pop(fetch.name, None)
+            fetched = await self._fetch(fetch)
+            break  # priorities may have changed meanwhile: start from the most urgent again
+        if not fetched:
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), IDLE_POLL_SECONDS)
 
     async def _fetch(self, fetch: DatasetFetch) -> bool:
-        """One request for the target (or its verification); True if it made progress."""
+        """One request for the target (or its verification); False when the loop should idle before the next."""
         offer = fetch.target
         assert offer is not None
         if fetch.state is not DatasetState.VERIFYING:
@@ -173,22 +186,26 @@ class DatasetDownloader:
         self._current = offer.name
         partial = await asyncio.to_thread(self.store.partial, offer, at)
         sink = _Sink(self, fetch, offer, partial)
+        answer, cut = None, None
         try:
             self.counters.requests += 1
             answer = await self.transport.download(offer.path, at, sink, etag=offer.etag)
         except _Stop as stop:
             self.waiting[offer.name] = str(stop)
-            answer = None
         except LinkDown as error:
-            return await self._failed(offer, str(error))
+            cut = str(error)
         finally:
             self._current = None
-            durable = await asyncio.to_thread(partial.checkpoint)
+            durable = await asyncio.to_thread(partial.checkpoint)  # whatever arrived counts, cut or not
             partial.close()
             if fetch.target is not offer:  # superseded meanwhile: its bytes are of no use
                 await asyncio.to_thread(self.store.discard_partial, offer.name)
             elif durable > fetch.offset:
                 fetch.received(durable)
+        if durable > at:
+            self.counters.failures_in_a_row = 0  # back-off counts failures since the last progress
+        if cut is not None:
+            return await self._failed(offer, cut)
         if answer is None or fetch.target is not offer:
             return True
         if answer.status in (404, 410):
@@ -208,13 +225,27 @@ class DatasetDownloader:
         return True
 
     async def _verify(self, fetch: DatasetFetch, offer: DatasetOffer) -> bool:
-        sha256 = offer.sha256 if offer.size == 0 else await asyncio.to_thread(self.store.partial_sha256, offer.name)
-        if not fetch.verified(sha256):
-            log.error("dataset %s v%d: sha256 %s does not match the offer's %s; fetching it again from byte 0",
-                      offer.name, offer.version, sha256, offer.sha256)
-            await asyncio.to_thread(self.store.discard_partial, offer.name)
-            return await self._failed(offer, "sha256 mismatch")
-        held = await asyncio.to_thread(self.store.switch, offer)
+        """Check the complete partial's sha256, then switch to it; readers see the new version only after."""
+        self._current = offer.name  # a newer offer meanwhile leaves the partial to us
+        try:
+            sha256 = offer.sha256 if offer.size == 0 else await asyncio.to_thread(self.store.partial_sha256,
+                                                                                  offer.name)
+            if fetch.target is not offer:  # superseded while hashing
+                await asyncio.to_thread(self.store.discard_partial, offer.name)
+                return True
+            if sha256 != offer.sha256:
+                fetch.verified(sha256)
+                log.error("dataset %s v%d: sha256 %s does not match the offer's %s; fetching it again from byte 0",
+                          offer.name, offer.version, sha256, offer.sha256)
+                await asyncio.to_thread(self.store.discard_partial, offer.name)
+                return await self._failed(offer, "sha256 mismatch")
+            held = await asyncio.to_thread(self.store.switch, offer)
+        finally:
+            self._current = None
+        if fetch.target is offer:
+            fetch.verified(sha256)
+        else:  # a newer offer came during the switch: the switch stands, the newer one is fetched next
+            fetch.held = offer
         self.counters.switches += 1
         self.on_switch()
         log.info("dataset %s: switched to version %d (%d bytes, %s rows)", offer.name, held.version, held.size,
@@ -228,4 +259,4 @@ class DatasetDownloader:
         pause = DOWNLOAD_BACKOFF.seconds(self.counters.failures_in_a_row, self.rng)
         log.info("dataset %s v%d: %s; retrying in %.1f s", offer.name, offer.version, reason, pause)
         await asyncio.sleep(pause)
-        return False
+        return True  # the back-off was the wait: look again at once
