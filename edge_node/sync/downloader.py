@@ -8,9 +8,11 @@ has ``sync_protocol.downlink.DEFAULT_DATASET_PRIORITY``):
 
 * the link policy decides which classes may go, for downloads as for uploads (thin link or metered: only
   classes up to ``--thin-link-max-class``); a held-back download waits for a good link;
-* while an upload of a *more urgent* class waits, a download pauses at its next fsync (the durable offset is
-  kept, nothing is fetched twice) and resumes when that class is sent;
-* the bytes go through the upload cap's token bucket too (``transport.download``).
+* the bytes go through the upload cap's token bucket too (``transport.download``): with a cap set, that bucket
+  is what uploads and downloads share, so while an upload of a *more urgent* class waits, a download pauses at
+  its next fsync (the durable offset is kept, nothing is fetched twice) and resumes when that class is sent.
+  Without a cap they do not compete (a download uses the link's other direction) and both go at once: a
+  steady trickle of class-1 telemetry must not starve a price list.
 
 A newer offer supersedes a fetch in progress: its request stops at the next piece and its partial is dropped.
 """
@@ -87,7 +89,7 @@ class DatasetDownloader:
         self, store: DatasetStore, transport: HubTransport, monitor: LinkMonitor, *,
         policy: Callable[[], LinkPolicy], priority_of: Callable[[str], int],
         pending_upload_classes: Callable[[], set[int]], room_for: Callable[[int], bool], rng: Rng,
-        on_switch: Callable[[], None] = lambda: None,
+        on_switch: Callable[[], None] = lambda: None, capped: Callable[[], bool] = lambda: False,
     ) -> None:
         self.store = store
         self.transport = transport
@@ -97,6 +99,7 @@ class DatasetDownloader:
         self.pending_upload_classes = pending_upload_classes  # blocking (the ledger): called in a thread
         self.room_for = room_for  # whether the disk quota has room for this many more bytes
         self.rng = rng
+        self.capped = capped  # whether an upload cap is set: then downloads share it, and yield to urgent uploads
         self.on_switch = on_switch  # report soon: the hub's view of the ship shows the new version
         self._current: str | None = None  # the dataset a request is running for
         self.counters = DownloadCounters()
@@ -136,10 +139,12 @@ class DatasetDownloader:
         return rows
 
     async def reason_to_stop(self, name: str) -> str | None:
-        """Why a fetch of ``name`` may not go now (None: it may): the link policy, or an urgent upload."""
+        """Why a fetch of ``name`` may not go now (None: it may): the link policy, or (under a cap) an urgent upload."""
         priority = self.priority_of(name)
         if not self.policy().allows(priority, self.monitor.measured_state):
             return f"class {priority} is held back on a {self.monitor.measured_state.value} link"
+        if not self.capped():
+            return None
         urgent = [c for c in await asyncio.to_thread(self.pending_upload_classes) if c < priority]
         if urgent:
             return f"uploads of class {min(urgent)} go first"

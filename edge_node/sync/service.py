@@ -86,7 +86,7 @@ class SyncService:
                 self.datasets, self.transport, self.monitor, policy=lambda: self.policy,
                 priority_of=lambda name: self.config.dataset_priority_of(name),
                 pending_upload_classes=self.ledger.pending_priorities, room_for=self._room_for, rng=self.rng,
-                on_switch=self.report_soon)
+                on_switch=self.report_soon, capped=lambda: bool(self.config.max_upload_rate_bps))
             await self.downloader.start()
             self._tasks.append(asyncio.create_task(self.downloader.run()))
         cap = format_rate(self.config.max_upload_rate_bps) if self.config.max_upload_rate_bps else "no cap"

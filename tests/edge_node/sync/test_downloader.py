@@ -17,7 +17,7 @@ from sync_protocol.downlink import DEFAULT_DATASET_PRIORITY, DesiredState
 
 
 class Harness:
-    def __init__(self, hub, data_dir, policy=None, priorities=None, pending=None, room=True):
+    def __init__(self, hub, data_dir, policy=None, priorities=None, pending=None, room=True, capped=False):
         self.hub = hub
         self.store = DatasetStore(data_dir, time.time)
         self.transport = AiohttpHubTransport(hub.url, hub.token, stall_seconds=5)
@@ -28,7 +28,7 @@ class Harness:
             self.store, self.transport, LinkMonitor(clock=time.monotonic), policy=lambda: self.policy,
             priority_of=lambda name: (priorities or {}).get(name, DEFAULT_DATASET_PRIORITY),
             pending_upload_classes=lambda: self.pending, room_for=lambda n: room, rng=random.Random(1),
-            on_switch=self._switched)
+            on_switch=self._switched, capped=lambda: capped)
         self.task: asyncio.Task | None = None
 
     def _switched(self) -> None:
@@ -147,12 +147,12 @@ async def test_a_pruned_version_waits_for_the_next_answer(downlink_hub, dataset_
         await ship.until(lambda: ship.held() == 2)
 
 
-async def test_a_thin_or_metered_link_holds_back_classes_above_its_max_and_urgent_uploads_go_first(
+async def test_a_thin_or_metered_link_holds_back_classes_above_its_max_and_urgent_uploads_go_first_under_a_cap(
         downlink_hub, dataset_bytes, tmp_path):
     downlink_hub.publish("offers", dataset_bytes(1, 1000))
     downlink_hub.publish("alerts", dataset_bytes(1, 1000))
     async with Harness(downlink_hub, tmp_path, policy=LinkPolicy(thin_max_class=1, metered=True),
-                       priorities={"alerts": 1}, pending={2}) as ship:
+                       priorities={"alerts": 1}, pending={2}, capped=True) as ship:
         ship.answer()
         await ship.until(lambda: ship.held("alerts") == 1)  # class 1 goes; the pending class 2 upload is not ahead
         await asyncio.sleep(0.3)
@@ -171,6 +171,13 @@ async def test_no_download_without_room_in_the_disk_quota(downlink_hub, dataset_
         ship.answer()
         await ship.until(lambda: "quota" in ship.downloader.waiting.get("offers", ""))
         assert downlink_hub.requests == []
+
+
+async def test_without_a_cap_downloads_do_not_wait_for_uploads(downlink_hub, dataset_bytes, tmp_path):
+    downlink_hub.publish("offers", dataset_bytes(1, 1000))
+    async with Harness(downlink_hub, tmp_path, pending={0, 1}) as ship:  # a steady trickle of telemetry
+        ship.answer()
+        await ship.until(lambda: ship.held() == 1)
 
 
 @pytest.mark.parametrize("size", [0])
