@@ -1,0 +1,136 @@
+"""The downlink end to end with real processes: ``harbour hub run``, ``harbour hub publish`` and ``harbour edge
+run`` through a metered link proxy (issue 17's checks, on one ship): the dataset arrives byte-identical to what
+the hub serves, a reader looping through a switch never sees a mix, a SIGKILL of the edge mid-download resumes
+without starting over, and the hub's ``datasets`` report shows the version the ship holds."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import json
+import threading
+import time
+import urllib.request
+
+import pyarrow as pa
+import pyarrow.ipc as pa_ipc
+import pytest
+
+from hub.cli import hub as hub_group
+from scenarios.link_proxy import LinkProxy, LinkState
+from scenarios.supervisor import Supervisor, harbour
+
+pytestmark = pytest.mark.integration
+
+if "publish" not in hub_group.commands:
+    pytest.skip("the hub's side of the downlink (harbour hub publish) is not in this tree yet", allow_module_level=True)
+
+ROWS_PER_VERSION = 40_000  # ~1.5 MB of Arrow per version unit
+
+
+def write_version(path, version: int, scale: int = 1) -> pa.Table:
+    rows = ROWS_PER_VERSION * scale
+    table = pa.table({"sku": pa.array(range(rows), pa.int64()), "version": pa.array([version] * rows, pa.int64()),
+                      "label": pa.array([f"offer {i} v{version} " + "x" * 20 for i in range(rows)])})
+    with pa_ipc.new_stream(str(path), table.schema) as writer:
+        writer.write_table(table)
+    return table
+
+
+def get(url: str) -> tuple[dict, bytes]:
+    with urllib.request.urlopen(url, timeout=30) as answer:
+        return dict(answer.headers), answer.read()
+
+
+def held_version(edge) -> int | None:
+    listing = json.loads(get(edge.url + "/v1/datasets")[1])["datasets"]
+    return next((d["version"] for d in listing if d["name"] == "offers"), None)
+
+
+def offset_on_board(edge) -> int:
+    downloads = json.loads(get(edge.url + "/v1/status")[1]).get("sync", {}).get("downloads", [])
+    return next((d["offset"] or 0 for d in downloads if d["name"] == "offers" and d["fetching"]), 0)
+
+
+async def until(condition, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = await asyncio.to_thread(condition)
+        if value:
+            return value
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def hub_datasets(hub) -> dict:
+    return {d["name"]: d for d in json.loads(harbour("hub", "datasets", "--data", str(hub.data),
+                                                       "--format", "json"))["datasets"]}
+
+
+def publish(hub, path) -> int:
+    return int(harbour("hub", "publish", "offers", str(path), "--data", str(hub.data)).strip().splitlines()[-1])
+
+
+async def test_a_dataset_reaches_a_ship_through_a_real_hub_and_survives_a_sigkill_mid_download(tmp_path):
+    with Supervisor(tmp_path) as fleet:
+        hub = fleet.hub()
+        await asyncio.to_thread(hub.start)
+        token = await asyncio.to_thread(hub.add_site, "ship-1")
+        proxy = await LinkProxy("127.0.0.1", hub.port, state=LinkState(rate_bps=40_000_000)).start()
+        try:
+            published = write_version(tmp_path / "v1.arrows", 1)
+            assert await asyncio.to_thread(publish, hub, tmp_path / "v1.arrows") == 1
+            edge = fleet.edge("ship-1", hub_url=proxy.url, token=token, extra=("--report-interval", "0.5s"))
+            await asyncio.to_thread(edge.start)
+            await until(lambda: held_version(edge) == 1, 120, "version 1 on board")
+            headers, body = await asyncio.to_thread(get, edge.url + "/v1/datasets/offers")
+            served = (await asyncio.to_thread(hub_datasets, hub))["offers"]["versions"][-1]
+            assert hashlib.sha256(body).hexdigest() == served["sha256"] and len(body) == served["size"]
+            assert pa_ipc.open_stream(io.BytesIO(body)).read_all().equals(published)
+            assert headers["Harbour-Dataset-Version"] == "1"
+            await until(lambda: hub_datasets(hub)["offers"]["ships"].get("ship-1") == 1, 60,
+                        "the hub's report of the version ship-1 holds")
+
+            # a reader loops through the switch to version 2
+            mixes, seen, stop = [], [], threading.Event()
+
+            def reader() -> None:
+                while not stop.is_set():
+                    got_headers, got = get(edge.url + "/v1/datasets/offers")
+                    version = int(got_headers["Harbour-Dataset-Version"])
+                    versions = set(pa_ipc.open_stream(io.BytesIO(got)).read_all().column("version").to_pylist())
+                    seen.append(version)
+                    if versions != {version}:
+                        mixes.append((version, versions))
+
+            thread = threading.Thread(target=reader)
+            thread.start()
+            try:
+                write_version(tmp_path / "v2.arrows", 2)
+                await asyncio.to_thread(publish, hub, tmp_path / "v2.arrows")
+                await until(lambda: held_version(edge) == 2, 120, "version 2 on board")
+                await until(lambda: seen.count(2) >= 3, 30, "the reader to read version 2")
+            finally:
+                stop.set()
+                thread.join(30)
+            assert not mixes and seen[0] == 1 and seen[-1] == 2
+
+            # SIGKILL mid-download of a bigger version 3, on a slower link
+            proxy.update(rate_bps=8_000_000)
+            write_version(tmp_path / "v3.arrows", 3, scale=4)
+            await asyncio.to_thread(publish, hub, tmp_path / "v3.arrows")
+            size = (await asyncio.to_thread(hub_datasets, hub))["offers"]["versions"][-1]["size"]
+            await until(lambda: offset_on_board(edge) >= size // 3, 120, "a third of version 3 on board")
+            await asyncio.to_thread(edge.kill)
+            down_before = proxy.stats.bytes_down
+            proxy.update(rate_bps=40_000_000)
+            await asyncio.to_thread(edge.start)
+            await until(lambda: held_version(edge) == 3, 120, "version 3 after the restart")
+            fetched_after = proxy.stats.bytes_down - down_before
+            assert fetched_after < size * 0.8, (fetched_after, size)  # resumed, not started over
+            _, body = await asyncio.to_thread(get, edge.url + "/v1/datasets/offers")
+            assert hashlib.sha256(body).hexdigest() == (await asyncio.to_thread(hub_datasets, hub))["offers"][
+                "versions"][-1]["sha256"]
+        finally:
+            await proxy.stop()
