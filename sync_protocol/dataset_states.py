@@ -18,6 +18,7 @@ Only the fetch moves through states::
 * ``verifying``: every byte is on board; its sha256 is checked against the offer before anything switches.
 * ``current``: the held version is the newest offered; readers see it. A switch is atomic: readers see the
   old version or the new one, never a mix (the store's job, ``edge_node.datasets``).
+* a ``416`` (the hub cannot resume at that offset) drops the partial: offered again, fetched from byte 0.
 * ``waiting``: the hub answered 404 or 410 for the version being fetched (pruned, or no longer offered to this
   ship): the partial is dropped and the ship waits for the next report answer.
 
@@ -55,6 +56,7 @@ class DatasetEvent(enum.Enum):
     CORRUPT = "sha256 mismatch"
     GONE = "404/410"
     HELD_OFFERED = "held version offered"
+    RANGE_REFUSED = "416: from byte 0"
 
 
 DATASET_TRANSITIONS: dict[DatasetState, dict[DatasetEvent, DatasetState]] = {
@@ -71,6 +73,7 @@ DATASET_TRANSITIONS: dict[DatasetState, dict[DatasetEvent, DatasetState]] = {
         DatasetEvent.ALL_RECEIVED: DatasetState.VERIFYING,
         DatasetEvent.OFFER: DatasetState.OFFERED,  # superseded: the partial is discarded
         DatasetEvent.GONE: DatasetState.WAITING,
+        DatasetEvent.RANGE_REFUSED: DatasetState.OFFERED,  # the hub cannot resume there: the partial is discarded
     },
     DatasetState.VERIFYING: {
         DatasetEvent.VERIFIED: DatasetState.CURRENT,
@@ -117,7 +120,8 @@ class DatasetFetch:
                  offset: int) -> DatasetFetch:
         """What the store found on board after a start (or a SIGKILL): resume a partial at its durable offset."""
         if partial is not None and (held is None or partial.version > held.version):
-            return cls(name, held, partial, offset, DatasetState.DOWNLOADING)
+            state = DatasetState.VERIFYING if offset == partial.size else DatasetState.DOWNLOADING
+            return cls(name, held, partial, offset, state)
         return cls(name, held, None, 0, DatasetState.CURRENT if held else DatasetState.ABSENT)
 
     def _move(self, event: DatasetEvent) -> None:
@@ -163,6 +167,11 @@ class DatasetFetch:
         self._move(DatasetEvent.VERIFIED)
         self.held, self.target, self.offset = self.target, None, 0
         return True
+
+    def range_refused(self) -> None:
+        """416 for ``Range: bytes=offset-``: the bytes on board cannot be resumed; fetch from byte 0."""
+        self._move(DatasetEvent.RANGE_REFUSED)
+        self.offset = 0
 
     def gone(self) -> None:
         """404/410 for the target: drop it and wait for the next answer."""

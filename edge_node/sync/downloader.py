@@ -219,6 +219,12 @@ class DatasetDownloader:
             fetch.gone()
             await asyncio.to_thread(self.store.discard_partial, offer.name)
             return True
+        if answer.status == 416:
+            log.warning("dataset %s v%d: the hub cannot resume at byte %d (416); fetching it from byte 0",
+                        offer.name, offer.version, at)
+            fetch.range_refused()
+            await asyncio.to_thread(self.store.discard_partial, offer.name)
+            return True
         if answer.status not in (200, 206):
             return await self._failed(offer, f"HTTP {answer.status}: {answer.body[:200].decode(errors='replace')}")
         if answer.headers.get("ETag") not in (None, offer.etag):

@@ -91,6 +91,16 @@ def test_restored_partial_resumes_at_its_durable_offset_and_a_stale_one_is_ignor
     assert (stale.state, stale.target) == (DatasetState.CURRENT, None)
 
 
+def test_a_complete_partial_found_at_start_is_verified_and_a_refused_range_starts_again():
+    complete = DatasetFetch.restored("offers", None, offer(2), 100)
+    assert complete.state is DatasetState.VERIFYING  # all bytes on board: no request (it would get a 416)
+    fetch = DatasetFetch.restored("offers", None, offer(2), 60)
+    fetch.start()
+    fetch.range_refused()
+    assert (fetch.state, fetch.offset) == (DatasetState.OFFERED, 0)
+    assert fetch.start() == 0 and fetch.state is DatasetState.DOWNLOADING
+
+
 def test_an_empty_version_needs_no_request():
     fetch = DatasetFetch("offers")
     fetch.offer(offer(1, size=0))

@@ -46,6 +46,7 @@ class DownlinkHub:
         self.served_bytes = 0
         self.cut_after: int | None = None  # close the connection after this many body bytes of an answer
         self.bytes_per_second: float | None = None
+        self.refuse_ranges = 0  # answer this many ranged requests 416
         self.port = 0
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -122,6 +123,9 @@ class DownlinkHub:
         if spec.startswith("bytes=") and request.headers.get("If-Range", etag) == etag:
             first = int(spec[len("bytes="):].partition("-")[0])
         self.requests.append((*key, first))
+        if first and self.refuse_ranges:
+            self.refuse_ranges -= 1
+            return web.json_response({"error": "cannot resume", "code": "range-not-satisfiable"}, status=416)
         status = 206 if first else 200
         headers = {"ETag": etag, "Content-Type": "application/vnd.apache.arrow.stream"}
         if first:

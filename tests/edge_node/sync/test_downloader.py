@@ -136,6 +136,21 @@ async def test_a_restart_mid_download_resumes_at_the_durable_offset(downlink_hub
     assert downlink_hub.requests[-1][2] >= 2 * FSYNC_EVERY_BYTES
 
 
+async def test_a_refused_range_fetches_the_version_again_from_byte_0(downlink_hub, dataset_bytes, tmp_path):
+    data = dataset_bytes(1, 30_000)
+    downlink_hub.publish("offers", data)
+    downlink_hub.cut_after = 300_000
+    downlink_hub.refuse_ranges = 1
+    async with Harness(downlink_hub, tmp_path) as ship:
+        ship.answer()
+        await ship.until(lambda: len(downlink_hub.requests) >= 3)
+        downlink_hub.cut_after = None
+        await ship.until(lambda: ship.held() == 1)
+        assert ship.current_bytes() == data
+    firsts = [first for *_, first in downlink_hub.requests]
+    assert firsts[0] == 0 and 256 * 1024 <= firsts[1] <= 300_000 and firsts[2] == 0  # resumed, refused, again
+
+
 async def test_a_pruned_version_waits_for_the_next_answer(downlink_hub, dataset_bytes, tmp_path):
     downlink_hub.publish("offers", dataset_bytes(1, 1000))
     downlink_hub.pruned.add(("offers", 1))
