@@ -257,8 +257,16 @@ def encode_arrow_stream(data: pa.Table | pa.RecordBatch) -> bytes:
 
 def json_lines_of_arrow_stream(source: BinaryIO) -> Iterator[bytes]:
     """An Arrow IPC stream as JSON Lines, one record batch at a time (memory bounded by a batch). Values JSON
-    has no type for (timestamps, decimals, bytes) are written as their text."""
+    has no type for are written as text: dates and timestamps in ISO 8601 (what the ingest API reads back),
+    decimals as their digits, binary as hex."""
     reader = pa_ipc.open_stream(source)
     for batch in reader:
-        yield "".join(json.dumps(row, default=str, separators=(",", ":")) + "\n"
+        yield "".join(json.dumps(row, default=_json_text, separators=(",", ":")) + "\n"
                       for row in batch.to_pylist()).encode()
+
+
+def _json_text(value: object) -> str:
+    if isinstance(value, bytes):
+        return value.hex()
+    isoformat = getattr(value, "isoformat", None)
+    return isoformat() if isoformat is not None else str(value)
