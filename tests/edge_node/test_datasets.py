@@ -62,6 +62,7 @@ def test_a_version_is_stored_byte_identical_with_its_rows_and_read_back(store):
     assert store.open_current("menus") is None
 
 
+@pytest.mark.guarantee("G3")
 def test_a_kill_mid_download_keeps_only_the_fsynced_length_and_resumes_there(store):
     data = arrow_bytes(1)
     offer = offer_of(1, data)

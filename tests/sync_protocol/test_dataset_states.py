@@ -63,6 +63,7 @@ def test_an_edge_offline_through_versions_2_and_3_fetches_only_3():
     assert fetch.offer(offer(2)) is Action.NOTHING  # an older offer (a stale answer) never goes back
 
 
+@pytest.mark.guarantee("G4")
 def test_a_corrupt_download_is_fetched_again_from_byte_0():
     fetch = DatasetFetch("offers")
     fetch.offer(offer(1))

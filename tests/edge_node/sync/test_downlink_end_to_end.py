@@ -96,6 +96,7 @@ def test_a_dataset_arrives_byte_identical_and_readers_never_see_a_mix(tmp_path, 
     assert read_dataset(edge) == (2, v2)
 
 
+@pytest.mark.guarantee("G3")
 def test_sigkill_mid_download_resumes_without_starting_over(tmp_path, start_edge, downlink_hub, dataset_bytes):
     data = dataset_bytes(1, 120_000)
     downlink_hub.publish("offers", data)

@@ -75,6 +75,7 @@ async def test_a_published_version_arrives_byte_identical_and_is_reported(downli
         assert downlink_hub.served_bytes == len(data)
 
 
+@pytest.mark.guarantee("G3")
 async def test_a_link_that_cuts_every_100_kb_costs_at_most_one_fsync_interval_per_cut(downlink_hub, dataset_bytes,
                                                                                       tmp_path):
     data = dataset_bytes(1, 100_000)
@@ -120,6 +121,7 @@ async def test_a_ship_offline_through_versions_2_and_3_fetches_only_3(downlink_h
     assert [version for _, version, _ in downlink_hub.requests] == [1, 3]
 
 
+@pytest.mark.guarantee("G3")
 async def test_a_restart_mid_download_resumes_at_the_durable_offset(downlink_hub, dataset_bytes, tmp_path):
     data = dataset_bytes(1, 100_000)
     downlink_hub.publish("offers", data)
@@ -149,6 +151,22 @@ async def test_a_refused_range_fetches_the_version_again_from_byte_0(downlink_hu
         assert ship.current_bytes() == data
     firsts = [first for *_, first in downlink_hub.requests]
     assert firsts[0] == 0 and 256 * 1024 <= firsts[1] <= 300_000 and firsts[2] == 0  # resumed, refused, again
+
+
+@pytest.mark.guarantee("G4")
+async def test_bytes_that_do_not_match_the_offers_sha256_are_never_switched_to(downlink_hub, dataset_bytes,
+                                                                               tmp_path):
+    good = dataset_bytes(1, 1000)
+    offer = downlink_hub.publish("offers", good)
+    downlink_hub.versions[("offers", 1)] = bad = good[:-1] + bytes([good[-1] ^ 1])  # damaged at the hub's end
+    downlink_hub.offer = lambda name, version: offer  # ...which still offers the published sha256
+    async with Harness(downlink_hub, tmp_path) as ship:
+        ship.answer()
+        await ship.until(lambda: ship.downloader.counters.last_error == "sha256 mismatch")
+        assert ship.held() is None and ship.store.open_current("offers") is None
+        downlink_hub.versions[("offers", 1)] = good
+        await ship.until(lambda: ship.held() == 1, timeout=30)
+        assert ship.current_bytes() == good != bad
 
 
 async def test_a_pruned_version_waits_for_the_next_answer(downlink_hub, dataset_bytes, tmp_path):
