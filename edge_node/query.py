@@ -9,12 +9,13 @@ write-ahead log, so the crew sees every acknowledged row, sealed or not. It work
 * a segment collected between the snapshot and DuckDB's read makes the query retry with a new snapshot.
 
 Reference datasets from the hub (``edge_node.datasets``) are views ``reference.<name>`` over their current
-version: the file the pointer names is opened and read once, so a switch during the query changes nothing of
-what it reads.
+version: the file the pointer names is opened once and memory-mapped (nothing is read that the query does not
+touch), so a switch during the query changes nothing of what it reads.
 """
 
 from __future__ import annotations
 
+import mmap
 import time
 from pathlib import Path
 
@@ -89,10 +90,11 @@ def attach_reference(con: duckdb.DuckDBPyConnection, store: DatasetStore) -> Non
             continue
         _, handle = opened
         with handle:
-            try:
-                table = pa_ipc.open_stream(handle).read_all()
-            except (pa.ArrowException, OSError):
-                continue  # pruned under us after two switches, or not an Arrow stream: not queryable
+            try:  # mapped from the open file: zero-copy, and valid even if a switch prunes the file meanwhile
+                mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+                table = pa_ipc.open_stream(pa.BufferReader(pa.py_buffer(mapped))).read_all()
+            except (pa.ArrowException, OSError, ValueError):
+                continue  # empty, or not an Arrow stream: not queryable
         con.register(REFERENCE_VIEW_PREFIX + name, table)
         con.execute(f"CREATE VIEW {REFERENCE_SCHEMA}.{name} AS SELECT * FROM {REFERENCE_VIEW_PREFIX}{name}")
 
