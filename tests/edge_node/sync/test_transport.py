@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from edge_node.sync.transport import AiohttpHubTransport, LinkDown, content_range_start
@@ -94,3 +96,17 @@ def test_content_range_start():
     assert content_range_start("bytes 100-199/200") == 100
     for bad in (None, "", "items 1-2/3", "bytes */200", "bytes x-1/2"):
         assert content_range_start(bad) is None
+
+
+async def test_a_download_that_goes_silent_is_link_down_within_the_stall_time(downlink_hub, dataset_bytes):
+    offer = downlink_hub.publish("offers", dataset_bytes(1, 30_000))
+    downlink_hub.bytes_per_second = 4096  # one 16 KiB piece, then silence for 4 s: a half-open link
+    transport = AiohttpHubTransport(downlink_hub.url, downlink_hub.token, stall_seconds=1)
+    sink = Sink()
+    started = time.monotonic()
+    try:
+        with pytest.raises(LinkDown, match="stalled"):
+            await transport.download(offer.path, 0, sink)
+    finally:
+        await transport.close()
+    assert time.monotonic() - started < 5 and len(sink.data) > 0
