@@ -200,9 +200,9 @@ class DatasetDownloader:
         except LinkDown as error:
             cut = str(error)
         finally:
-            self._current = None
             durable = await asyncio.to_thread(partial.checkpoint)  # whatever arrived counts, cut or not
             partial.close()
+            self._current = None  # only now may a newer offer discard the partial itself
             if fetch.target is not offer:  # superseded meanwhile: its bytes are of no use
                 await asyncio.to_thread(self.store.discard_partial, offer.name)
             elif durable > fetch.offset:
