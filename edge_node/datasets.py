@@ -42,7 +42,7 @@ from typing import BinaryIO
 import pyarrow as pa
 import pyarrow.ipc as pa_ipc
 
-from sync_protocol import TableName
+from sync_protocol import RemoteProtocolError, TableName
 from sync_protocol.dataset_states import DatasetFetch
 from sync_protocol.downlink import DatasetOffer
 
@@ -154,7 +154,7 @@ class PartialDownload:
         self.written = at
         if at < self.durable:
             self.durable = at
-            self._record()
+            self.record()
 
     def write(self, data: bytes) -> bool:
         """Append; True when ``FSYNC_EVERY_BYTES`` are unsynced and ``checkpoint`` is due."""
@@ -173,10 +173,10 @@ class PartialDownload:
         self._handle.flush()
         os.fsync(self._handle.fileno())
         self.durable = self.written
-        self._record()
+        self.record()
         return self.durable
 
-    def _record(self) -> None:
+    def record(self) -> None:
         record = {**asdict(self.offer), "offset": self.durable}
         write_atomically(self.directory / PARTIAL_RECORD, json.dumps(record).encode())
 
@@ -203,7 +203,7 @@ class DatasetStore:
         for directory in sorted(p for p in self.root.iterdir() if p.is_dir()):
             try:
                 name = str(TableName(directory.name))
-            except Exception:  # noqa: BLE001 -- not ours: leave it alone
+            except RemoteProtocolError:  # not a dataset's directory: leave it alone
                 continue
             for stray in directory.glob("*" + TMP_SUFFIX):
                 stray.unlink(missing_ok=True)
@@ -223,7 +223,7 @@ class DatasetStore:
             offer = DatasetOffer(record["name"], record["version"], record["sha256"], record["size"]) if record \
                 else None
             offset = int(record["offset"]) if record else 0
-        except Exception:  # noqa: BLE001 -- a record we cannot read: start that version again
+        except (KeyError, TypeError, ValueError, RemoteProtocolError):  # unreadable: start that version again
             offer, offset = None, 0
         if offer is None:
             data.unlink(missing_ok=True)
@@ -248,7 +248,7 @@ class DatasetStore:
         directory.mkdir(parents=True, exist_ok=True)
         download = PartialDownload(directory, offer, durable)
         if durable == 0:
-            download._record()  # noqa: SLF001 -- the version being fetched is known before its first byte
+            download.record()  # the version being fetched is known before its first byte
         return download
 
     def discard_partial(self, name: str) -> None:

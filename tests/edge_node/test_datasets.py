@@ -93,7 +93,7 @@ def test_the_offset_record_is_written_only_after_the_fsync(store, monkeypatch):
     partial.write(data[:1000])
     order = []
     monkeypatch.setattr("edge_node.datasets.os.fsync", lambda fd: order.append("fsync"))
-    monkeypatch.setattr(partial, "_record", lambda: order.append("record"))
+    monkeypatch.setattr(partial, "record", lambda: order.append("record"))
     partial.checkpoint()
     assert order[:2] == ["fsync", "record"]
 
