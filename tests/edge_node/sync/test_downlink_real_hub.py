@@ -17,14 +17,10 @@ import pyarrow as pa
 import pyarrow.ipc as pa_ipc
 import pytest
 
-from hub.cli import hub as hub_group
 from scenarios.link_proxy import LinkProxy, LinkState
 from scenarios.supervisor import Supervisor, harbour
 
 pytestmark = pytest.mark.integration
-
-if "publish" not in hub_group.commands:
-    pytest.skip("the hub's side of the downlink (harbour hub publish) is not in this tree yet", allow_module_level=True)
 
 ROWS_PER_VERSION = 40_000  # ~1.5 MB of Arrow per version unit
 
