@@ -9,10 +9,12 @@ import asyncio
 import hashlib
 import io
 import json
+import random
 import threading
 import time
 import urllib.request
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as pa_ipc
 import pytest
@@ -22,13 +24,14 @@ from scenarios.supervisor import Supervisor, harbour
 
 pytestmark = pytest.mark.integration
 
-ROWS_PER_VERSION = 40_000  # ~1.5 MB of Arrow per version unit
+ROWS_PER_VERSION = 40_000  # with random floats (the hub compresses with zstd): ~2 MB per version unit
 
 
 def write_version(path, version: int, scale: int = 1) -> pa.Table:
     rows = ROWS_PER_VERSION * scale
+    noise = np.random.default_rng(version)
     table = pa.table({"sku": pa.array(range(rows), pa.int64()), "version": pa.array([version] * rows, pa.int64()),
-                      "label": pa.array([f"offer {i} v{version} " + "x" * 20 for i in range(rows)])})
+                      **{f"price_{i}": pa.array(noise.random(rows)) for i in range(6)}})
     with pa_ipc.new_stream(str(path), table.schema) as writer:
         writer.write_table(table)
     return table
@@ -130,3 +133,61 @@ async def test_a_dataset_reaches_a_ship_through_a_real_hub_and_survives_a_sigkil
                 "versions"][-1]["sha256"]
         finally:
             await proxy.stop()
+
+
+async def cut_every(proxy: LinkProxy, low: int, high: int, rng: random.Random) -> None:
+    """Cut every connection of the proxy after each random 30-400 KB (low..high) that went down it."""
+    next_cut = proxy.stats.bytes_down + rng.randint(low, high)
+    while True:
+        if proxy.stats.bytes_down >= next_cut:
+            proxy.cut_all()
+            next_cut = proxy.stats.bytes_down + rng.randint(low, high)
+        await asyncio.sleep(0.005)
+
+
+async def test_three_ships_one_cut_every_30_to_400_kb_one_offline_through_two_versions(tmp_path):
+    """Issue 17's fleet check, smaller: every ship ends with the newest version, byte-identical to the hub's;
+    the ship offline while versions 2 and 3 were published fetches only 3."""
+    with Supervisor(tmp_path) as fleet:
+        hub = fleet.hub()
+        await asyncio.to_thread(hub.start)
+        proxies, edges = {}, {}
+        cutter = None
+        try:
+            write_version(tmp_path / "v1.arrows", 1)
+            await asyncio.to_thread(publish, hub, tmp_path / "v1.arrows")
+            for site in ("ship-a", "ship-b", "ship-c"):
+                token = await asyncio.to_thread(hub.add_site, site)
+                proxies[site] = await LinkProxy("127.0.0.1", hub.port, state=LinkState(rate_bps=40_000_000)).start()
+                edges[site] = fleet.edge(site, hub_url=proxies[site].url, token=token,
+                                         extra=("--report-interval", "0.5s"))
+                await asyncio.to_thread(edges[site].start)
+            cutter = asyncio.create_task(cut_every(proxies["ship-b"], 30_000, 400_000, random.Random(17)))
+            for edge in edges.values():
+                await until(lambda edge=edge: held_version(edge) == 1, 120, f"version 1 on {edge.site}")
+            proxies["ship-c"].update(up=False)  # ship-c sails out of coverage
+            proxies["ship-c"].cut_all()
+            for version in (2, 3):
+                write_version(tmp_path / f"v{version}.arrows", version, scale=version)
+                await asyncio.to_thread(publish, hub, tmp_path / f"v{version}.arrows")
+                await until(lambda v=version: held_version(edges["ship-a"]) == v, 120, f"version {version} on ship-a")
+            proxies["ship-c"].update(up=True)  # back in coverage
+            newest = (await asyncio.to_thread(hub_datasets, hub))["offers"]["versions"][-1]
+            for site, edge in edges.items():
+                await until(lambda edge=edge: held_version(edge) == 3, 180, f"version 3 on {site}")
+                _, body = await asyncio.to_thread(get, edge.url + "/v1/datasets/offers")
+                assert hashlib.sha256(body).hexdigest() == newest["sha256"], site
+            cut = proxies["ship-b"].stats
+            versions = (await asyncio.to_thread(hub_datasets, hub))["offers"]["versions"]
+            assert cut.cuts >= 5
+            # each cut costs at most what was in flight (<= 64 KiB), plus the reports' answers
+            assert cut.bytes_down <= sum(v["size"] for v in versions) + (cut.cuts + 1) * 64 * 1024, cut
+            log = edges["ship-c"].log_path.read_text()
+            assert "version 3 offered" in log and "version 2 offered" not in log  # it never fetched 2
+            await until(lambda: hub_datasets(hub)["offers"]["ships"] == {s: 3 for s in edges}, 60,
+                        "the hub's report of every ship on version 3")
+        finally:
+            if cutter is not None:
+                cutter.cancel()
+            for proxy in proxies.values():
+                await proxy.stop()
