@@ -147,7 +147,8 @@ async def cut_every(proxy: LinkProxy, low: int, high: int, rng: random.Random) -
 
 @pytest.mark.parametrize("newest_scale", [
     3,  # ~7 MB: the default run
-    pytest.param(20, marks=[pytest.mark.soak, pytest.mark.timeout(900)], id="50MB"),  # issue 17's check at its size: version 3 is ~50 MB
+    # issue 17's check at its size: version 3 is ~50 MB
+    pytest.param(20, marks=[pytest.mark.soak, pytest.mark.timeout(900)], id="50MB"),
 ])
 async def test_three_ships_one_cut_every_30_to_400_kb_one_offline_through_two_versions(tmp_path, newest_scale):
     """Issue 17's fleet check: every ship ends with the newest version, byte-identical to the hub's; the ship
