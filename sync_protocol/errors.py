@@ -82,6 +82,9 @@ class ErrorCode(enum.Enum):
     )
     RATE_LIMITED = ErrorSpec(429, PeerAction.RETRY, "too many requests; honour Retry-After")
     CHECKSUM_MISMATCH = ErrorSpec(460, PeerAction.RESEND_CHUNK, "the chunk does not match its Upload-Checksum")
+    METADATA_DAMAGED = ErrorSpec(
+        460, PeerAction.RETRY, "Upload-Metadata does not match its manifest-sha256 (damaged in transit); nothing kept"
+    )
     SEGMENT_DIGEST_MISMATCH = ErrorSpec(
         460, PeerAction.RESTART_UPLOAD, "the whole segment does not match the manifest's sha256"
     )
