@@ -68,6 +68,9 @@ class ErrorCode(enum.Enum):
     BODY_TIMEOUT = ErrorSpec(
         408, PeerAction.RETRY, "the request body stopped arriving, or came too slowly; nothing was stored"
     )
+    HEADER_TIMEOUT = ErrorSpec(
+        408, PeerAction.RETRY, "the request's headers did not arrive in time; the connection was closed"
+    )
     PRECONDITION_FAILED = ErrorSpec(412, PeerAction.FIX_REQUEST, "Tus-Resumable is missing or unsupported")
     TOO_LARGE = ErrorSpec(413, PeerAction.PARK, "the segment or request body is larger than the hub allows")
     UNSUPPORTED_MEDIA_TYPE = ErrorSpec(415, PeerAction.FIX_REQUEST, "the Content-Type is not accepted here")

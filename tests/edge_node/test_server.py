@@ -235,3 +235,31 @@ def test_metrics_show_the_backlog_by_table_and_the_refused_writes(tmp_path, star
     assert got[("harbour_edge_writes_total", ())] == 1 and got[("harbour_edge_disk_used_bytes", ())] > 0
     assert ("harbour_edge_oldest_pending_seconds", (("table", "alarms"),)) in got
     assert not any(name.startswith("harbour_edge_link") for name, _ in got)  # no --hub: no link to describe
+
+
+@pytest.mark.guarantee("G7")
+def test_300_slow_clients_are_cut_at_the_header_deadline_while_writes_go_on(tmp_path, start_edge, http,
+                                                                           slow_clients):
+    """300 connections sending one header byte a second were held 90 s and starved healthy writers (issue 16)."""
+    from http_guard.slow_clients import HEADER_TIMEOUT_SECONDS
+
+    process = start_edge(tmp_path / "ship")
+    port = urlsplit(process.url).port
+    writes = []
+
+    def healthy_client() -> None:
+        assert http.get(process.url, "/healthz")[0] == 200
+        assert http.post(process.url, "events", encode_arrow_stream(GOOD), timeout=5)[0] == 200
+        writes.append(GOOD.num_rows)
+
+    result = slow_clients.attack(port, healthy_client, sockets=300, seconds=HEADER_TIMEOUT_SECONDS + 10)
+    print(f"healthy: {len(result.probe_seconds)} probes, max {max(result.probe_seconds):.3f} s; slow closed after "
+          f"{min(result.closed_after):.1f}-{max(result.closed_after):.1f} s")
+    assert all(after is not None and after < HEADER_TIMEOUT_SECONDS + 3 for after in result.closed_after), \
+        sorted(result.closed_after, key=lambda a: a or 1e9)[-5:]
+    assert sum(answer.startswith(b"HTTP/1.1 408") and b"header-timeout" in answer for answer in result.answers) \
+        >= 290, result.answers[:3]
+    assert len(result.probe_seconds) >= 10 and max(result.probe_seconds) < 2.0, result.probe_seconds
+    log = process.stderr()
+    assert len(log) < 20_000 and "Traceback" not in log, log[-2000:]
+    assert stored_rows(process) == sum(writes)
