@@ -17,8 +17,10 @@ from contextlib import asynccontextmanager
 
 from aiohttp import web
 
+from http_shell.openapi import add_openapi_route
+from http_shell.request_errors import BODY_ERRORS, unreadable_body
+from http_shell.routes import route_the_rest
 from sync_protocol import ErrorCode, RemoteProtocolError, TableName, encode_error_body
-from sync_protocol.tus import expect_refusal
 from sync_protocol.units import format_size
 
 from . import codecs
@@ -88,7 +90,10 @@ def _too_large(limit: int) -> RemoteProtocolError:
 @web.middleware
 async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
     try:
-        return await handler(request)
+        try:
+            return await handler(request)
+        except BODY_ERRORS as error:
+            raise unreadable_body(error) from None
     except RemoteProtocolError as error:
         request.app[REFUSED_KEY][error.code.slug] += 1
         return web.Response(status=error.status, body=error.to_body(), content_type="application/json",
@@ -184,7 +189,8 @@ async def release(request: web.Request) -> web.Response:
     """``harbour edge release`` while the node runs: the node changes its own ledger (see release.py)."""
     node = request.app[NODE_KEY]
     expected = request.app.get(RELEASE_TOKEN_KEY, "")
-    if not expected or not secrets.compare_digest(request.headers.get(TOKEN_HEADER, "").encode(), expected.encode()):
+    given = request.headers.get(TOKEN_HEADER, "").encode("utf-8", "surrogateescape")  # a header may hold any byte
+    if not expected or not secrets.compare_digest(given, expected.encode()):
         raise RemoteProtocolError(
             "releasing parked segments needs the token of the data directory's lock", code=ErrorCode.UNAUTHORIZED,
             op="releasing parked segments", subject=RELEASE_PATH,
@@ -214,36 +220,6 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"ok": True, "site": str(node.config.site)})
 
 
-async def answer_expect_header(request: web.Request) -> web.StreamResponse | None:
-    """Every route's ``Expect`` handling: 100 Continue, or the 417 ``sync_protocol.tus.expect_refusal`` gives."""
-    refusal = expect_refusal(request.headers.get("Expect", ""))
-    if refusal is not None:
-        return web.Response(status=417, body=refusal, content_type="application/json")
-    if request.version == web.HttpVersion11:
-        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        request.writer.output_size = 0  # the 100 is not part of the answer's size
-    return None
-
-async def unmatched(request: web.Request) -> web.StreamResponse:
-    """The last route, for every path and method no other route takes: a 405 naming the allowed methods or a 404.
-    aiohttp answers those itself with routes it makes per request and its own Expect handling (a non-ASCII Expect
-    header made that a 500); through this route they get ``answer_expect_header`` and the JSON error body."""
-    allowed: set[str] = set()
-    for resource in request.app.router.resources():
-        if resource is not request.match_info.route.resource:
-            allowed |= (await resource.resolve(request))[1]
-    if allowed:
-        raise web.HTTPMethodNotAllowed(request.method, allowed)
-    raise web.HTTPNotFound()
-
-
-def route_the_rest(app: web.Application) -> None:
-    """Give every route ``answer_expect_header``; called once every other route is registered."""
-    app.router.add_route("*", "/{path:.*}", unmatched)
-    for route in app.router.routes():
-        route._expect_handler = answer_expect_header  # noqa: SLF001 -- aiohttp's add_* take it, add_page_routes does not
-
-
 def make_app(node: EdgeNode, release_token: str = "",
              body_idle_timeout: float = BODY_IDLE_TIMEOUT_SECONDS) -> web.Application:
     """``release_token``: the token in the data directory's lock file; empty turns POST /v1/parked/release off."""
@@ -261,6 +237,7 @@ def make_app(node: EdgeNode, release_token: str = "",
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     app.router.add_post(RELEASE_PATH, release)
+    add_openapi_route(app, "edge_node")
     route_the_rest(app)
 
     async def on_startup(_: web.Application) -> None:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from http_guard.slow_clients import GuardedRunner
+from http_shell.slow_clients import GuardedRunner
 
 from . import metrics as prometheus
 from .faults import CrashHook, no_crash

@@ -241,7 +241,7 @@ def test_metrics_show_the_backlog_by_table_and_the_refused_writes(tmp_path, star
 def test_300_slow_clients_are_cut_at_the_header_deadline_while_writes_go_on(tmp_path, start_edge, http,
                                                                            slow_clients):
     """300 connections sending one header byte a second were held 90 s and starved healthy writers (issue 16)."""
-    from http_guard.slow_clients import HEADER_TIMEOUT_SECONDS
+    from http_shell.slow_clients import HEADER_TIMEOUT_SECONDS
 
     process = start_edge(tmp_path / "ship")
     port = urlsplit(process.url).port
@@ -263,3 +263,17 @@ def test_300_slow_clients_are_cut_at_the_header_deadline_while_writes_go_on(tmp_
     log = process.stderr()
     assert len(log) < 20_000 and "Traceback" not in log, log[-2000:]
     assert stored_rows(process) == sum(writes)
+
+
+@pytest.mark.guarantee("G6")
+def test_a_release_token_that_is_not_utf8_is_401_not_500(edge):
+    """Found by fuzzing: a byte of a damaged Harbour-Lock-Token that is not UTF-8 made the release route a 500."""
+    import socket
+
+    port = urlsplit(edge.url).port
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+        connection.sendall(b"POST /v1/parked/release HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                           b"Harbour-Lock-Token: \xc3\x28\xff\r\nContent-Type: application/json\r\n"
+                           b"Content-Length: 13\r\n\r\n{\"all\": true}")
+        answer = connection.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 401 "), answer[:300]

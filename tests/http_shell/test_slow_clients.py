@@ -1,4 +1,4 @@
-"""The deadline on request heads (``http_guard.slow_clients``), in process with a short deadline; the real hub and
+"""The deadline on request heads (``http_shell.slow_clients``), in process with a short deadline; the real hub and
 edge under 300 slow clients: ``tests/hub/test_server.py`` and ``tests/edge_node/test_server.py``."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import time
 import pytest
 from aiohttp import web
 
-from http_guard.slow_clients import GuardedRunner
+from http_shell.slow_clients import GuardedRunner
 
 DEADLINE = 0.4
 

@@ -22,7 +22,7 @@ arrive and the moment a request's headers are parsed:
   the connection is closed -- aiohttp's own ``force_close``, the path its keep-alive timer takes.
 
 The handler reads three attributes of aiohttp's ``RequestHandler`` (``_messages``, ``_request_in_progress``,
-``transport``); ``tests/http_guard/test_slow_clients.py`` runs it through real hub and edge processes, so an
+``transport``); ``tests/http_shell/test_slow_clients.py`` runs it through real hub and edge processes, so an
 aiohttp upgrade that renames them fails there.
 """
 
