@@ -12,8 +12,6 @@ import asyncio
 import logging
 import secrets
 from collections import Counter
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 from aiohttp import web
 
@@ -25,6 +23,7 @@ from sync_protocol.units import format_size
 
 from . import codecs
 from . import metrics as edge_metrics
+from .body_budget import BodyShare, BudgetDeadlock, ByteBudget
 from .config import MAX_INFLIGHT_BODY_BYTES
 from .node import EdgeNode
 from .release import RELEASE_PATH, TOKEN_HEADER, NotParked, parse_request_body, release_parked
@@ -52,28 +51,6 @@ RELEASE_TOKEN_KEY = web.AppKey("release_token", str)
 BODY_IDLE_TIMEOUT_KEY = web.AppKey("body_idle_timeout", float)
 REFUSED_KEY = web.AppKey("refused", Counter)  # writes refused since start, by error code (for /metrics)
 METRICS_KEY = web.AppKey("metrics", object)
-
-
-class ByteBudget:
-    """An async semaphore counted in bytes."""
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self._free = capacity
-        self._changed = asyncio.Condition()
-
-    @asynccontextmanager
-    async def reserve(self, size: int) -> AsyncIterator[None]:
-        size = min(size, self.capacity)
-        async with self._changed:
-            await self._changed.wait_for(lambda: self._free >= size)
-            self._free -= size
-        try:
-            yield
-        finally:
-            async with self._changed:
-                self._free += size
-                self._changed.notify_all()
 
 
 def _json_error(status: int, code: ErrorCode, message: str, hint: str = "") -> web.Response:
@@ -110,6 +87,13 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
                            "retry; if it persists, send the node's log to support")
 
 
+def _budget_deadlock(received: int) -> RemoteProtocolError:
+    return RemoteProtocolError(
+        f"the node is holding other writes' bodies and had no room for this one after {format_size(received)}; "
+        "nothing was stored", code=ErrorCode.UNAVAILABLE, op="reading body", subject="request body",
+        hint="retry the write in a moment", headers={"Retry-After": "1", "Connection": "close"})
+
+
 def _too_slow(received: int, why: str) -> RemoteProtocolError:
     return RemoteProtocolError(
         f"the body {why} after {format_size(received)}; nothing was stored", code=ErrorCode.BODY_TIMEOUT,
@@ -118,9 +102,9 @@ def _too_slow(received: int, why: str) -> RemoteProtocolError:
     )
 
 
-async def _read_body(request: web.Request, limit: int, idle_timeout: float) -> bytes:
-    """The whole body, at most ``limit`` bytes, or a 408 when it stalls for ``idle_timeout`` or comes slower
-    than ``MIN_BODY_BYTES_PER_SECOND`` after a grace period."""
+async def _read_body(request: web.Request, limit: int, idle_timeout: float, share: BodyShare) -> bytes:
+    """The whole body, at most ``limit`` bytes, each taken from ``share`` as it arrives; a 408 when it stalls for
+    ``idle_timeout`` or comes slower than ``MIN_BODY_BYTES_PER_SECOND`` after a grace period."""
     loop = asyncio.get_running_loop()
     announced = request.content_length if request.content_length is not None else limit
     deadline = loop.time() + BODY_GRACE_SECONDS + announced / MIN_BODY_BYTES_PER_SECOND
@@ -134,6 +118,10 @@ async def _read_body(request: web.Request, limit: int, idle_timeout: float) -> b
             raise _too_slow(len(body), "stopped arriving" if left > idle_timeout else "came too slowly") from None
         if not chunk:
             return bytes(body)
+        try:
+            await share.take(len(chunk))
+        except BudgetDeadlock:
+            raise _budget_deadlock(len(body)) from None
         body += chunk
         if len(body) > limit:
             raise _too_large(limit)
@@ -149,8 +137,8 @@ async def ingest(request: web.Request) -> web.Response:
     length = request.content_length
     if length is not None and length > limit:
         raise _too_large(limit)
-    async with request.app[BUDGET_KEY].reserve(length if length is not None else limit):
-        body = await _read_body(request, limit, request.app[BODY_IDLE_TIMEOUT_KEY])
+    async with request.app[BUDGET_KEY].share() as share:
+        body = await _read_body(request, limit, request.app[BODY_IDLE_TIMEOUT_KEY], share)
         if len(body) <= INLINE_DECODE_BYTES:
             data = codecs.decode_body(content_type, body)
         else:

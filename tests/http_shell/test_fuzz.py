@@ -54,7 +54,15 @@ def manifests(rng: random.Random) -> list[str]:
 
 
 def edge_lock_token(edge_data) -> str:
-    return json.loads((edge_data / "edge.lock").read_text())["token"]
+    """The token the running edge keeps in its lock file (written just after it says it listens)."""
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            return json.loads((edge_data / "edge.lock").read_text())["token"]
+        except (ValueError, KeyError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def healthy(url: str) -> bool:
