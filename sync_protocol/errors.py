@@ -190,6 +190,7 @@ STATUS_ACTIONS = {
     410: PeerAction.RESTART_UPLOAD,
     409: PeerAction.RESYNC,  # tus: offset mismatch
     460: PeerAction.RESEND_CHUNK,  # tus checksum extension: the chunk did not match
+    408: PeerAction.RETRY,  # the request's head or body came too slowly (a proxy's, or an older hub's, code-less)
     423: PeerAction.RETRY,  # locked: another request holds the upload
     429: PeerAction.RETRY,
 }
