@@ -5,8 +5,9 @@ The only clock on a connection that has not yet sent a whole request is the keep
 connection opens and not moved by the bytes that arrive (aiohttp 3.14: ``keepalive_timeout``, 3,630 s by
 default in ``RequestHandler``). So a client sending one header byte a second held its connection for as long as
 it liked: 300 of them held hub and edge alike, and with a low open-file limit healthy uploads and ``/healthz``
-timed out (issue 16, finding 2). Bodies are bounded by each server's handlers (``hub.uploads`` and
-``edge_node.server``: an idle timeout and a minimum rate, answered 408 ``body-timeout``).
+timed out (issue 16, finding 2). Bodies are bounded by the handlers that read them: ``hub.uploads`` treats a PATCH
+body idle for 25 s as cut, ``hub.request_body`` answers a small JSON or form body that stalls ``408 body-timeout``,
+and ``edge_node.server`` a write body that stalls or trickles.
 
 ``GuardedRunner`` is ``web.AppRunner`` whose connections are ``_HeaderDeadlineHandler``, aiohttp's own
 ``RequestHandler`` plus one timer per connection, which is the smallest mechanism that sees both the bytes as they
@@ -22,8 +23,8 @@ arrive and the moment a request's headers are parsed:
   the connection is closed -- aiohttp's own ``force_close``, the path its keep-alive timer takes.
 
 The handler reads three attributes of aiohttp's ``RequestHandler`` (``_messages``, ``_request_in_progress``,
-``transport``); ``tests/http_shell/test_slow_clients.py`` runs it through real hub and edge processes, so an
-aiohttp upgrade that renames them fails there.
+``transport``); ``tests/hub/test_server.py`` and ``tests/edge_node/test_server.py`` run it in real hub and edge
+processes under 300 slow clients, so an aiohttp upgrade that renames them fails there.
 """
 
 from __future__ import annotations
