@@ -71,11 +71,15 @@ def edge() -> None:
               help="...or once its oldest row is this old (e.g. 30s, 5m), so quiet tables still sync soon.")
 @click.option("--retention", default="7d", show_default=True, callback=_duration,
               help="Keep segments this long after the hub acknowledged them (for local queries), then delete.")
-@click.option("--priority", "priorities", multiple=True, metavar="TABLE=N",
-              help="Priority class of a table for sync, 0 (first, e.g. alarms) to 9 (bulk); default 5. Repeatable.")
+@click.option("--priority", "priorities", multiple=True, metavar="NAME=N",
+              help="Priority class of a table (upload) or a reference dataset (download), 0 (first, e.g. alarms) "
+              "to 9 (bulk); default 5 for a table, 3 for a dataset. Repeatable. Several may share one value: "
+              "--priority offers=1,telemetry=0.")
 @click.option("--max-body", default="64MiB", show_default=True, callback=_size,
               help="Largest accepted request body; larger writes get 413.")
 @click.option("--housekeeping-interval", default="1s", callback=_duration, hidden=True)
+@click.option("--report-interval", default="30s", callback=_duration, hidden=True,
+              help="How often the node reports to the hub and learns its desired state (tests shorten it).")
 @click.option("--hub-ca", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="PEM file of a private CA that signed the hub's certificate (verification is always on).")
 @click.option("--max-upload-rate", callback=_rate,
@@ -97,9 +101,9 @@ def edge() -> None:
               type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False))
 def run(site: str, data_dir: Path, listen: str, hub_url: str | None, token: str | None, token_file: Path | None,
         max_disk: int, seal_size: int, seal_age: float, retention: float, priorities: tuple[str, ...],
-        max_body: int, housekeeping_interval: float, hub_ca: Path | None, max_upload_rate: float | None,
-        metered: bool, thin_link_below: float, thin_link_max_class: int, max_in_flight: int, seed: int | None,
-        log_level: str) -> None:
+        max_body: int, housekeeping_interval: float, report_interval: float, hub_ca: Path | None,
+        max_upload_rate: float | None, metered: bool, thin_link_below: float, thin_link_max_class: int,
+        max_in_flight: int, seed: int | None, log_level: str) -> None:
     """Run a ship's edge node: the ingest API for on-board applications (POST /v1/tables/TABLE,
     GET /v1/status, GET /healthz). A write is answered 200 only once its rows are on disk (fsync).
 
@@ -115,11 +119,12 @@ def run(site: str, data_dir: Path, listen: str, hub_url: str | None, token: str 
     if token_file is not None:
         token = read_token_file(token_file)
     parsed: dict[str, int] = {}
-    for item in priorities:
-        table, _, level = item.partition("=")
+    for item in (part for value in priorities for part in value.split(",") if part.strip()):
+        table, _, level = item.strip().partition("=")
         if not level.isdigit() or not 0 <= int(level) <= 9:
-            raise click.BadParameter(f"{item!r} is not TABLE=N with N from 0 to 9", param_hint="--priority")
+            raise click.BadParameter(f"{item!r} is not NAME=N with N from 0 to 9", param_hint="--priority")
         parsed[table] = int(level)
+    pinned = pinned_on_board(click.get_current_context())
     if hub_url:
         if not hub_url.startswith(("http://", "https://")):
             raise click.BadParameter(f"{hub_url!r} is not an http:// or https:// URL", param_hint="--hub")
@@ -143,11 +148,21 @@ def run(site: str, data_dir: Path, listen: str, hub_url: str | None, token: str 
             hub_token=token if hub_url else None, hub_token_file=token_file if hub_url else None,
             hub_ca=hub_ca, max_upload_rate_bps=max_upload_rate,
             metered=metered, thin_below_bps=thin_link_below, thin_max_class=thin_link_max_class,
-            max_in_flight=max_in_flight, seed=seed)
+            max_in_flight=max_in_flight, seed=seed, pinned=pinned, report_seconds=report_interval)
     except (RemoteProtocolError, ValueError) as error:
         claimed.release()
         sys.exit(f"harbour edge run: {error}")
     run_node(config, claimed)
+
+
+def pinned_on_board(ctx: click.Context) -> frozenset[str]:
+    """The managed settings set on this ship -- flag, HARBOUR_EDGE_* or --config file, not a default: they win
+    over the hub's (``edge_node.managed``)."""
+    from .managed import CLI_PARAMETERS
+
+    local = (click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.ENVIRONMENT,
+             click.core.ParameterSource.DEFAULT_MAP)
+    return frozenset(key for key, name in CLI_PARAMETERS.items() if ctx.get_parameter_source(name) in local)
 
 
 @edge.command()

@@ -2,6 +2,8 @@
 
     from edge_node.client import EdgeClient
     EdgeClient("http://127.0.0.1:8701").write("telemetry", pyarrow_table_or_batch)
+    prices = EdgeClient("http://127.0.0.1:8701").dataset("offers")   # reference data from head office
+    prices.table, prices.version
 
 ``write`` returns once the edge has the rows durably (its 200). A refusal raises ``EdgeWriteError``
 carrying the server's status, message, code and hint; a connection failure raises ``EdgeUnavailable``
@@ -12,10 +14,13 @@ from __future__ import annotations
 
 import json
 import urllib.error
+import urllib.parse
 import urllib.request
+from dataclasses import dataclass
 
 import aiohttp
 import pyarrow as pa
+import pyarrow.ipc as pa_ipc
 
 from sync_protocol import decode_error_body
 
@@ -45,6 +50,19 @@ class EdgeWriteError(EdgeClientError):
         shown = decoded.message if not decoded.hint or decoded.hint in decoded.message else (
             f"{decoded.message} -- {decoded.hint}")  # the edge's message may carry its hint already
         super().__init__(f"HTTP {status}: {shown}")
+
+
+class DatasetNotFound(EdgeClientError):
+    """The ship holds no such reference dataset (not published for it, or not arrived yet)."""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """One version of a reference dataset, whole: every row belongs to ``version``."""
+
+    name: str
+    version: int
+    table: pa.Table
 
 
 def _checked_url(url: str) -> str:
@@ -89,6 +107,23 @@ class EdgeClient:
                 return json.loads(response.read())
         except (urllib.error.URLError, ConnectionError, TimeoutError) as error:
             raise EdgeUnavailable(f"edge node at {self.url} did not answer: {error}") from error
+
+
+    def dataset(self, name: str) -> Dataset:
+        """The current version of reference dataset ``name`` (``GET /v1/datasets/{name}``)."""
+        url = f"{self.url.rstrip('/')}/v1/datasets/{urllib.parse.quote(name, safe='')}"
+        try:
+            with urllib.request.urlopen(url, timeout=self.timeout) as response:
+                version = int(response.headers["Harbour-Dataset-Version"])
+                table = pa_ipc.open_stream(response.read()).read_all()
+        except urllib.error.HTTPError as error:
+            body = error.read()
+            if error.code == 404:
+                raise DatasetNotFound(decode_error_body(404, body).message) from None
+            raise EdgeClientError(f"HTTP {error.code}: {decode_error_body(error.code, body).message}") from None
+        except (urllib.error.URLError, ConnectionError, TimeoutError) as error:
+            raise EdgeUnavailable(f"edge node at {self.url} did not answer: {error}") from error
+        return Dataset(name, version, table)
 
 
 class AsyncEdgeClient:

@@ -1,4 +1,5 @@
-"""Request bodies -> Arrow tables, for the four content types of the ingest API.
+"""Request bodies -> Arrow tables, for the four content types of the ingest API (and, for the reference
+datasets on board, an Arrow IPC stream -> JSON Lines).
 
 Every decoder turns a malformed body into a ``RemoteProtocolError`` (400) that says which format was
 expected and what the parser objected to, so the application's developer can fix the sender; a body
@@ -6,6 +7,10 @@ can never crash the node or be half-stored, because nothing is stored before it 
 """
 
 from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import BinaryIO
 
 import numpy as np
 import pyarrow as pa
@@ -248,3 +253,20 @@ def encode_arrow_stream(data: pa.Table | pa.RecordBatch) -> bytes:
     with pa_ipc.new_stream(sink, data.schema) as writer:
         writer.write(data)
     return sink.getvalue().to_pybytes()
+
+
+def json_lines_of_arrow_stream(source: BinaryIO) -> Iterator[bytes]:
+    """An Arrow IPC stream as JSON Lines, one record batch at a time (memory bounded by a batch). Values JSON
+    has no type for are written as text: dates and timestamps in ISO 8601 (what the ingest API reads back),
+    decimals as their digits, binary as hex."""
+    reader = pa_ipc.open_stream(source)
+    for batch in reader:
+        yield "".join(json.dumps(row, default=_json_text, separators=(",", ":")) + "\n"
+                      for row in batch.to_pylist()).encode()
+
+
+def _json_text(value: object) -> str:
+    if isinstance(value, bytes):
+        return value.hex()
+    isoformat = getattr(value, "isoformat", None)
+    return isoformat() if isoformat is not None else str(value)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sync_protocol import SiteId, limits
+from sync_protocol.downlink import DEFAULT_DATASET_PRIORITY
 
 from .sync.link import DEFAULT_THIN_BELOW_BPS, DEFAULT_THIN_MAX_CLASS
 
@@ -83,6 +84,12 @@ link 90% busy (see ``SyncAgent._target_in_flight``); 64 leaves room without exha
 threads."""
 
 
+DEFAULT_REPORT_SECONDS = 30.0
+"""How often the edge reports to the hub (its backlog, and the datasets and settings it holds) and so learns
+the desired state: fresh enough for a morning look at the fleet page and for a price change to start
+downloading within a minute, a few hundred bytes each time, so negligible even on a metered link."""
+
+
 @dataclass(frozen=True)
 class EdgeConfig:
     site: SiteId
@@ -106,6 +113,9 @@ class EdgeConfig:
     thin_max_class: int = DEFAULT_THIN_MAX_CLASS
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
     seed: int | None = None  # of the sync's back-off jitter; None: a fresh one, logged so that it can be replayed
+    # Managed settings (edge_node.managed) set on board -- flag, environment or config file -- win over the hub's.
+    pinned: frozenset[str] = frozenset()
+    report_seconds: float = DEFAULT_REPORT_SECONDS
 
     @property
     def syncs(self) -> bool:
@@ -121,3 +131,7 @@ class EdgeConfig:
 
     def priority_of(self, table: str) -> int:
         return self.priorities.get(table, DEFAULT_PRIORITY)
+
+    def dataset_priority_of(self, dataset: str) -> int:
+        """A reference dataset's download class: its ``--priority`` entry, else ``DEFAULT_DATASET_PRIORITY``."""
+        return self.priorities.get(dataset, DEFAULT_DATASET_PRIORITY)

@@ -29,7 +29,9 @@ from sync_protocol import ErrorCode, RemoteProtocolError, TableName
 
 from . import schemas, sealer, wal
 from .config import FRESH_SEAL_SECONDS, QUOTA_PRESSURE_FRACTION, SEAL_POLL_SECONDS, EdgeConfig
+from .datasets import DatasetStore
 from .ledger import SegmentLedger
+from .managed import SettingsKeeper
 from .quota import DiskQuota, Usage
 
 NO_HUB_STATE = "no hub configured: data is kept on board only"
@@ -67,6 +69,7 @@ class SyncHooks(Protocol):
     def notify(self) -> None: ...
     def seals_early(self, priority: int, class_pending: bool) -> bool: ...
     def describe(self, pending_bytes: int) -> dict[str, Any]: ...
+    def reconfigure(self, config: EdgeConfig) -> None: ...
 
 
 class EdgeNode:
@@ -79,6 +82,8 @@ class EdgeNode:
         self.ledger.claim_site()
         self.wal = wal.WriteAheadLog(self.data_dir / WAL_DIR, clock, config.seal_bytes)
         self.quota = DiskQuota(config.max_disk_bytes)
+        self.datasets = DatasetStore(self.data_dir, clock)  # reference data from the hub (readable offline)
+        self._dataset_bytes = self.datasets.bytes_on_disk()  # refreshed by housekeeping: a glob per write is too dear
         self.stats = IngestStats()
         self._schemas: dict[str, pa.Schema] = {}
         self._segment_usage = (0, 0, 0)
@@ -89,6 +94,7 @@ class EdgeNode:
         self._wake_sealer = asyncio.Event()
         self._background: asyncio.Task | None = None
         self.sync: SyncHooks | None = None  # set by the runner when a hub is configured
+        self.managed: SettingsKeeper | None = None  # set by the runner: the managed settings and their outcome
 
     @property
     def sync_state(self) -> str:
@@ -134,7 +140,15 @@ class EdgeNode:
     def usage(self) -> Usage:
         total, pending, count = self._segment_usage
         log_bytes = sum(self.wal.pending_summary(t).size for t in self.wal.tables())
-        return Usage(total, pending, count, log_bytes)
+        return Usage(total, pending, count, log_bytes, self._dataset_bytes)
+
+    def reconfigure(self, config: EdgeConfig) -> None:
+        """Run with ``config`` from now on (managed settings changed): priorities, seal size and age, and the
+        sync service's link settings. Segments already sealed keep the class they were sealed with."""
+        self.config = config
+        self.wal.seal_bytes = config.seal_bytes
+        if self.sync is not None:
+            self.sync.reconfigure(config)
 
     def check_quota(self, incoming: int) -> None:
         self.quota.check(self.usage(), incoming, sync_state=self.sync_state)
@@ -201,6 +215,7 @@ class EdgeNode:
                 if not self.wal.has_closed_logs and loop.time() - last_round < self.config.housekeeping_interval:
                     continue
                 last_round = loop.time()
+                self._dataset_bytes = await asyncio.to_thread(self.datasets.bytes_on_disk)
                 await loop.run_in_executor(self._seal_thread, self.seal_and_collect)
                 if self.sync is not None:
                     self.sync.notify()  # a new segment may be waiting: no need to wait for the agent's poll

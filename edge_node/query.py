@@ -7,20 +7,29 @@ write-ahead log, so the crew sees every acknowledged row, sealed or not. It work
   sealer commits before it deletes the log), so its read copy is dropped in favour of the segment:
   no row is counted twice or missed.
 * a segment collected between the snapshot and DuckDB's read makes the query retry with a new snapshot.
+
+Reference datasets from the hub (``edge_node.datasets``) are views ``reference.<name>`` over their current
+version: the file the pointer names is opened once and memory-mapped (nothing is read that the query does not
+touch), so a switch during the query changes nothing of what it reads.
 """
 
 from __future__ import annotations
 
+import mmap
 import time
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.ipc as pa_ipc
 
 from . import schemas, wal
+from .datasets import DatasetStore
 from .ledger import SegmentLedger
 
 WAL_VIEW_PREFIX = "__harbour_log_"
+REFERENCE_SCHEMA = "reference"
+REFERENCE_VIEW_PREFIX = "__harbour_reference_"
 QUERY_ATTEMPTS = 3
 """Snapshot retries when segments are collected under a running query; more than one in a row is unlikely."""
 
@@ -69,7 +78,26 @@ def connect(data_dir: Path) -> duckdb.DuckDBPyConnection:
         if parts:
             # Quoted: a table may be named like an SQL keyword ("null", "order"); unquoted, every query failed.
             con.execute(f'CREATE VIEW "{table}" AS ' + " UNION ALL BY NAME ".join(parts))
+    attach_reference(con, DatasetStore(data_dir, time.time))
     return con
+
+
+def attach_reference(con: duckdb.DuckDBPyConnection, store: DatasetStore) -> None:
+    """Schema ``reference`` with one view per dataset on board, over its current version."""
+    con.execute(f"CREATE SCHEMA IF NOT EXISTS {REFERENCE_SCHEMA}")
+    for name in store.names():
+        opened = store.open_current(name)
+        if opened is None:
+            continue
+        _, handle = opened
+        with handle:
+            try:  # mapped from the open file: zero-copy, and valid even if a switch prunes the file meanwhile
+                mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+                table = pa_ipc.open_stream(pa.BufferReader(pa.py_buffer(mapped))).read_all()
+            except (pa.ArrowException, OSError, ValueError):
+                continue  # empty, or not an Arrow stream: not queryable
+        con.register(REFERENCE_VIEW_PREFIX + name, table)
+        con.execute(f"CREATE VIEW {REFERENCE_SCHEMA}.{name} AS SELECT * FROM {REFERENCE_VIEW_PREFIX}{name}")
 
 
 def run_query(data_dir: Path, sql: str) -> pa.Table:

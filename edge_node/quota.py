@@ -5,7 +5,8 @@ message that says how much is waiting for the hub. Nothing acknowledged is ever 
 only segments the hub has durably acknowledged may go early (before their retention ends), oldest first,
 because the hub already holds their rows.
 
-What counts: segment files not yet collected, and write-ahead logs not yet sealed. The ledger's own file
+What counts: segment files not yet collected, write-ahead logs not yet sealed, and reference datasets from the
+hub (held versions and downloads in progress; a download starts only if the dataset fits). The ledger's own file
 and Parquet metadata are small next to them and left out, which the quota's slack absorbs.
 """
 
@@ -23,10 +24,11 @@ class Usage:
     pending_segment_bytes: int  # the part of segment_bytes the hub has not acknowledged
     pending_segments: int
     log_bytes: int  # write-ahead logs not yet sealed
+    dataset_bytes: int = 0  # reference datasets on board (edge_node.datasets)
 
     @property
     def total(self) -> int:
-        return self.segment_bytes + self.log_bytes
+        return self.segment_bytes + self.log_bytes + self.dataset_bytes
 
     @property
     def acked_bytes(self) -> int:

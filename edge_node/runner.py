@@ -29,7 +29,9 @@ from http_shell.slow_clients import GuardedRunner
 from sync_protocol import RemoteProtocolError, log_hygiene
 
 from .config import EdgeConfig
+from .datasets import DatasetStore
 from .ledger import SegmentLedger
+from .managed import SettingsKeeper
 from .node import EdgeNode
 from .quota import Usage
 from .server import make_app
@@ -58,13 +60,16 @@ def _run_claimed(config: EdgeConfig, claim: Claim, clock: Callable[[], float] | 
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log_hygiene.install(logging.getLogger().handlers, time.monotonic)  # no token in any log line
     try:
-        node = EdgeNode(config, clock or time.time)
+        keeper = SettingsKeeper(config)  # the managed settings last received, unless pinned on board
+        node = EdgeNode(keeper.config, clock or time.time)
     except (RemoteProtocolError, ValueError, RuntimeError) as error:
         sys.exit(f"harbour edge run: {error}")
     node.recover()
+    node.managed = keeper
+    keeper.on_change = node.reconfigure
     if config.syncs:
-        node.sync = SyncService(config, ledger=node.ledger, wal=node.wal, usage=node.usage, clock=node.clock,
-                                rng=seeded_rng(config))
+        node.sync = SyncService(keeper.config, ledger=node.ledger, wal=node.wal, usage=node.usage, clock=node.clock,
+                                rng=seeded_rng(config), datasets=node.datasets, settings=keeper)
     else:
         log.info("no --hub given: data is kept locally only")
     asyncio.run(_serve(node, claim))
@@ -104,8 +109,10 @@ def offline_status(data_dir: Path, clock: Callable[[], float]) -> dict[str, Any]
         total, pending, count = ledger.stored_bytes()
         usage = Usage(total, pending, count, sum(log.size for log in logs.values()))
         site = ledger.stored_site()
-        return build_status(str(site) if site else None, ledger, logs, usage, None, clock(),
-                            "unknown (read from disk; ask the running node's /v1/status)")
+        report = build_status(str(site) if site else None, ledger, logs, usage, None, clock(),
+                              "unknown (read from disk; ask the running node's /v1/status)")
+        report["datasets"] = [held.to_dict() for held in DatasetStore(data_dir, clock).all_held()]
+        return report
     finally:
         ledger.close()
 

@@ -79,7 +79,8 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
         if error.status < 400:
             raise
         message = f"{request.method} {request.path[:100]}: {error.reason}"
-        hint = "see the edge ingest API: POST /v1/tables/{table}, GET /v1/status, GET /healthz"
+        hint = ("see the edge API: POST /v1/tables/{table}, GET /v1/status, GET /v1/datasets[/{name}], "
+                "GET /healthz")
         return _json_error(error.status, ErrorCode.of_routing(error.status), message, hint)
     except Exception:
         log.exception("internal error handling %s %s", request.method, request.path[:100])
@@ -148,6 +149,47 @@ async def ingest(request: web.Request) -> web.Response:
     return web.json_response({"table": str(table), "rows": rows})
 
 
+DATASET_VERSION_HEADER = "Harbour-Dataset-Version"
+DATASET_SHA256_HEADER = "Harbour-Dataset-Sha256"
+
+
+async def list_datasets(request: web.Request) -> web.Response:
+    """The reference datasets on board: each one's current version (what ``GET /v1/datasets/{name}`` answers)."""
+    held = await asyncio.to_thread(request.app[NODE_KEY].datasets.all_held)
+    return web.json_response({"datasets": [dataset.to_dict() for dataset in held]})
+
+
+async def get_dataset(request: web.Request) -> web.StreamResponse:
+    """The current version of one dataset: the Arrow IPC stream as published (default), or JSON Lines with
+    ``Accept: application/x-ndjson``. The file is opened once, so a switch while it is sent changes nothing
+    of this answer: ``Harbour-Dataset-Version`` names the version every byte of the body belongs to."""
+    node = request.app[NODE_KEY]
+    name = str(TableName(request.match_info["name"]))
+    opened = await asyncio.to_thread(node.datasets.open_current, name)
+    if opened is None:
+        known = ", ".join(node.datasets.names()) or "none yet"
+        raise RemoteProtocolError(
+            f"no reference dataset {name!r} on this ship (held: {known})", code=ErrorCode.NO_SUCH_PATH,
+            op="reading a reference dataset", subject=name,
+            hint="GET /v1/datasets lists them; a dataset arrives once the hub publishes it for this ship and a link "
+                 "allows (see /v1/status, sync.downloads)")
+    held, handle = opened
+    ndjson = codecs.JSON_LINES in request.headers.get("Accept", "")
+    response = web.StreamResponse(headers={
+        DATASET_VERSION_HEADER: str(held.version), DATASET_SHA256_HEADER: held.sha256,
+        "Content-Type": codecs.JSON_LINES if ndjson else codecs.ARROW_STREAM})
+    if not ndjson:
+        response.content_length = held.size
+    with handle:
+        await response.prepare(request)
+        pieces = codecs.json_lines_of_arrow_stream(handle) if ndjson else iter(
+            lambda: handle.read(READ_CHUNK_BYTES), b"")
+        while piece := await asyncio.to_thread(next, pieces, b""):
+            await response.write(piece)
+    await response.write_eof()
+    return response
+
+
 async def status(request: web.Request) -> web.Response:
     return web.json_response(status_report(request.app[NODE_KEY]))
 
@@ -170,6 +212,10 @@ def status_report(node: EdgeNode) -> dict:
     if node.sync is not None:
         report["sync"] = node.sync.describe(usage.pending_segment_bytes + usage.log_bytes)
         report["sync"]["backlog_by_class"] = backlog_by_class(report["tables"])
+    report["datasets"] = [held.to_dict() for held in node.datasets.all_held()]
+    report["disk"]["dataset_bytes"] = usage.dataset_bytes
+    if node.managed is not None:
+        report["managed_settings"] = node.managed.outcome.to_dict()
     return report
 
 
@@ -222,6 +268,8 @@ def make_app(node: EdgeNode, release_token: str = "",
     app[BUDGET_KEY] = ByteBudget(max(MAX_INFLIGHT_BODY_BYTES, node.config.max_body_bytes))
     app.router.add_post("/v1/tables/{table}", ingest)
     app.router.add_get("/v1/status", status)
+    app.router.add_get("/v1/datasets", list_datasets)
+    app.router.add_get("/v1/datasets/{name}", get_dataset)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     app.router.add_post(RELEASE_PATH, release)

@@ -105,10 +105,33 @@ def render_text(report: dict[str, Any]) -> str:
                      str(t["parked_segments"]), str(t["acked_rows"]), "-" if age is None else f"{age:.0f} s"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    lines += downlink_lines(report)
     if report.get("parked"):
         lines.append(f"parked segments ({len(report['parked'])}): fix the cause, then `harbour edge release`")
         lines += [f"  {p['segment']}: {p['reason'] or 'no reason recorded'}" for p in report["parked"]]
     return "\n".join(lines)
+
+
+def downlink_lines(report: dict[str, Any]) -> list[str]:
+    """Reference datasets on board (and downloads under way), and the managed settings run with."""
+    lines = []
+    downloads = {d["name"]: d for d in (report.get("sync") or {}).get("downloads", [])}
+    for held in report.get("datasets", []):
+        rows = "?" if held.get("rows") is None else held["rows"]
+        lines.append(f"dataset {held['name']}: version {held['version']}, {format_size(held['size'])}, {rows} rows")
+    for name, d in sorted(downloads.items()):
+        if d.get("fetching") is not None:
+            why = f" -- waiting: {d['waiting']}" if d.get("waiting") else ""
+            lines.append(f"dataset {name}: fetching version {d['fetching']} ({format_size(d['offset'] or 0)} of "
+                         f"{format_size(d['size'] or 0)}, class {d['priority']}){why}")
+    managed = report.get("managed_settings")
+    if managed and (managed["applied"] or managed["pinned"] or managed["refused"]):
+        parts = [f"managed settings (revision {managed['revision']}):"]
+        parts += [f"{k}={v} (from the hub)" for k, v in sorted(managed["applied"].items())]
+        parts += [f"{k}={v} (pinned locally)" for k, v in sorted(managed["pinned"].items())]
+        parts += [f"{k} refused: {v}" for k, v in sorted(managed["refused"].items())]
+        lines.append(" ".join(parts[:1]) + " " + "; ".join(parts[1:]))
+    return lines
 
 
 def link_line(report: dict[str, Any]) -> str:

@@ -193,7 +193,7 @@ class WriteAheadLog:
     def __init__(self, root: Path, clock: Callable[[], float], seal_bytes: int) -> None:
         self.root = root
         self._clock = clock
-        self._seal_bytes = seal_bytes
+        self.seal_bytes = seal_bytes  # may change while the node runs (managed settings)
         self._lock = threading.Lock()
         self._open: dict[str, OpenLog] = {}
         self._next: dict[str, int] = {}
@@ -258,7 +258,7 @@ class WriteAheadLog:
                 self.roll(current.table)
             raise
         for current in touched.values():
-            if current.size >= self._seal_bytes:
+            if current.size >= self.seal_bytes:
                 self.roll(current.table)
         return self.has_closed_logs
     def _write(self, current: OpenLog, data: bytes) -> None:

@@ -25,7 +25,7 @@ from sync_protocol import log_hygiene
 from sync_protocol.errors import RemoteProtocolError
 from sync_protocol.identifiers import SiteId
 
-from . import quarantine_cli
+from . import downlink_cli, quarantine_cli
 
 DATA_HELP = "the hub's data directory (with the three shared places below: only what is local to this process)"
 _PLACES = (
@@ -33,9 +33,11 @@ _PLACES = (
     click.option("--ledger", metavar="URL", help="a postgresql://USER@HOST:PORT/DB that every hub process of a "
                  "cluster shares [default: SQLite in --data]"),
     click.option("--staging", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
-                 help="uploads in progress, a directory every hub process shares [default: DATA/uploads]"),
-    click.option("--warehouse", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
-                 help="the merged Delta tables, a directory every hub process shares [default: DATA/tables]"),
+                 help="uploads in progress and published datasets, a directory every hub process shares "
+                 "[default: DATA/uploads; datasets in DATA/datasets]"),
+    click.option("--warehouse", metavar="DIR|s3://BUCKET/PREFIX",
+                 help="the merged Delta tables: a directory every hub process shares, or an S3 prefix (credentials"
+                 " and endpoint from the AWS_* environment variables) [default: DATA/tables]"),
 )
 
 
@@ -45,7 +47,7 @@ def _data_option(command):
     from .layout import HubLayout
 
     @functools.wraps(command)
-    def with_layout(*args, data: Path, ledger: str | None, staging: Path | None, warehouse: Path | None, **kwargs):
+    def with_layout(*args, data: Path, ledger: str | None, staging: Path | None, warehouse: str | None, **kwargs):
         try:
             layout = HubLayout.of(data, ledger=ledger, staging=staging, warehouse=warehouse)
         except ValueError as error:
@@ -135,6 +137,7 @@ def run(data, listen: tuple[str, int], tls_cert: Path | None, tls_key: Path | No
     from .db import LedgerUnavailable
     from .faults import CRASH_ENV, crash_hook
     from .server import HubAlreadyRunning, run_hub, ssl_context
+    from .warehouse import WarehouseUnavailable
 
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -147,7 +150,7 @@ def run(data, listen: tuple[str, int], tls_cert: Path | None, tls_key: Path | No
     host, port = listen
     try:
         run_hub(data, host, port, tls=tls, clock=time.time, crash=crash)
-    except (HubAlreadyRunning, LedgerUnavailable) as error:
+    except (HubAlreadyRunning, LedgerUnavailable, WarehouseUnavailable) as error:
         raise click.ClickException(str(error)) from None
     except OSError as error:
         raise click.ClickException(f"cannot serve on {host}:{port}: {error}") from None
@@ -210,16 +213,22 @@ def revoke_operator(name: str | None, data, token_file) -> None:
 @_data_option
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def status(data, fmt: str) -> None:
-    """Per site and table: rows merged, watermark, gaps, last contact; and the quarantine."""
+    """Per site and table: rows merged, watermark, gaps, last contact; the quarantine; per ship the dataset
+    versions it holds against the newest offered, and whether it runs the managed settings."""
+    from .datasets import DatasetStore
+    from .downlink import Downlink
     from .ledger import SqliteLedger
+    from .managed_settings import SettingsStore
     from .registry import SiteRegistry
     from .site_reports import SiteReportStore
     from .status import fleet_report, format_report
 
-    database = _open(_existing(data))
+    layout = _existing(data)
+    database = _open(layout)
     try:
+        downlink = Downlink(DatasetStore(database, layout.datasets, time.time), SettingsStore(database, time.time))
         report = fleet_report(SqliteLedger(database, time.time), SiteRegistry(database, time.time), time.time,
-                              SiteReportStore(database, time.time))
+                              SiteReportStore(database, time.time), downlink)
     finally:
         database.close()
     click.echo(json.dumps(report, indent=1) if fmt == "json" else format_report(report))
@@ -247,3 +256,4 @@ def query(data, fmt: str, timeout: float, sql: str) -> None:
 
 
 quarantine_cli.register(hub, _data_option, _existing)
+downlink_cli.register(hub, _data_option, _existing, _open)

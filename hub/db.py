@@ -63,6 +63,15 @@ def upsert(table: str, columns: Sequence[str], key: Sequence[str]) -> str:
             f" ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}")
 
 
+def create_tables(database: LedgerDatabase, tables: dict[str, str]) -> None:
+    """Create the ``tables`` (name -> column definitions) that do not exist yet, in one write transaction: one
+    process at a time, because concurrent CREATEs collide on PostgreSQL. No write lock when all exist."""
+    if not set(tables) <= database.tables():
+        with database.write() as db:
+            for name, columns in tables.items():
+                db.execute(f"CREATE TABLE IF NOT EXISTS {name} ({columns})")
+
+
 class Database:
     """Thread-local connections to one SQLite file, plus a write-transaction helper."""
 

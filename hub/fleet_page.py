@@ -35,6 +35,7 @@ COLUMNS = (  # (heading, sort type) of the fleet table, in order
     ("Ship", "text"), ("State", "number"), ("Last contact", "number"), ("Link (reported)", "text"),
     ("Backlog", "number"), ("Backlog rows", "number"), ("Oldest pending", "number"),
     ("Rows merged today", "number"), ("Missing segments", "number"), ("Quarantined", "number"),
+    ("Downlink", "text"),
 )
 
 

@@ -43,10 +43,26 @@ class ShipView:
     missing_segments: int
     chain_breaks: int
     quarantined: int
+    downlink: dict | None = None  # hub.downlink.ship_status; None on a report made without the downlink
 
     @property
     def name(self) -> str:
         return self.site["site"]
+
+    @property
+    def downlink_summary(self) -> str:
+        """The downlink column: ``in sync``, what is pending, or ``none`` when nothing is offered or managed."""
+        if not self.downlink:
+            return "none"
+        pending = [name for name, d in self.downlink["datasets"].items() if d["state"] != "in sync"]
+        settings = self.downlink["settings"]["state"]
+        parts = [f"{len(pending)} dataset(s) pending"] if pending else []
+        if settings and settings[0] != "in sync":
+            parts.append(f"settings {settings[0]}")
+        parts += [line.split(":")[0] for line in settings[1:2]]  # "pinned locally" or "refused", once
+        if parts:
+            return ", ".join(parts)
+        return "in sync" if self.downlink["datasets"] or settings else "none"
 
 
 @dataclass(frozen=True)
@@ -92,6 +108,10 @@ def _flags(site: dict, since: float | None, missing: int, breaks: int, backlog: 
         flags.append(Flag(ATTENTION, f"{missing} segment(s) missing (gaps)"))
     if breaks:
         flags.append(Flag(ATTENTION, f"{breaks} chain break(s)"))
+    refused = ((site.get("downlink") or {}).get("settings") or {}).get("refused") or {}
+    if refused:
+        flags.append(Flag(ATTENTION, "managed setting(s) refused on board: " + "; ".join(
+            f"{key} ({reason})" for key, reason in sorted(refused.items()))))
     if backlog:
         if backlog["parked_segments"]:
             flags.append(Flag(ATTENTION, f"{backlog['parked_segments']} segment(s) parked on the ship"))
@@ -117,6 +137,7 @@ def ship_view(site: dict) -> ShipView:
         site=site, state=state, flags=flags, seconds_since_contact=since, backlog=backlog,
         rows_merged=sum(t["rows_merged"] for t in tables), rows_merged_today=site.get("rows_merged_today", 0),
         missing_segments=missing, chain_breaks=breaks, quarantined=len(site["quarantined"]),
+        downlink=site.get("downlink"),
     )
 
 

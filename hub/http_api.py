@@ -1,4 +1,5 @@
-"""The hub's HTTP surface (aiohttp): tus ingest under ``/v1/sync/uploads``, fleet API, metrics, health.
+"""The hub's HTTP surface (aiohttp): tus ingest under ``/v1/sync/uploads``, the edges' reports and the downlink
+(desired state in the report answer, dataset downloads), fleet API, metrics, health.
 
 Handlers are thin: parse the request with ``sync_protocol.tus``/``manifest``, authenticate and authorise,
 ask the upload service (which asks the receiver state machine), and send what comes back. Every error is
@@ -23,8 +24,9 @@ from aiohttp.web_protocol import PayloadAccessError
 from http_shell.openapi import add_openapi_route
 from http_shell.request_errors import BODY_ERRORS, unreadable_body
 from http_shell.routes import route_the_rest
+from sync_protocol.downlink import DATASET_VERSION_PATH
 from sync_protocol.errors import ErrorCode, RemoteProtocolError, encode_error_body
-from sync_protocol.identifiers import SegmentId, SiteId
+from sync_protocol.identifiers import SegmentId, SiteId, TableName
 from sync_protocol.limits import TUS_VERSION
 from sync_protocol.log_hygiene import REPEAT_KIND
 from sync_protocol.manifest import Manifest
@@ -49,6 +51,9 @@ from sync_protocol.tus import (
 )
 
 from . import auth
+from .dataset_download import send_version
+from .datasets import MAX_VERSION, not_offered
+from .downlink import Downlink
 from .page_api import PageContext, add_page_routes
 from .registry import Principal, SiteRegistry
 from .request_body import BodyTooLarge, read_bounded
@@ -81,8 +86,10 @@ class HubContext:
     rejected: Callable[[str], None]
     healthy: Callable[[], bool]
     reports: SiteReportStore
+    downlink: Downlink | None = None  # None: a hub assembled without the downlink (some tests)
     last_contact_written: dict[str, float] = field(default_factory=dict)
     last_refusal_written: dict[str, float] = field(default_factory=dict)  # site claimed by a refused token
+    held_noted: dict[str, dict[str, int]] = field(default_factory=dict)  # site -> versions last recorded as held
 
 
 CONTEXT = web.AppKey("harbour_hub_context", HubContext)
@@ -345,7 +352,42 @@ async def site_report(request: web.Request) -> web.Response:
     report = parse_report(body, site)
     context = request.app[CONTEXT]
     await context.run_in_thread(context.reports.save, site, report)
-    return web.Response(status=204)
+    held = report.downlink.datasets if report.downlink is not None else None
+    if context.downlink is not None and held and context.held_noted.get(str(site)) != held:
+        await context.run_in_thread(context.downlink.datasets.note_held, str(site), held)  # only when it changed
+        context.held_noted[str(site)] = held
+    desired = None if context.downlink is None else await context.run_in_thread(
+        context.downlink.desired_state, str(site))
+    if desired is None:  # nothing offered, nothing managed: "no change" to an edge (and all an older edge expects)
+        return web.Response(status=204)
+    return web.Response(status=200, body=desired.to_json(), content_type="application/json")
+
+
+# -- the downlink: a ship downloads a dataset version --------------------------------------------------------
+
+
+async def dataset_version(request: web.Request) -> web.StreamResponse:
+    """``GET``/``HEAD`` ``DATASET_VERSION_PATH`` with the ship's token: a version offered to it (``hub.datasets``),
+    resumable with ``Range`` (``hub.dataset_download``)."""
+    principal = await _principal(request)
+    if principal.site is None:
+        raise RemoteProtocolError(
+            "dataset versions are downloaded with a site token", code=ErrorCode.FORBIDDEN, op="authorizing",
+            hint="a ship downloads what its report answer offers; operators list versions with `harbour hub datasets`")
+    await _as_site(request, principal.site, principal)
+    context = request.app[CONTEXT]
+    name, text = request.match_info["name"][:80], request.match_info["version"][:40]
+    TableName(name)  # a name that cannot be a dataset is a 400 that says so (and never reaches a path)
+    number = int(text) if text.isascii() and text.isdigit() and len(text) <= 16 else 0
+    if context.downlink is None or not 1 <= number <= MAX_VERSION:
+        raise not_offered(name, text)
+    datasets = context.downlink.datasets
+    version = await context.run_in_thread(datasets.servable, principal.name, name, number)
+    try:
+        return await send_version(request, version, datasets.file_of(name, version.version), context.run_in_thread)
+    except FileNotFoundError:  # pruned between the lookup and the open: answer as for a pruned version
+        await context.run_in_thread(datasets.servable, principal.name, name, version.version)
+        raise
 
 
 # -- fleet, metrics, health ------------------------------------------------------------------------------
@@ -381,6 +423,7 @@ def build_app(context: HubContext, page: PageContext) -> web.Application:
     app.router.add_patch(UPLOADS_PATH + "/{key}", patch)
     app.router.add_delete(UPLOADS_PATH + "/{key}", delete)
     app.router.add_put(SITE_REPORT_PATH, site_report)
+    app.router.add_get(DATASET_VERSION_PATH, dataset_version)  # and HEAD
     app.router.add_get("/v1/fleet", fleet, allow_head=False)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)

@@ -7,12 +7,13 @@ A lone hub keeps everything in one directory, so an operator backs it up or move
     DIR/uploads/<key>.seg      a segment's bytes, from creation until it is merged
     DIR/quarantine/<key>.seg   segments that could not be merged (schema conflict, unreadable)
     DIR/tables/<table>/        the merged Delta Lake tables, one per edge table name
+    DIR/datasets/<name>/<version>.arrows   published reference datasets (Arrow IPC streams, ``hub.datasets``)
 
 The processes of a hub cluster share three of them instead (docs/scale-out.md):
 
     --ledger postgresql://...  the ledger, registry and everything else hub.db holds (``hub.postgres``)
-    --staging SHARED           uploads in progress (SHARED/<key>.seg) and SHARED/quarantine/
-    --warehouse SHARED         the merged Delta Lake tables
+    --staging SHARED           uploads in progress (SHARED/<key>.seg), SHARED/quarantine/ and SHARED/datasets/
+    --warehouse SHARED         the merged Delta Lake tables: a directory or s3://BUCKET/PREFIX (``hub.warehouse``)
 
 and DIR keeps only what is local to one process (its lock file and the merger's scratch space).
 """
@@ -24,6 +25,7 @@ from pathlib import Path
 
 from sync_protocol.identifiers import SegmentId, TableName
 
+from . import warehouse as warehouses
 from .db import Database, LedgerDatabase, is_postgres_url
 
 SEGMENT_SUFFIX = ".seg"
@@ -47,7 +49,7 @@ class HubLayout:
     root: Path
     ledger: str | None = None  # a postgresql:// URL; None: the SQLite file in root
     staging: Path | None = None  # None: root/uploads
-    warehouse: Path | None = None  # None: root/tables
+    warehouse: Path | str | None = None  # None: root/tables; text: an s3:// URL (hub.warehouse)
 
     @classmethod
     def of(cls, root: Path | str, *, ledger: str | None = None, staging: Path | str | None = None,
@@ -56,11 +58,8 @@ class HubLayout:
         if ledger is not None and not is_postgres_url(ledger):
             raise ValueError(f"--ledger takes a postgresql://USER@HOST:PORT/DB URL, not {ledger.split('://')[0]!r}:"
                              " leave it out to keep the ledger in --data")
-        if warehouse is not None and "://" in str(warehouse):
-            raise ValueError(f"--warehouse {str(warehouse).split('://')[0]}:// is not supported yet: give a directory"
-                             " every hub process shares (docs/scale-out.md)")
         return cls(Path(root).resolve(), ledger, Path(staging).resolve() if staging is not None else None,
-                   Path(warehouse).resolve() if warehouse is not None else None)
+                   warehouses.parse_warehouse(warehouse) if warehouse is not None else None)
 
     @classmethod
     def create(cls, root: Path | str, **places) -> HubLayout:
@@ -73,8 +72,10 @@ class HubLayout:
         return cls.of(root, **places).checked()
 
     def made(self) -> HubLayout:
-        for directory in (self.root, self.uploads, self.quarantine, self.tables):
+        for directory in (self.root, self.uploads, self.quarantine, self.datasets):
             directory.mkdir(parents=True, exist_ok=True)
+        if not self.remote_warehouse:
+            self.tables.mkdir(parents=True, exist_ok=True)
         return self
 
     def checked(self) -> HubLayout:
@@ -112,8 +113,29 @@ class HubLayout:
         return self.staging / "quarantine" if self.staging is not None else self.root / "quarantine"
 
     @property
+    def datasets(self) -> Path:
+        """Published dataset versions, beside the uploads: every process of a cluster serves them (``hub.datasets``)."""
+        return self.staging / "datasets" if self.staging is not None else self.root / "datasets"
+
+    @property
+    def remote_warehouse(self) -> bool:
+        """The tables live in an object store (``s3://``), not in a directory."""
+        return self.warehouse is not None and warehouses.is_remote(self.warehouse)
+
+    @property
     def tables(self) -> Path:
+        """The warehouse directory (a local one: code that may meet an s3:// warehouse uses ``table_uri``)."""
+        if self.remote_warehouse:
+            raise ValueError(f"the warehouse {self.warehouse} is not a directory")
         return self.warehouse if self.warehouse is not None else self.root / "tables"
+
+    @property
+    def warehouse_location(self) -> Path | str:
+        return self.warehouse if self.warehouse is not None else self.tables
+
+    def table_uri(self, table: TableName) -> str:
+        """What delta-rs opens for ``table``: a path, or ``s3://bucket/prefix/table``."""
+        return warehouses.table_uri(self.warehouse_location, str(table))
 
     def segment_file(self, segment: SegmentId) -> Path:
         # upload_key is built from validated identifiers only ([a-z0-9_-] and dots), so it cannot

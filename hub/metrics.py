@@ -122,6 +122,20 @@ class HubCollector(Collector):
                      ["site", "state"],
                      [([site, state], 1.0 if b["link_state"] == state else 0.0)
                       for site, b in reported for state in LINK_STATES])
+        yield from self._downlink(sites)
+
+    def _downlink(self, sites: list[dict]) -> Iterator[Metric]:
+        downlink = [(s["site"], s["downlink"]) for s in sites if s.get("downlink")]
+        yield _gauge("harbour_hub_site_datasets_pending",
+                     "Datasets offered to the site in a newer version than it reports holding.", ["site"],
+                     [([site], sum(1 for d in status["datasets"].values() if d["state"] != "in sync"))
+                      for site, status in downlink])
+        managed = [(site, status["settings"]) for site, status in downlink if status["settings"]["revision"]]
+        yield _gauge("harbour_hub_site_settings_pending",
+                     "1 while the site reports an older revision of its managed settings than the hub's.", ["site"],
+                     [([site], 0.0 if settings["state"][:1] == ["in sync"] else 1.0) for site, settings in managed])
+        yield _gauge("harbour_hub_site_settings_refused", "Managed settings the site's edge reports refusing.",
+                     ["site"], [([site], len(status["settings"]["refused"])) for site, status in downlink])
 
 
 def make_render(requests: RequestMetrics, uploads: UploadStats, merges: MergeStats,

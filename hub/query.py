@@ -29,9 +29,8 @@ from pathlib import Path
 import duckdb
 from deltalake import DeltaTable
 
-from sync_protocol.identifiers import TABLE_NAME_PATTERN
-
 from .layout import HubLayout
+from .warehouse import list_tables
 
 FORMATS = ("table", "json", "csv")
 MAX_CELL_CHARS = 60
@@ -57,19 +56,15 @@ class QueryResult:
     rows: list[tuple]
 
 
-def table_paths(layout: HubLayout) -> dict[str, Path]:
-    found = {}
-    if layout.tables.is_dir():
-        for path in sorted(layout.tables.iterdir()):
-            if TABLE_NAME_PATTERN.fullmatch(path.name) and (path / "_delta_log").is_dir():
-                found[path.name] = path
-    return found
+def table_paths(layout: HubLayout) -> dict[str, str]:
+    """Each merged table's location (a path or an s3:// URL), by name."""
+    return list_tables(layout.warehouse_location)
 
 
 def connect(layout: HubLayout, temp_directory: Path) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(":memory:", config={"temp_directory": str(temp_directory)})
     for name, path in table_paths(layout).items():
-        con.register(name, DeltaTable(str(path)).to_pyarrow_dataset())
+        con.register(name, DeltaTable(path).to_pyarrow_dataset())
     con.execute("SET enable_external_access = false")
     con.execute("SET lock_configuration = true")
     return con

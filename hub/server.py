@@ -29,11 +29,15 @@ from aiohttp import web
 from http_shell.slow_clients import GuardedRunner
 
 from . import metrics as prometheus
+from . import warehouse
+from .datasets import DatasetStore
+from .downlink import Downlink
 from .faults import CrashHook, no_crash
 from .history import HISTORY_SAMPLE_SECONDS, FleetHistory
 from .http_api import HubContext, build_app
 from .layout import HubLayout
 from .ledger import SqliteLedger
+from .managed_settings import SettingsStore
 from .merger import Merger
 from .page_api import PageContext
 from .registry import SiteRegistry
@@ -91,6 +95,7 @@ def run_hub(
     ready: Callable[[str], None] = lambda url: None,
 ) -> None:
     layout = (data if isinstance(data, HubLayout) else HubLayout.of(data)).made()
+    warehouse.check_reachable(layout.warehouse_location)  # before taking uploads it could never merge
     lock = lock_data_dir(layout)
     database = layout.open_database()
     shared_locks = None
@@ -125,6 +130,7 @@ async def _serve(layout, database, shared_locks, executor, host, port, tls, cloc
     requests = prometheus.RequestMetrics()
     reports = SiteReportStore(database, clock)
     history = FleetHistory(database, clock)
+    downlink = Downlink(DatasetStore(database, layout.datasets, clock), SettingsStore(database, clock))
 
     restored = await uploads.recover()
     finished, abandoned = await run_in_thread(merger.reconcile)
@@ -133,12 +139,13 @@ async def _serve(layout, database, shared_locks, executor, host, port, tls, cloc
     merger.start()
 
     def fleet() -> dict:
-        return fleet_report(ledger, registry, clock, reports)
+        return fleet_report(ledger, registry, clock, reports, downlink)
 
     context = HubContext(
         registry=registry, uploads=uploads, run_in_thread=run_in_thread, clock=clock, fleet=fleet,
         metrics_text=prometheus.make_render(requests, uploads.stats, merger.stats, fleet),
         observe=requests.observe, rejected=requests.rejected, healthy=lambda: merger.alive, reports=reports,
+        downlink=downlink,
     )
     page = PageContext(authenticate=registry.authenticate, operator_holds=registry.operator_holds, fleet=fleet,
                        history=history.series, sessions=SessionStore(database, clock), clock=clock,

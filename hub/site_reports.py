@@ -9,6 +9,9 @@ The body comes from a ship, so it is read as hostile: bounded in size before it 
 Infinity refused, deep nesting refused, every known field checked for type and range, and unknown
 fields dropped (a newer edge may send more; the hub stores only what it understands, so a report can
 never grow the database). A bad report is a ``400`` that names the field and what is wrong.
+
+An edge with the downlink adds ``"downlink"``: the dataset versions it holds and the settings it runs with
+(``sync_protocol.downlink.ReportedDownlink``, checked there field by field). Older edges leave it out.
 """
 
 from __future__ import annotations
@@ -17,14 +20,17 @@ import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
+from sync_protocol.downlink import ReportedDownlink
 from sync_protocol.errors import ErrorCode, RemoteProtocolError
 from sync_protocol.identifiers import SiteId
 
 from .db import LedgerDatabase, upsert
 
-MAX_REPORT_BYTES = 16 * 1024
-"""A real report is about 400 bytes; 16 KiB leaves room for a long last-error text and newer fields,
-and keeps a hostile body from costing more than a moment of parsing."""
+MAX_REPORT_BYTES = 64 * 1024
+"""A real report is about 400 bytes, and under 2 KiB with its downlink part (the versions a ship holds, the
+settings it runs with). The bound is the largest downlink part the protocol allows -- 256 dataset names with
+their versions (~20 KiB) and three maps of the 7 managed settings at 2,048 characters each (~43 KiB) -- and
+still keeps a hostile body from costing more than a moment of parsing."""
 
 MAX_ERROR_TEXT_CHARS = 500
 """The link's last error is shown to operators; longer text is cut, not refused (an error message
@@ -60,13 +66,16 @@ class SiteReport:
     reported_at: float
     pending_rows: int | None = None
     oldest_pending_at: float | None = None
+    downlink: ReportedDownlink | None = None  # None: an edge without the downlink
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, doc: dict) -> SiteReport:
-        return cls(**{**doc, "link": LinkReport(**doc["link"])})
+        downlink = doc.get("downlink")
+        return cls(**{**doc, "link": LinkReport(**doc["link"]),
+                      "downlink": None if downlink is None else ReportedDownlink(**downlink)})
 
 
 def _bad(message: str, site: SiteId) -> RemoteProtocolError:
@@ -138,7 +147,17 @@ def parse_report(body: bytes, site: SiteId) -> SiteReport:
         reported_at=_time(doc, "reported_at", site, required=True),
         pending_rows=_count(doc, "pending_rows", site, required=False),
         oldest_pending_at=_time(doc, "oldest_pending_at", site, required=False),
+        downlink=_downlink(doc.get("downlink"), site),
     )
+
+
+def _downlink(doc: object, site: SiteId) -> ReportedDownlink | None:
+    if doc is None:
+        return None
+    try:
+        return ReportedDownlink.from_dict(doc)
+    except RemoteProtocolError as error:
+        raise _bad(f"the report's 'downlink' part: {error.message}", site) from None
 
 
 @dataclass(frozen=True)

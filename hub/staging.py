@@ -30,7 +30,7 @@ HASH_BLOCK_BYTES = 1024 * 1024
 buffers) dominates, small enough to keep memory flat however big the segment is."""
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -63,7 +63,7 @@ class StagingArea:
         path = self.path(segment)
         with open(path, "wb") as handle:
             os.fsync(handle.fileno())
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
 
     def open_chunk(self, segment: SegmentId, offset: int):
         """A handle positioned at ``offset`` for writing a chunk; the file is cut back to ``offset``
@@ -146,7 +146,7 @@ class StagingArea:
             path.unlink()
         except FileNotFoundError:
             return
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
 
     def unquarantine(self, segment: SegmentId) -> Path:
         """Put a quarantined segment's file back where the merger reads it (idempotent: a release interrupted
@@ -154,7 +154,7 @@ class StagingArea:
         source, target = self.layout.quarantined_file(segment), self.path(segment)
         if source.exists():
             os.replace(source, target)
-            _fsync_dir(target.parent)
+            fsync_dir(target.parent)
         if not target.exists():
             raise FileNotFoundError(f"the file of quarantined segment {segment} is in neither {source.parent} nor "
                                     f"{target.parent}")
@@ -165,5 +165,5 @@ class StagingArea:
         source, target = self.path(segment), self.layout.quarantined_file(segment)
         if source.exists():
             os.replace(source, target)
-            _fsync_dir(target.parent)
+            fsync_dir(target.parent)
         return target

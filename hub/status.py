@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 from sync_protocol.units import format_size
 
+from .downlink import Downlink
 from .ledger import SqliteLedger
 from .ledger_summary import DAY_SECONDS
 from .registry import SiteRegistry
@@ -59,6 +60,7 @@ def _new_site(name: str, registered: bool, last_contact: float | None, now: floa
         # the ship tried with a token the hub refused, after its last good contact: not silent, misconfigured
         "seconds_since_token_refused": None if refused is None else round(now - refused, 1),
         "backlog": None,
+        "downlink": None,
         "rows_merged_today": 0,
         "tables": {},
         "quarantined": [],
@@ -66,7 +68,9 @@ def _new_site(name: str, registered: bool, last_contact: float | None, now: floa
 
 
 def fleet_report(ledger: SqliteLedger, registry: SiteRegistry, clock: Callable[[], float],
-                 reports: SiteReportStore | None = None) -> dict:
+                 reports: SiteReportStore | None = None, downlink: Downlink | None = None) -> dict:
+    """With ``downlink``, each site also has ``downlink``: its dataset versions held against the newest offered,
+    and its managed settings against what it reported (``hub.downlink.ship_status``)."""
     now = clock()
     sites: dict[str, dict] = {}
     for row in registry.sites():
@@ -90,9 +94,14 @@ def fleet_report(ledger: SqliteLedger, registry: SiteRegistry, clock: Callable[[
         sites[str(entry.segment.site)]["quarantined"].append({
             "table": str(entry.segment.table), "seq": entry.segment.seq, "reason": entry.reason, "at": _iso(entry.at),
         })
-    for name, stored in (reports.latest() if reports else {}).items():
+    latest = reports.latest() if reports else {}
+    for name, stored in latest.items():
         if name in sites:
             sites[name]["backlog"] = _backlog(stored, now)
+    if downlink is not None:
+        reported = {name: latest[name].report.downlink if name in latest else None for name in sites}
+        for name, status in downlink.fleet_status(reported).items():
+            sites[name]["downlink"] = status
     for name, rows in ledger.rows_merged_since(now - now % DAY_SECONDS).items():
         if name in sites:
             sites[name]["rows_merged_today"] = rows
@@ -128,7 +137,23 @@ def format_report(report: dict) -> str:
         lines.append(f"  {site}/{q['table']}/{q['seq']}: {q['reason']}")
     lines.append("backlog reported by the edges:")
     lines += [f"  {site['site']:<20} {_format_backlog(site['backlog'])}" for site in report["sites"]]
+    downlink = [(site["site"], site["downlink"]) for site in report["sites"] if site.get("downlink")]
+    if any(status["datasets"] or status["settings"]["revision"] for _, status in downlink):
+        lines.append("downlink (datasets held/newest offered; managed settings):")
+        lines += [f"  {site:<20} {downlink_text(status)}" for site, status in downlink]
     return "\n".join(lines)
+
+
+def downlink_text(status: dict) -> str:
+    """One line: ``offers v2/v3 pending, menus v1/v1; settings revision 3: pending; pinned locally: K=V``."""
+    datasets = ", ".join(
+        f"{name} v{d['held'] if d['held'] is not None else '-'}/v{d['offered'] if d['offered'] is not None else '-'}"
+        + ("" if d["state"] == "in sync" else f" {d['state']}") for name, d in status["datasets"].items())
+    settings = status["settings"]
+    text = datasets or "no datasets"
+    if settings["revision"] or settings["state"]:
+        text += f"; settings revision {settings['revision']}: " + "; ".join(settings["state"] or ["not managed"])
+    return text
 
 
 def _format_backlog(backlog: dict | None) -> str:

@@ -8,6 +8,8 @@ end of its ``with`` block.
 
 - ``PostgresServer``: one throwaway cluster; ``create_database(name)`` gives a URL for psycopg.
 - ``Balancer``: HAProxy in front of some ``host:port`` backends, round robin, no affinity, health checked.
+- ``ObjectStore``: an S3-compatible server (moto's, from PyPI), for a warehouse at ``s3://``; it honours the
+  conditional writes (``If-None-Match: *``) that delta-rs commits table versions with.
 - ``haproxy_config(listen, backends)``: the configuration that the ``Balancer`` runs and that
   ``docs/examples/haproxy.cfg`` ships, one text for both (``python -m scenarios.services`` prints the example;
   a test checks the shipped file against it).
@@ -121,6 +123,40 @@ class _Service:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+class _ChildService(_Service):
+    """A server run in the foreground as our child process, on a free port of 127.0.0.1."""
+
+    process: subprocess.Popen | None = None
+
+    def _spawn(self, argv: list[str], log_path: Path, timeout: float) -> None:
+        with log_path.open("wb") as log:
+            self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                            start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.process.poll() is not None:
+                raise ServiceError(f"{self.NAME} exited {self.process.returncode} at start", log_path)
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise ServiceError(f"{self.NAME} did not listen on 127.0.0.1:{self.port} within {timeout} s",
+                                       log_path) from None
+                time.sleep(0.05)
+
+    def _halt(self) -> None:
+        """SIGTERM, then SIGKILL if it has not stopped within 10 s."""
+        if self.process is not None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+            self.process = None
 
 
 def _pg_bindir() -> Path:
@@ -293,14 +329,13 @@ def example_haproxy_config() -> str:
     return haproxy_config(EXAMPLE_LISTEN, EXAMPLE_BACKENDS, EXAMPLE_STATS_SOCKET)
 
 
-class Balancer(_Service):
+class Balancer(_ChildService):
     """HAProxy on a free port of 127.0.0.1 in front of ``backends``, run in the foreground as our child."""
 
     NAME = "HAProxy"
 
     def __init__(self, backends: Sequence[str]) -> None:
         self.backends = tuple(backends)
-        self.process: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
@@ -317,22 +352,8 @@ class Balancer(_Service):
         self.port = free_port()
         config = self.dir / "haproxy.cfg"
         config.write_text(haproxy_config(f"127.0.0.1:{self.port}", self.backends, str(self.dir / "admin.sock")))
-        with self.log_path.open("wb") as log:  # -db: stay in the foreground, log to our file
-            self.process = subprocess.Popen([str(HAPROXY), "-db", "-f", str(config)], stdout=log,
-                                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                            start_new_session=True)
-        self._wait_until_listening()
-
-    def _halt(self) -> None:
-        """SIGTERM: HAProxy stops at once, closing its connections; SIGKILL if it has not within 10 s."""
-        if self.process is not None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-            self.process = None
+        # -db: stay in the foreground (HAProxy stops at once on SIGTERM, closing its connections)
+        self._spawn([str(HAPROXY), "-db", "-f", str(config)], self.log_path, BALANCER_START_TIMEOUT_SECONDS)
 
     def backend_stats(self) -> dict[str, dict[str, str]]:
         """HAProxy's ``show stat`` row of each backend, by its ``host:port``: ``status`` (UP, DOWN, ...),
@@ -357,19 +378,47 @@ class Balancer(_Service):
             time.sleep(0.05)
         return time.monotonic() - began
 
-    def _wait_until_listening(self) -> None:
-        deadline = time.monotonic() + BALANCER_START_TIMEOUT_SECONDS
-        while True:
-            if self.process.poll() is not None:
-                raise ServiceError(f"HAProxy exited {self.process.returncode} at start", self.log_path)
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise ServiceError(f"HAProxy did not listen on 127.0.0.1:{self.port} within "
-                                       f"{BALANCER_START_TIMEOUT_SECONDS} s", self.log_path) from None
-                time.sleep(0.05)
+
+MOTO_SERVER = Path(sys.executable).with_name("moto_server")
+
+OBJECT_STORE_START_TIMEOUT_SECONDS = 30.0
+"""moto's server imports Flask and every AWS service model at start: a few seconds on a busy 2-core machine."""
+
+
+class ObjectStore(_ChildService):
+    """moto's S3 server on a free port of 127.0.0.1, as our child; ``environment()`` is what a hub needs."""
+
+    NAME = "moto_server"
+
+    @property
+    def endpoint(self) -> str:
+        self._started_dir()
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self._started_dir() / "s3.log"
+
+    def environment(self) -> dict[str, str]:
+        """The AWS_* variables a hub (delta-rs, pyarrow) reads: this endpoint, plain HTTP, throwaway keys."""
+        return {"AWS_ENDPOINT_URL": self.endpoint, "AWS_ALLOW_HTTP": "true", "AWS_REGION": "us-east-1",
+                "AWS_ACCESS_KEY_ID": "harbour-test", "AWS_SECRET_ACCESS_KEY": "harbour-test-secret"}
+
+    def create_bucket(self, name: str) -> str:
+        """Make bucket ``name``; its ``s3://`` URL."""
+        import boto3  # moto's dependency: present wherever moto_server is
+
+        client = boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
+                              aws_access_key_id="harbour-test", aws_secret_access_key="harbour-test-secret")
+        client.create_bucket(Bucket=name)
+        return f"s3://{name}"
+
+    def _launch(self) -> None:
+        if not MOTO_SERVER.exists():
+            raise ServiceError(f"no {MOTO_SERVER}", hint="pip install -e '.[dev]' (moto[server])")
+        self.port = free_port()
+        self._spawn([str(MOTO_SERVER), "-H", "127.0.0.1", "-p", str(self.port)], self.log_path,
+                    OBJECT_STORE_START_TIMEOUT_SECONDS)
 
 
 if __name__ == "__main__":

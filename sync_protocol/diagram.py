@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 
+from .dataset_states import DATASET_START, DATASET_TRANSITIONS, DatasetState
 from .errors import ErrorCode
 from .merge_states import BATCH_START, BATCH_TRANSITIONS, MERGE_START, MERGE_TRANSITIONS, BatchState, MergeState
 from .receiver import RECEIVER_TRANSITIONS, RxState
@@ -57,6 +58,9 @@ def generated_sections() -> dict[str, str]:
         ),
         "batch-diagram": mermaid_state_diagram(
             BATCH_TRANSITIONS, BATCH_START, (BatchState.DONE, BatchState.ABANDONED)
+        ),
+        "dataset-diagram": mermaid_state_diagram(
+            DATASET_TRANSITIONS, DATASET_START, (DatasetState.CURRENT,)
         ),
         "error-table": error_table(),
     }

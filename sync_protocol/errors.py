@@ -88,6 +88,16 @@ class ErrorCode(enum.Enum):
     SEGMENT_DIGEST_MISMATCH = ErrorSpec(
         460, PeerAction.RESTART_UPLOAD, "the whole segment does not match the manifest's sha256"
     )
+    # the downlink (sync_protocol/downlink.py): a ship downloading a dataset version
+    DATASET_NOT_FOUND = ErrorSpec(
+        404, PeerAction.PARK, "no such dataset version was offered to this ship; take what the report answer offers"
+    )
+    DATASET_GONE = ErrorSpec(
+        410, PeerAction.RESYNC, "the dataset version was pruned at the hub; the next report answer offers a newer one"
+    )
+    RANGE_NOT_SATISFIABLE = ErrorSpec(
+        416, PeerAction.RESTART_UPLOAD, "the Range is malformed or starts past the end; download from byte 0 again"
+    )
     INTERNAL = ErrorSpec(500, PeerAction.RETRY, "the peer failed; the request may be retried")
     UNAVAILABLE = ErrorSpec(503, PeerAction.RETRY, "the peer is starting, stopping or overloaded")
     DISK_FULL = ErrorSpec(507, PeerAction.RETRY, "the node's disk quota is reached")

@@ -333,6 +333,11 @@ class RatePacer:
         self._clock = clock
         self._bucket = TokenBucket(rate_bps / 8 if rate_bps else None, now=clock())
 
+    def set_rate(self, rate_bps: float | None) -> None:
+        """A new cap (managed settings), from now on."""
+        self.rate_bps = rate_bps
+        self._bucket.set_rate(rate_bps / 8 if rate_bps else None, self._clock())
+
     async def take(self, n: int) -> float:
         """Wait until ``n`` bytes may go; returns the seconds waited (not the link's time)."""
         delay = self._bucket.reserve(n, self._clock())

@@ -6,13 +6,18 @@ the site's bearer token, certificate checks on by default (``--hub-ca`` for a pr
 cap applied to every PATCH body, and a stall watchdog: a link that goes silent without closing
 (a half-open connection: no FIN, no RST) is noticed within ``STALL_SECONDS`` and reported as
 ``LinkDown``, exactly like a refused or reset connection.
+
+``download`` streams one dataset version (the downlink, issue 17) into a ``DownloadSink`` with
+``Range: bytes=N-``: the same stall watchdog, and the same cap (``UploadPacer``) metering the bytes that
+arrive, so the cap set for sync bounds what sync takes of the link in both directions.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -94,13 +99,30 @@ class UploadPacer(Protocol):
     async def take(self, n: int) -> float: ...
 
 
+class DownloadSink(Protocol):
+    """Where a download's body goes: ``begin(at)`` once the hub said where the body starts (0 for a whole
+    file, else the ``Content-Range`` start), then every piece in order. ``write`` may raise to stop the
+    download (a newer version superseded it, a more urgent upload needs the link): the exception propagates."""
+
+    def begin(self, at: int) -> None: ...
+    async def write(self, data: bytes) -> None: ...
+
+
 class HubTransport(Protocol):
     async def create(self, metadata: str, length: int) -> HubAnswer: ...
     async def probe(self, upload_key: str) -> HubAnswer: ...
     async def patch(self, upload_key: str, offset: int, chunk: bytes, checksum: Checksum,
                     tail: TailClaim | None = None) -> HubAnswer: ...
     async def report(self, site: str, document: dict[str, Any]) -> HubAnswer: ...
+    async def download(self, path: str, offset: int, sink: DownloadSink, etag: str | None = None) -> HubAnswer: ...
     async def close(self) -> None: ...
+
+
+def content_range_start(header: str | None) -> int | None:
+    """The first byte of ``Content-Range: bytes FIRST-LAST/TOTAL``; None if absent or malformed."""
+    unit, _, spec = (header or "").strip().partition(" ")
+    first = spec.partition("-")[0]
+    return int(first) if unit == "bytes" and first.isdigit() else None
 
 
 def client_ssl_context(ca_file: Path | None) -> ssl.SSLContext:
@@ -161,11 +183,43 @@ class AiohttpHubTransport:
         url = self.base + SITE_REPORT_PATH.format(site=site)
         return await self._request("PUT", url, dict(self._headers), json=document)
 
+    async def download(self, path: str, offset: int, sink: DownloadSink, etag: str | None = None) -> HubAnswer:
+        """GET ``path`` from byte ``offset`` into ``sink``. A 200/206 answer's body goes to the sink (``body`` of
+        the answer is then empty); any other answer is returned with its (bounded) body and the sink untouched.
+        ``etag`` goes in ``If-Range``: should the bytes at ``path`` not be that version, the hub sends all of
+        them (200) and the sink starts again at 0. A cut mid-body raises ``LinkDown`` after the sink got
+        everything that arrived."""
+        headers = dict(self._headers)
+        if offset:
+            headers["Range"] = f"bytes={offset}-"
+            if etag:
+                headers["If-Range"] = etag
+        url = self.base + path
+        started = self._clock()
+        paced = 0.0
+        with self._link_errors("GET", url):
+            async with asyncio.timeout(self._stall) as deadline:
+                async with self._session.get(url, headers=headers) as response:
+                    deadline.reschedule(self._clock() + self._stall)
+                    self.contact.answered(response.status)
+                    at = 0 if response.status == 200 else content_range_start(response.headers.get("Content-Range"))
+                    if response.status not in (200, 206) or at is None:
+                        content = await response.content.read(MAX_ERROR_BODY_BYTES)
+                        return HubAnswer(response.status, response.headers, content, self._clock() - started)
+                    sink.begin(at)
+                    async for piece in response.content.iter_chunked(BODY_SLICE_BYTES):
+                        if self._pacer is not None:
+                            deadline.reschedule(None)  # waiting for our own cap is not a stalled link
+                            paced += await self._pacer.take(len(piece))
+                        await sink.write(piece)
+                        deadline.reschedule(self._clock() + self._stall)
+                    return HubAnswer(response.status, response.headers, b"", self._clock() - started, paced)
+
     async def _request(self, method: str, url: str, headers: dict[str, str], body: bytes | None = None,
                        json: Any = None) -> HubAnswer:
         started = self._clock()
         paced = [0.0]
-        try:
+        with self._link_errors(method, url):
             async with asyncio.timeout(self._stall) as deadline:
                 data = self._paced(body, deadline, paced) if body is not None else None
                 async with self._session.request(method, url, headers=headers, data=data, json=json) as response:
@@ -173,6 +227,12 @@ class AiohttpHubTransport:
                     content = await response.content.read(MAX_ERROR_BODY_BYTES)
                     self.contact.answered(response.status)
                     return HubAnswer(response.status, response.headers, content, self._clock() - started, paced[0])
+
+    @contextlib.contextmanager
+    def _link_errors(self, method: str, url: str) -> Iterator[None]:
+        """Every way a request can fail on the link, as ``LinkDown`` (and the hub contact's problem)."""
+        try:
+            yield
         except TimeoutError as error:
             self.contact.failed(problem_of_error(error, self.base))
             raise LinkDown(f"{method} {url}: no progress for {self._stall:.0f} s (stalled link)") from None

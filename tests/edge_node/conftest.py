@@ -123,4 +123,28 @@ def http() -> object:
     return helpers
 
 
+def seed_dataset(data_dir: Path, name: str, version: int, data: pa.Table | bytes) -> bytes:
+    """Put a verified version of a reference dataset on board, as the downloader would; returns its bytes."""
+    import hashlib
+
+    from edge_node.datasets import DatasetStore
+    from sync_protocol.downlink import DatasetOffer
+
+    data = data if isinstance(data, bytes) else encode_arrow_stream(data)
+    store = DatasetStore(data_dir, lambda: 1000.0)
+    offer = DatasetOffer(name, version, hashlib.sha256(data).hexdigest(), len(data))
+    partial = store.partial(offer, 0)
+    partial.open(0)
+    partial.write(data)
+    partial.checkpoint()
+    partial.close()
+    store.switch(offer)
+    return data
+
+
+@pytest.fixture(name="seed_dataset")
+def seed_dataset_fixture():
+    return seed_dataset
+
+
 os.environ.setdefault("PYTHONUNBUFFERED", "1")

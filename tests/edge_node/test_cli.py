@@ -34,7 +34,7 @@ def test_run_help_explains_every_option():
     (["--max-disk", "lots"], "not a size"),
     (["--seal-age", "soon"], "not a duration"),
     (["--listen", "8701"], "HOST:PORT"),
-    (["--priority", "alarms=high"], "TABLE=N"),
+    (["--priority", "alarms=high"], "NAME=N"),
 ])
 def test_run_refuses_bad_options_clearly(tmp_path, args, says):
     result = edge_invoke(["run", "--site", "s", "--data", str(tmp_path), *args])

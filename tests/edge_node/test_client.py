@@ -56,3 +56,15 @@ def test_a_url_without_http_is_a_usage_error_at_once(url):
     for client in (EdgeClient, AsyncEdgeClient):
         with pytest.raises(ValueError, match="must start with http:// or https://"):
             client(url)
+
+
+def test_dataset_returns_the_current_version_as_a_table(tmp_path, start_edge, seed_dataset):
+    from edge_node.client import DatasetNotFound
+
+    prices = pa.table({"sku": [1, 2], "price": [9.5, 3.0]})
+    seed_dataset(tmp_path / "edge", "offers", 3, prices)
+    client = EdgeClient(start_edge(tmp_path / "edge").url)
+    dataset = client.dataset("offers")
+    assert (dataset.name, dataset.version, dataset.table.to_pylist()) == ("offers", 3, prices.to_pylist())
+    with pytest.raises(DatasetNotFound, match="menus"):
+        client.dataset("menus")

@@ -65,3 +65,9 @@ async def test_counts_stay_exact_while_sealing_runs(node):
 
 def test_statements_without_result_and_empty_dirs(tmp_path):
     assert run_query(tmp_path / "new", "CREATE TEMP TABLE x (a INT)").num_rows == 0
+
+
+def test_reference_datasets_are_views_in_the_reference_schema(tmp_path, seed_dataset):
+    seed_dataset(tmp_path, "offers", 1, pa.table({"sku": [1, 2], "price": [9.5, 3.0]}))
+    result = run_query(tmp_path, "SELECT sum(price) AS total FROM reference.offers")
+    assert result.to_pylist() == [{"total": 12.5}]

@@ -277,3 +277,35 @@ def test_a_release_token_that_is_not_utf8_is_401_not_500(edge):
                            b"Content-Length: 13\r\n\r\n{\"all\": true}")
         answer = connection.recv(4096)
     assert answer.startswith(b"HTTP/1.1 401 "), answer[:300]
+
+async def test_reference_datasets_are_listed_and_read_as_arrow_or_json_lines(tmp_path, seed_dataset):
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from edge_node.config import EdgeConfig
+    from edge_node.node import EdgeNode
+    from edge_node.server import make_app
+    from sync_protocol import SiteId
+
+    prices = pa.table({"sku": [1, 2, 3], "price": [9.5, 3.0, None]})
+    data = seed_dataset(tmp_path / "edge", "offers", 2, prices)
+    node = EdgeNode(EdgeConfig(SiteId("ship-1"), tmp_path / "edge"), lambda: 1000.0)
+    node.recover()
+    async with TestClient(TestServer(make_app(node))) as client:
+        listing = await (await client.get("/v1/datasets")).json()
+        arrow = await client.get("/v1/datasets/offers")
+        arrow_body = await arrow.read()
+        lines = await client.get("/v1/datasets/offers", headers={"Accept": JSON_LINES})
+        lines_body = await lines.read()
+        missing = await client.get("/v1/datasets/menus")
+        missing_body = await missing.json()
+        bad = await client.get("/v1/datasets/Bad-Name")
+    assert listing == {"datasets": [{"name": "offers", "version": 2, "sha256": listing["datasets"][0]["sha256"],
+                                     "size": len(data), "rows": 3, "switched_at": 1000.0}]}
+    assert (arrow.status, arrow.headers["Harbour-Dataset-Version"], arrow.headers["Content-Type"]) == (
+        200, "2", ARROW_STREAM)
+    assert arrow_body == data
+    assert lines.headers["Content-Type"] == JSON_LINES and lines.headers["Harbour-Dataset-Version"] == "2"
+    assert [json.loads(line) for line in lines_body.splitlines()] == prices.to_pylist()
+    assert missing.status == 404 and "no reference dataset 'menus'" in missing_body["error"]
+    assert "offers" in missing_body["error"] and "GET /v1/datasets" in missing_body["hint"]
+    assert bad.status == 400

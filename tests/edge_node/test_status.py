@@ -44,3 +44,14 @@ def test_status_of_a_new_directory(tmp_path):
     report = offline_status(tmp_path / "new", Clock())
     assert report["site"] is None and report["tables"] == []
     assert "(none yet)" in render_text(report)
+
+
+def test_datasets_on_board_and_fetches_under_way_are_shown_online_and_offline(tmp_path, seed_dataset):
+    seed_dataset(tmp_path, "offers", 2, pa.table({"sku": [1, 2, 3]}))
+    report = offline_status(tmp_path, lambda: 2000.0)
+    assert [(d["name"], d["version"], d["rows"]) for d in report["datasets"]] == [("offers", 2, 3)]
+    assert "dataset offers: version 2," in render_text(report) and "3 rows" in render_text(report)
+    report["sync"] = {"downloads": [{"name": "menus", "fetching": 4, "offset": 1024, "size": 4096, "priority": 3,
+                                     "waiting": "class 3 is held back on a thin link"}]}
+    assert ("dataset menus: fetching version 4 (1.0 KiB of 4.0 KiB, class 3) -- waiting: class 3 is held back on "
+            "a thin link") in render_text(report)

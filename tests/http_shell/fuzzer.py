@@ -129,7 +129,8 @@ class Fuzzer:
     def _path(self, template: str, operation: dict) -> str:
         rng = self.rng
         values = {"key": lambda: f"{rng.choice(SITES)}.{rng.choice(TABLES)}.{rng.randint(1, 5)}",
-                  "site": lambda: rng.choice(SITES), "table": lambda: rng.choice(TABLES)}
+                  "site": lambda: rng.choice(SITES), "table": lambda: rng.choice(TABLES),
+                  "name": lambda: rng.choice(TABLES), "version": lambda: str(rng.randint(0, 3))}
         path = template
         for name, make in values.items():
             if "{" + name + "}" in path:

@@ -3,13 +3,15 @@ staging and warehouse, and HAProxy in front of them, round robin without affinit
 
 Each PATCH of an upload may land on another process; processes are SIGKILLed mid-upload and at the merger's crash
 points; every acknowledged segment is merged exactly once, and a token revoked through any one process is refused
-by all of them at once (G2, G3, G5).
+by all of them at once (G2, G3, G5). A dataset published once is served by every process.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import http.client
+import json
 import socket
 import threading
 import time
@@ -17,6 +19,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+
+from sync_protocol.downlink import DesiredState
 
 from .conftest import Hub, Segment, chain, free_port, harbour
 
@@ -190,3 +194,28 @@ def test_a_fleet_page_login_on_one_process_holds_on_every_process(cluster):
         assert page.status == 200 and b'name="token"' not in page.body, page.body[:300]
     harbour("hub", "revoke-operator", "ops", "--data", str(cluster.hubs[0].data), *cluster.places)
     assert b'name="token"' in cluster.hubs[2].request("GET", "/", {"Cookie": cookie}).body  # back to the login form
+
+
+def test_a_dataset_published_once_is_served_by_every_process(cluster, tmp_path):
+    """Published from any process's --data with the cluster's places, a version lives in the shared staging
+    directory: each process offers it in the report answer and serves it, and a download cut on one process
+    resumes on another."""
+    token = cluster.front.add_site("ship-1")
+    (tmp_path / "offers.csv").write_text("sku,price\n" + "".join(f"s{i},{i}.25\n" for i in range(5000)))
+    published = harbour("hub", "publish", "offers", str(tmp_path / "offers.csv"), "--data",
+                        str(tmp_path / "publisher"), *cluster.places)
+    assert published.stdout == "1\n"
+    assert (tmp_path / "staging" / "datasets" / "offers" / "1.arrows").is_file()
+    auth = {"Authorization": f"Bearer {token}"}
+    body = json.dumps({"backlog_bytes": 0, "pending_segments": 0, "link": {"state": "good"},
+                       "reported_at": 1_760_000_000.0}).encode()
+    offers = [DesiredState.from_json(hub.request("PUT", "/v1/sync/sites/ship-1/report",
+                                                 {**auth, "Content-Type": "application/json"}, body).body).datasets
+              for hub in cluster.hubs]
+    assert offers[0] == offers[1] == offers[2] and len(offers[0]) == 1
+    offer = offers[0][0]
+    half = offer.size // 2
+    first = cluster.hubs[0].request("GET", offer.path, {**auth, "Range": f"bytes=0-{half - 1}"})
+    rest = cluster.hubs[2].request("GET", offer.path, {**auth, "Range": f"bytes={half}-"})
+    assert (first.status, rest.status) == (206, 206) and first.headers["etag"] == rest.headers["etag"] == offer.etag
+    assert hashlib.sha256(first.body + rest.body).hexdigest() == offer.sha256

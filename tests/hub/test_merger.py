@@ -239,3 +239,24 @@ def test_a_segment_that_decodes_past_the_limit_is_quarantined_without_being_read
     merger.run_once()
     [held] = ledger.quarantined()
     assert "once decoded" in held.reason
+
+
+def test_a_commit_of_many_ships_closes_each_ships_file_at_once(layout, ledger, staging, merger):
+    """delta-rs holds a writer (~1.2 MiB) open per partition until the end of a write unless its file reaches the
+    target size: a commit of a whole fleet's small segments gets a tiny target, so its memory does not grow with
+    the fleet. The rows arrive exactly once, and a ship with many rows is not cut into tiny files."""
+    from hub.merger import MANY_PARTITIONS, SMALL_PARTITION_ROWS, _target_file_size
+
+    ships = [f"ship-{n:02d}" for n in range(MANY_PARTITIONS + 4)]
+    for ship in ships:
+        commit(ledger, staging, chain(ship, "telemetry", 1, rows_per=50)[0])
+    assert merger.run_once() == len(ships)
+    table = DeltaTable(str(layout.table_dir(TableName("telemetry"))))
+    assert table.version() == 0 and len(table.file_uris()) == len(ships)  # one commit, one file per ship
+    assert query(layout, "SELECT count(*), count(DISTINCT (_site, row_id)) FROM telemetry") == [(1000, 1000)]
+
+    small = pa.table({"_site": [s for s in ships for _ in range(10)]})
+    assert _target_file_size(small) is not None
+    big = pa.table({"_site": ships * 10 + ["ship-00"] * (SMALL_PARTITION_ROWS + 1)})
+    assert _target_file_size(big) is None  # one ship's many rows: delta-rs's default file size
+    assert _target_file_size(pa.table({"_site": ships[:MANY_PARTITIONS - 1]})) is None  # few ships: no need

@@ -7,13 +7,17 @@ import json
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from hub.dataset_files import convert
+from hub.datasets import DatasetStore
+from hub.downlink import Downlink
+from hub.managed_settings import SettingsStore
 from hub.merger import MergeStats
 from hub.metrics import RequestMetrics, make_render
 from hub.registry import SiteRegistry
 from hub.site_reports import SiteReportStore, parse_report
 from hub.status import fleet_report
 from hub.uploads import UploadStats
-from sync_protocol.identifiers import SiteId
+from sync_protocol.identifiers import SiteId, TableName
 
 from .conftest import chain
 
@@ -57,3 +61,22 @@ def test_process_counters_and_per_site_series(ledger, database, clock):
     assert got[("harbour_hub_site_link_state", (("site", "ship-a"), ("state", "thin")))] == 1
     assert got[("harbour_hub_site_link_state", (("site", "ship-a"), ("state", "good")))] == 0
     assert got[("harbour_hub_site_registered", (("site", "ship-b"),))] == 1
+
+
+def test_downlink_series(ledger, database, clock, layout, tmp_path):
+    registry, reports = SiteRegistry(database, clock), SiteReportStore(database, clock)
+    registry.add_site(SiteId("ship-a"))
+    downlink = Downlink(DatasetStore(database, layout.datasets, clock), SettingsStore(database, clock))
+    (tmp_path / "offers.csv").write_text("sku\na\n")
+    converted = convert(tmp_path / "offers.csv", downlink.datasets.staging_file("m"))
+    downlink.datasets.publish(TableName("offers"), converted, None, ["ship-a"])
+    downlink.settings.configure(["*"], {"metered": "true"}, [])
+    report = {"backlog_bytes": 0, "pending_segments": 0, "reported_at": clock(), "link": {"state": "good"},
+              "downlink": {"datasets": {}, "settings": {"revision": 0, "refused": {"metered": "no such flag"}}}}
+    reports.save(SiteId("ship-a"), parse_report(json.dumps(report).encode(), SiteId("ship-a")))
+    render = make_render(RequestMetrics(), UploadStats(), MergeStats(),
+                         lambda: fleet_report(ledger, registry, clock, reports, downlink))
+    got = samples(render())
+    assert got[("harbour_hub_site_datasets_pending", (("site", "ship-a"),))] == 1
+    assert got[("harbour_hub_site_settings_pending", (("site", "ship-a"),))] == 1
+    assert got[("harbour_hub_site_settings_refused", (("site", "ship-a"),))] == 1

@@ -9,6 +9,7 @@ import json
 import pytest
 
 from hub.site_reports import MAX_ERROR_TEXT_CHARS, MAX_REPORT_BYTES, SiteReportStore, parse_report
+from sync_protocol.downlink import ReportedDownlink
 from sync_protocol.errors import ErrorCode, RemoteProtocolError
 from sync_protocol.identifiers import SiteId
 
@@ -164,3 +165,18 @@ def test_the_edges_own_transport_reports_to_the_hub(hub):
     assert asyncio.run(send()).status == 204
     site = hub.request("GET", "/v1/fleet", {"Authorization": f"Bearer {operator}"}).json()["sites"][0]
     assert site["backlog"]["link_state"] == "unknown" and site["backlog"]["backlog_bytes"] == 10
+
+
+def test_the_downlink_part_is_optional_checked_and_stored(database, clock):
+    assert parse_report(body(edge_document()), SITE).downlink is None  # an edge without the downlink
+    part = {"datasets": {"offers": 3}, "settings": {"revision": 2, "applied": {"seal-size": "32MiB"},
+                                                    "pinned": {"priority": "offers=0"}, "refused": {},
+                                                    "newer_field": 1}}
+    report = parse_report(body(edge_document(downlink=part)), SITE)
+    assert report.downlink == ReportedDownlink({"offers": 3}, 2, {"seal-size": "32MiB"}, {"priority": "offers=0"}, {})
+    store = SiteReportStore(database, clock)
+    store.save(SITE, report)
+    assert store.latest()["ship-1"].report == report
+    with pytest.raises(RemoteProtocolError) as caught:
+        parse_report(body(edge_document(downlink={"datasets": {"offers": "3"}})), SITE)
+    assert caught.value.code is ErrorCode.BAD_REQUEST and "'downlink' part" in str(caught.value)
