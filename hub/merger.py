@@ -50,12 +50,15 @@ from deltalake.exceptions import TableNotFoundError
 
 from sync_protocol import LocalProtocolError, RemoteProtocolError, table_values
 from sync_protocol.identifiers import SegmentId, TableName
+from sync_protocol.limits import MAX_SEGMENT_DECODED_BYTES
 from sync_protocol.merge_states import MergeState
+from sync_protocol.units import format_size
 
 from . import schema as schemas
 from .faults import CrashHook, no_crash
 from .layout import HubLayout
 from .ledger import CommittedSegment, MergeBatch, SegmentLedger
+from .segment_size import decoded_bytes
 from .staging import StagingArea
 from .upload_storage import SharedLocks
 
@@ -262,7 +265,9 @@ class Merger:
     def _read(self, segment: CommittedSegment) -> tuple[ReadSegment | None, str | None]:
         """The segment's rows in storage types (``sync_protocol.table_values``), or why it cannot be merged."""
         path = self._staging.path(segment.segment)
-        try:
+        try:  # the commit checked the decoded size; this is for files committed before it did, or restored
+            if decoded_bytes(path, stop_above=MAX_SEGMENT_DECODED_BYTES) > MAX_SEGMENT_DECODED_BYTES:
+                return None, f"its rows take more than {format_size(MAX_SEGMENT_DECODED_BYTES)} once decoded"
             data = pq.read_table(path)
         except FileNotFoundError:
             return None, f"segment file {path.name} is missing from {path.parent}"

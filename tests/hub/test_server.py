@@ -131,3 +131,31 @@ def test_sigterm_stops_cleanly(hub_factory):
     hub.stop()
     assert hub.process.returncode == 0
     assert "stopping" in hub.log()
+
+
+@pytest.mark.guarantee("G7")
+def test_300_slow_clients_are_cut_at_the_header_deadline_while_uploads_go_on(hub, slow_clients):
+    """300 connections sending one header byte a second were held 90 s and starved healthy clients (issue 16)."""
+    from http_shell.slow_clients import HEADER_TIMEOUT_SECONDS
+
+    token = hub.add_site("ship-1")
+    segments = iter(chain("ship-1", "telemetry", 200, rows_per=5))
+    uploaded = []
+
+    def healthy_client() -> None:
+        assert hub.request("GET", "/healthz", timeout=5).status == 200
+        segment = next(segments)
+        assert hub.upload(token, segment).committed
+        uploaded.append(segment)
+
+    result = slow_clients.attack(hub.port, healthy_client, sockets=300, seconds=HEADER_TIMEOUT_SECONDS + 10)
+    assert all(after is not None and after < HEADER_TIMEOUT_SECONDS + 3 for after in result.closed_after), \
+        sorted(result.closed_after, key=lambda a: a or 1e9)[-5:]
+    assert sum(answer.startswith(b"HTTP/1.1 408") and b"header-timeout" in answer for answer in result.answers) \
+        >= 290, result.answers[:3]
+    assert len(result.probe_seconds) >= 10 and max(result.probe_seconds) < 2.0, result.probe_seconds
+    print(f"healthy: {len(result.probe_seconds)} probes, max {max(result.probe_seconds):.3f} s; slow closed after "
+          f"{min(result.closed_after):.1f}-{max(result.closed_after):.1f} s")
+    log = hub.log()
+    assert len(log) < 20_000 and "Traceback" not in log, log[-2000:]
+    hub.wait_merged(5 * len(uploaded), "telemetry")
