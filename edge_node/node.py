@@ -27,7 +27,7 @@ import pyarrow.ipc as pa_ipc
 
 from sync_protocol import ErrorCode, RemoteProtocolError, TableName
 
-from . import schemas, sealer, wal
+from . import durable, schemas, sealer, wal
 from .config import FRESH_SEAL_SECONDS, QUOTA_PRESSURE_FRACTION, SEAL_POLL_SECONDS, EdgeConfig
 from .datasets import DatasetStore
 from .ledger import SegmentLedger
@@ -77,7 +77,7 @@ class EdgeNode:
         self.config = config
         self.clock = clock
         self.data_dir = config.data_dir
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        durable.make_dirs(self.data_dir)
         self.ledger = SegmentLedger(self.data_dir, config.site, clock)
         self.ledger.claim_site()
         self.wal = wal.WriteAheadLog(self.data_dir / WAL_DIR, clock, config.seal_bytes)

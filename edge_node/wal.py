@@ -33,6 +33,8 @@ import pyarrow.ipc as pa_ipc
 
 from sync_protocol.limits import MAX_SEGMENT_ROWS
 
+from .durable import fsync_dir, make_dirs
+
 log = logging.getLogger(__name__)
 
 MAGIC = b"HWR1"
@@ -75,14 +77,6 @@ def list_logs(directory: Path) -> list[Path]:
     if not directory.is_dir():
         return []
     return sorted((p for p in directory.iterdir() if p.suffix == LOG_SUFFIX and p.stem.isdigit()), key=log_number)
-
-
-def fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def encode_record(payload: bytes, rows: int, written_ms: int) -> bytes:
@@ -138,7 +132,7 @@ def read_record(record: Record) -> pa.Table:
 def repair_log(scan: LogScan, quarantine: Path) -> None:
     """Make a log end at its last whole record (see the module docstring for torn vs corrupt)."""
     if scan.problem == "corrupt":
-        quarantine.mkdir(parents=True, exist_ok=True)
+        make_dirs(quarantine)
         target = quarantine / f"{scan.path.parent.name}-{scan.path.name}-from-{scan.good_bytes}"
         with open(scan.path, "rb") as source, open(target, "wb") as sink:
             source.seek(scan.good_bytes)
@@ -202,7 +196,7 @@ class WriteAheadLog:
 
     def recover(self, sealed_upto: Callable[[str], int], quarantine: Path) -> list[LogScan]:
         """Before any append: drop logs already sealed, repair the rest, and return their scans."""
-        self.root.mkdir(parents=True, exist_ok=True)
+        make_dirs(self.root)  # durable: an entry lost at a power cut would take every log below it along
         scans = []
         for directory in sorted(p for p in self.root.iterdir() if p.is_dir()):
             table, upto = directory.name, sealed_upto(directory.name)

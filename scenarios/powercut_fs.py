@@ -44,6 +44,7 @@ import contextlib
 import errno
 import itertools
 import json
+import logging
 import os
 import random
 import socket
@@ -105,6 +106,11 @@ class Fault:
     fired: int = 0
 
 
+def _within(path: str, prefix: str) -> bool:
+    """``path`` is ``prefix`` or below it (``/edge`` holds ``/edge/wal``, not ``/edge-stderr.log``)."""
+    return prefix == "/" or path == prefix or path.startswith(prefix.rstrip("/") + "/")
+
+
 def _parent(path: str) -> str:
     return os.path.dirname(path.rstrip("/")) or "/"
 
@@ -135,7 +141,7 @@ class PowerCutFS(fuse.Operations):
         if fuse.fuse_get_context()[2] in self.dead:
             raise fuse.FuseOSError(errno.EIO)
         for fault in self.faults:
-            if fault.op == op and (path or "").startswith(fault.prefix) and fault.times != 0:
+            if fault.op == op and _within(path or "/", fault.prefix) and fault.times != 0:
                 if fault.skip > 0:
                     fault.skip -= 1
                     continue
@@ -349,7 +355,7 @@ class PowerCutFS(fuse.Operations):
             rng = random.Random(seed)
             report = {"files": 0, "dropped_writes": 0, "torn": 0, "zeros": 0, "names_undone": 0}
             for ino, journal in sorted(self.files.items()):
-                if not journal.path.startswith(prefix):
+                if not _within(journal.path, prefix):
                     continue
                 del self.files[ino]
                 mode = rng.choice(CUT_MODES)
@@ -359,7 +365,7 @@ class PowerCutFS(fuse.Operations):
                 os.close(journal.fd)
             kept: list[NameChange] = []
             for change in reversed(self.names):
-                if change.path.startswith(prefix) or (change.source and change.source.startswith(prefix)):
+                if _within(change.path, prefix) or (change.source and _within(change.source, prefix)):
                     if not change.durable:
                         self._undo_name(change)
                         report["names_undone"] += 1
@@ -492,6 +498,7 @@ def dispatch(fs: PowerCutFS, request: dict[str, Any]) -> Any:
 
 def main(argv: list[str]) -> None:
     base, mount, control = argv
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     fs = PowerCutFS(Path(base))
     serve_control(fs, control)
     # No kernel caching of names or attributes: a cut changes the files under the kernel's feet. hard_remove:
