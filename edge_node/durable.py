@@ -4,7 +4,7 @@ A file's fsync makes its bytes durable, not its name: the entry in its directory
 directory is fsync'd, and a directory's own entry only once *its* parent is. A directory made with
 ``mkdir(parents=True)`` and never synced can vanish at a power cut with every fsync'd file in it (the
 power-loss harness, ``scenarios/powercut_fs.py``, showed acknowledged writes lost that way). Standard library
-only: ``dir_lock`` uses it before anything heavy is imported.
+only: ``dir_lock`` uses it before anything heavy is imported. The hub has the same two in ``hub.durable``.
 """
 
 from __future__ import annotations
@@ -24,8 +24,6 @@ def fsync_dir(directory: Path) -> None:
 def make_dirs(directory: Path) -> None:
     """``directory.mkdir(parents=True, exist_ok=True)``, with each directory it creates durable: its parent is
     fsync'd. Costs nothing when the directory exists already."""
-    if directory.is_dir():
-        return
     missing = []
     for each in (directory, *directory.parents):
         if each.is_dir():
