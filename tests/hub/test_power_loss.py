@@ -121,3 +121,24 @@ def test_acked_chunks_and_commits_survive_power_cuts(powercut, hub_factory):
     totals = power_loss_loop(hub_factory, powercut, int(os.environ.get("HARBOUR_POWER_CUTS", "6")))
     print(f"power cuts: {totals}")
     assert totals["dropped_writes"] > 0, "no cut lost an unsynced write: the harness proved nothing"
+
+
+@pytest.mark.guarantee("G2")
+def test_a_merged_batch_survives_a_power_cut(powercut, hub_factory):
+    """The merger deletes a batch's staging files once the ledger says merged: by then the Delta commit must be
+    on disk, not only in the page cache (delta-rs writes without fsync)."""
+    hub = hub_factory(powercut.path / "hub")
+    token = hub.add_site("ship-a")
+    hub.start()
+    segments = chain("ship-a", "telemetry", 2, rows_per=ROWS_PER_SEGMENT)
+    for segment in segments:
+        assert hub.upload(token, segment).committed
+    hub.wait_merged(2 * ROWS_PER_SEGMENT, "telemetry")
+    deadline = time.monotonic() + 20
+    while list(hub.data.glob("uploads/*.seg")):  # the merger deletes them right after the ledger's update
+        assert time.monotonic() < deadline, "the merged segments' staging files were never deleted"
+        time.sleep(0.05)
+    hub.kill()
+    powercut.cut(powercut.inside(hub.data), 7, [hub.process.pid])
+    hub.start()
+    assert_exactly_once(hub, "telemetry", 2 * ROWS_PER_SEGMENT)
