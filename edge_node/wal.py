@@ -10,10 +10,11 @@ payload -- followed by one Arrow IPC stream (the rows of one write). Appends are
 caller hands over every write that arrived while the previous fsync ran, they are appended in order and
 made durable by one ``fdatasync`` per touched log, and only then are the writers answered.
 
-A crash can leave the last record of a log half-written (*torn*). Recovery keeps every whole record
-before it and truncates the rest; a record that fails its CRC with more data behind it is *corruption*
-(a disk fault, not a crash): the bytes from it on are moved to ``quarantine/`` for an operator and an
-error is logged, since whatever follows cannot be trusted to be framed correctly.
+A crash can leave the last record of a log half-written (*torn*), and a power cut can leave it ending in
+zeros (the file's new size reached the disk, its last sectors did not). Recovery keeps every whole record
+before it and truncates the rest; a record that fails its CRC with more data behind it -- another record's
+header -- is *corruption* (a disk fault, not a crash): the bytes from it on are moved to ``quarantine/`` for an
+operator and an error is logged, since whatever follows cannot be trusted to be framed correctly.
 """
 
 from __future__ import annotations
@@ -112,10 +113,20 @@ def iter_records(path: Path, scan: list[LogScan] | None = None, *, payloads: boo
             records, rows, offset = records + 1, rows + count, end
             first_ms = written_ms if first_ms is None else first_ms
             yield Record(end - HEADER_BYTES - length, count, written_ms, payload if payloads else b"")
-    if problem == "corrupt" and offset == 0 and records == 0 and size <= HEADER_BYTES:
+    if problem == "corrupt" and (offset == 0 and records == 0 and size <= HEADER_BYTES or _zero_tail(path, offset)):
         problem = "torn"
     if scan is not None:
         scan.append(LogScan(path, records, rows, first_ms, offset, size, problem))
+
+
+def _zero_tail(path: Path, offset: int) -> bool:
+    """Whether the bytes from ``offset`` on are what a power cut leaves, not a disk fault: they end in zeros
+    (sectors the filesystem had allocated, the data never written) and hold no later record header, so
+    nothing whole is behind them to lose."""
+    with open(path, "rb") as file:
+        file.seek(offset)
+        rest = file.read()
+    return rest.endswith(b"\0") and MAGIC not in rest[1:]
 
 
 def scan_log(path: Path) -> LogScan:

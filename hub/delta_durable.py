@@ -14,11 +14,10 @@ An object store (``s3://``) makes each object durable before it answers; there i
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from urllib.parse import unquote
 
-from .durable import fsync_dir
+from .durable import fsync_dir, fsync_path
 
 LOG_DIR = "_delta_log"
 
@@ -31,15 +30,15 @@ def sync_versions(table_dir: Path, first: int, last: int) -> None:
         commit = log_dir / f"{version:020d}.json"
         for added in added_files(commit):
             path = table_dir / added
-            _fsync_file(path)
+            fsync_path(path)
             directories.update(parent for parent in path.parents if table_dir in parent.parents)
-        _fsync_file(commit)
+        fsync_path(commit)
         checkpoint = log_dir / f"{version:020d}.checkpoint.parquet"
         if checkpoint.exists():
-            _fsync_file(checkpoint)
+            fsync_path(checkpoint)
     last_checkpoint = log_dir / "_last_checkpoint"
     if last_checkpoint.exists():
-        _fsync_file(last_checkpoint)
+        fsync_path(last_checkpoint)
     for directory in sorted(directories, key=lambda path: len(path.parts), reverse=True):
         fsync_dir(directory)
 
@@ -54,10 +53,3 @@ def added_files(commit: Path) -> list[str]:
                 found.append(unquote(action["add"]["path"]))
     return found
 
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
