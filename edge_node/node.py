@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -70,6 +71,18 @@ class SyncHooks(Protocol):
     def seals_early(self, priority: int, class_pending: bool) -> bool: ...
     def describe(self, pending_bytes: int) -> dict[str, Any]: ...
     def reconfigure(self, config: EdgeConfig) -> None: ...
+
+
+def durability_error(error: OSError, wal_dir: object) -> RemoteProtocolError:
+    """What a writer is answered when its group could not be made durable: 507 when the disk is full (the
+    same answer as a full quota: wait, or free space), else 500; both say the write was not stored."""
+    full = error.errno in (errno.ENOSPC, errno.EDQUOT)
+    return RemoteProtocolError(
+        f"the write could not be made durable: {error.strerror or error}",
+        code=ErrorCode.DISK_FULL if full else ErrorCode.INTERNAL, op="writing the write-ahead log",
+        subject=str(wal_dir),
+        hint=("the ship's disk is full: free space on it (df -h); " if full else
+              "check the ship's disk (dmesg, smartctl); ") + "the write was not stored and may be resent")
 
 
 class EdgeNode:
@@ -182,10 +195,7 @@ class EdgeNode:
                 rolled = await loop.run_in_executor(self._wal_thread, self.wal.append_group, appends)
             except OSError as error:
                 log.error("could not make %d writes durable: %s", len(group), error)
-                failure = RemoteProtocolError(
-                    f"the write could not be made durable: {error.strerror or error}", code=ErrorCode.INTERNAL,
-                    op="writing the write-ahead log", subject=str(self.data_dir / WAL_DIR),
-                    hint="check the ship's disk (free space, dmesg); the write was not stored and may be resent")
+                failure = durability_error(error, self.data_dir / WAL_DIR)
                 for _, future in group:
                     if not future.done():
                         future.set_exception(failure)

@@ -182,3 +182,44 @@ def test_a_sealed_segment_survives_a_power_cut(powercut, start_edge, http):
 
 def wal_logs(data_dir: Path) -> list[Path]:
     return list((data_dir / "wal").glob("*/*.log"))
+
+
+DISK_FAULTS = [("write", "ENOSPC", -1), ("write", "EIO", 3), ("fsync", "EIO", 2), ("rename", "EIO", 2)]
+"""(operation, errno, how many times): a full disk stays full until space is freed; an I/O error comes and goes."""
+
+
+@pytest.mark.guarantee("G1")
+@pytest.mark.integration
+@pytest.mark.parametrize("op, error, times", DISK_FAULTS, ids=[f"{op}-{error}" for op, error, _ in DISK_FAULTS])
+def test_a_disk_fault_is_never_acked_and_loses_nothing(powercut, start_edge, http, op, error, times):
+    """The Nth write / fsync / rename anywhere in DATA (log, ledger, segments) fails: writers whose rows were not
+    stored get a 5xx saying so (507 for a full disk), never a 200; once the fault clears writes are acked again,
+    and after a power cut every acked write is there."""
+    seed = int(os.environ.get("HARBOUR_TEST_SEED", random.SystemRandom().randrange(2**32)))
+    print(f"disk fault seed {seed} (replay with HARBOUR_TEST_SEED={seed})")
+    rng = random.Random(seed)
+    data_dir = powercut.path / "edge"
+    edge = start_edge(data_dir, *FAST_SEALING)
+    hammer = Hammer(rng, http)
+    powercut.fault(op, nth=rng.randint(1, 20), error=error, times=times, prefix=powercut.inside(data_dir))
+    stop, threads = hammer.run(edge.url, 1.5)
+    stop.set()
+    for thread in threads:
+        thread.join(30)
+    assert powercut.clear_faults() > 0, "the fault never fired: the workload missed it"
+    acked_during_fault = len(hammer.acked)
+    for status, answer in hammer.refused:
+        assert status in (500, 507), (status, answer)
+        assert "not stored" in answer.get("hint", ""), answer
+    if op == "write" and error == "ENOSPC":
+        assert any(status == 507 and "disk is full" in answer["hint"] for status, answer in hammer.refused)
+    hammer.refused.clear()
+    stop, threads = hammer.run(edge.url, 0.5)
+    stop.set()
+    for thread in threads:
+        thread.join(30)
+    assert not hammer.refused and len(hammer.acked) > acked_during_fault, "the node did not recover from the fault"
+    edge.kill()
+    powercut.cut(powercut.inside(data_dir), rng.randrange(2**32), [edge.proc.pid])
+    start_edge(data_dir, *FAST_SEALING)
+    check_exactly_once(data_dir, hammer.acked)
