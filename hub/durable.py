@@ -9,8 +9,13 @@ can vanish at a power cut with the ledger and every staged segment in it (the po
 
 from __future__ import annotations
 
+import errno
 import os
+import sqlite3
 from pathlib import Path
+
+POSTGRES_DISK_FULL = "53100"
+"""PostgreSQL's SQLSTATE for ``disk_full`` (psycopg's ``errors.DiskFull``)."""
 
 
 def fsync_path(path: Path) -> None:
@@ -37,3 +42,13 @@ def make_dirs(directory: Path) -> None:
     for each in reversed(missing):
         each.mkdir(exist_ok=True)
         fsync_dir(each.parent)
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """Whether ``error`` says the disk is full: an OSError (ENOSPC, EDQUOT), SQLite's SQLITE_FULL or PostgreSQL's
+    disk_full. The answer is then 507 (retry later), not a bare 500."""
+    if isinstance(error, OSError):
+        return error.errno in (errno.ENOSPC, errno.EDQUOT)
+    if isinstance(error, sqlite3.Error):
+        return (getattr(error, "sqlite_errorcode", 0) & 0xFF) == sqlite3.SQLITE_FULL
+    return getattr(error, "sqlstate", None) == POSTGRES_DISK_FULL
