@@ -108,7 +108,7 @@ class Fault:
 
 def _within(path: str, prefix: str) -> bool:
     """``path`` is ``prefix`` or below it (``/edge`` holds ``/edge/wal``, not ``/edge-stderr.log``)."""
-    return prefix == "/" or path == prefix or path.startswith(prefix.rstrip("/") + "/")
+    return prefix == "/" or not path or path == prefix or path.startswith(prefix.rstrip("/") + "/")
 
 
 def _parent(path: str) -> str:
@@ -156,7 +156,7 @@ class PowerCutFS(fuse.Operations):
             if path is not None and path.endswith(NOT_JOURNALED_SUFFIXES):
                 return None
             own = os.open(f"/proc/self/fd/{fd}", os.O_RDWR)
-            journal = self.files[st.st_ino] = FileJournal(own, path or "?")
+            journal = self.files[st.st_ino] = FileJournal(own, path or "")  # "": unlinked, in every cut's scope
         elif path is not None:
             journal.path = path
         return journal

@@ -123,6 +123,21 @@ def test_acked_chunks_and_commits_survive_power_cuts(powercut, hub_factory):
     assert totals["dropped_writes"] > 0, "no cut lost an unsynced write: the harness proved nothing"
 
 
+SOAK_POWER_CUTS = 60
+"""The hub's share of the soak run's >= 200 power cuts (the edge's 150 are in
+tests/edge_node/test_crash_recovery.py): about 1.5 s each on a shared 2-core machine."""
+
+
+@pytest.mark.guarantee("G2", "G3")
+@pytest.mark.soak
+@pytest.mark.timeout(600)
+def test_acked_chunks_and_commits_survive_a_soak_of_power_cuts(powercut, hub_factory):
+    started = time.monotonic()
+    totals = power_loss_loop(hub_factory, powercut, SOAK_POWER_CUTS)
+    print(f"{SOAK_POWER_CUTS} power cuts in {time.monotonic() - started:.0f} s: {totals}")
+    assert totals["torn"] and totals["zeros"], totals
+
+
 @pytest.mark.guarantee("G2")
 def test_a_merged_batch_survives_a_power_cut(powercut, hub_factory):
     """The merger deletes a batch's staging files once the ledger says merged: by then the Delta commit must be
