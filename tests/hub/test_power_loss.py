@@ -198,3 +198,31 @@ def test_a_disk_fault_fails_the_chunk_retryably_and_the_upload_completes(powercu
     hub.start()
     uploader.check_durable()
     assert_exactly_once(hub, "telemetry", len(segments) * ROWS_PER_SEGMENT)
+
+
+@pytest.mark.guarantee("G2")
+def test_a_batch_settled_after_a_crash_survives_a_power_cut(powercut, hub_factory):
+    """The hub dies right after a Delta commit (still in the page cache); at restart ``reconcile`` finds the
+    commit, finishes the batch and deletes its staging files. A power cut then must not take the commit away."""
+    hub = hub_factory(powercut.path / "hub")
+    token = hub.add_site("ship-a")
+    segments = chain("ship-a", "telemetry", 2, rows_per=ROWS_PER_SEGMENT)
+    hub.start(crash_at="after-delta-commit")
+    for segment in segments:
+        try:
+            hub.upload(token, segment)
+        except OSError:
+            break
+    assert hub.wait_exit(30) == -9, hub.log()[-2000:]
+    hub.start()
+    deadline = time.monotonic() + 20
+    while "had reached the table before the crash" not in hub.log():
+        assert time.monotonic() < deadline, f"the open batch was not settled: {hub.log()[-2000:]}"
+        time.sleep(0.05)
+    hub.kill()
+    powercut.cut(powercut.inside(hub.data), 11, [hub.process.pid])
+    hub.start()
+    for segment in segments:  # whatever was not acknowledged before the crash is resent, as an edge would
+        if not hub.head(token, segment.key).committed:
+            hub.upload(token, segment)
+    assert_exactly_once(hub, "telemetry", len(segments) * ROWS_PER_SEGMENT)
