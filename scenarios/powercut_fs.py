@@ -27,8 +27,9 @@ fsync is either whole or not there, which is what Harbour's logs rely on; a scra
 fault, which ``wal.iter_records`` reports as corruption.
 
 Requests that the kernel still delivers for a killed process after the cut are refused (its pid is on the cut's
-list), so nothing a dead writer started lands after the rollback. SQLite's ``-shm`` files are not journaled: they
-are never fsync'd, and the first connection after a crash rebuilds them from the WAL (SQLite's own rule).
+list, or its thread no longer exists), so nothing a dead writer started lands after the rollback. SQLite's
+``-shm`` files are not journaled: they are never fsync'd, and the first connection after a crash rebuilds them
+from the WAL (SQLite's own rule).
 
 The same control socket injects faults: the Nth ``write``/``fsync``/``rename``/... under a path fails with EIO or
 ENOSPC (once, a few times, or until cleared), before it changes anything.
@@ -138,8 +139,9 @@ class PowerCutFS(fuse.Operations):
 
     def _check(self, op: str, path: str | None) -> None:
         """Refuse requests of killed processes, and fire an armed fault (before anything changes)."""
-        if fuse.fuse_get_context()[2] in self.dead:
-            raise fuse.FuseOSError(errno.EIO)
+        pid = fuse.fuse_get_context()[2]  # the calling thread's id
+        if pid in self.dead or not os.path.exists(f"/proc/{pid}"):
+            raise fuse.FuseOSError(errno.EIO)  # a killed process's request that reached us late
         for fault in self.faults:
             if fault.op == op and _within(path or "/", fault.prefix) and fault.times != 0:
                 if fault.skip > 0:
