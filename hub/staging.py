@@ -22,20 +22,13 @@ from sync_protocol.identifiers import SegmentId
 from sync_protocol.limits import MAX_SEGMENT_DECODED_BYTES, MAX_SEGMENT_ROWS
 from sync_protocol.segment_contents import SegmentContents
 
+from .durable import fsync_dir
 from .layout import HubLayout
 from .segment_size import decoded_bytes
 
 HASH_BLOCK_BYTES = 1024 * 1024
 """Read size when hashing a whole segment: large enough that hashlib (which releases the GIL for big
 buffers) dominates, small enough to keep memory flat however big the segment is."""
-
-
-def fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def parquet_contents(source: Path | pa.NativeFile) -> SegmentContents:

@@ -154,3 +154,17 @@ def slow_clients():
         return asyncio.run(run(port, probe, sockets, seconds))
 
     return SimpleNamespace(attack=attack)
+
+
+@pytest.fixture
+def powercut(tmp_path):
+    """The power-cut filesystem (``scenarios.powercut``) mounted at ``powercut.path``: put a data directory
+    under it, SIGKILL its process, ``powercut.cut(prefix, seed, pids)``, restart. Skips, saying why, only where
+    FUSE cannot work at all (no /dev/fuse, no fuse3 package)."""
+    from scenarios.powercut import PowerCutMount, unavailable
+
+    reason = unavailable()
+    if reason:
+        pytest.skip(f"the power-loss harness needs FUSE: {reason}")
+    with PowerCutMount(tmp_path / "powercut") as mount:
+        yield mount
