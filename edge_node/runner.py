@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 from aiohttp import web
 
-from http_shell.slow_clients import GuardedRunner
+from hub.http_shell.slow_clients import GuardedRunner
 from sync_protocol import RemoteProtocolError, log_hygiene
 
 from .config import EdgeConfig

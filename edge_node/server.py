@@ -15,9 +15,9 @@ from collections import Counter
 
 from aiohttp import web
 
-from http_shell.openapi import add_openapi_route
-from http_shell.request_errors import BODY_ERRORS, unreadable_body
-from http_shell.routes import route_the_rest
+from hub.http_shell.openapi import add_openapi_route
+from hub.http_shell.request_errors import BODY_ERRORS, unreadable_body
+from hub.http_shell.routes import route_the_rest
 from sync_protocol import ErrorCode, RemoteProtocolError, TableName, encode_error_body
 from sync_protocol.units import format_size
 

@@ -21,9 +21,9 @@ from aiohttp import ClientError, web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import PayloadAccessError
 
-from http_shell.openapi import add_openapi_route
-from http_shell.request_errors import BODY_ERRORS, unreadable_body
-from http_shell.routes import route_the_rest
+from hub.http_shell.openapi import add_openapi_route
+from hub.http_shell.request_errors import BODY_ERRORS, unreadable_body
+from hub.http_shell.routes import route_the_rest
 from sync_protocol.downlink import DATASET_VERSION_PATH
 from sync_protocol.errors import ErrorCode, RemoteProtocolError, encode_error_body
 from sync_protocol.identifiers import SegmentId, SiteId, TableName

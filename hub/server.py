@@ -26,7 +26,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from http_shell.slow_clients import GuardedRunner
+from hub.http_shell.slow_clients import GuardedRunner
 
 from . import metrics as prometheus
 from . import warehouse

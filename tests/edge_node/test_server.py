@@ -241,7 +241,7 @@ def test_metrics_show_the_backlog_by_table_and_the_refused_writes(tmp_path, star
 def test_300_slow_clients_are_cut_at_the_header_deadline_while_writes_go_on(tmp_path, start_edge, http,
                                                                            slow_clients):
     """300 connections sending one header byte a second were held 90 s and starved healthy writers (issue 16)."""
-    from http_shell.slow_clients import HEADER_TIMEOUT_SECONDS
+    from hub.http_shell.slow_clients import HEADER_TIMEOUT_SECONDS
 
     process = start_edge(tmp_path / "ship")
     port = urlsplit(process.url).port

@@ -24,7 +24,7 @@ import duckdb
 import pytest
 
 from edge_node.query import run_query
-from http_shell.openapi import description
+from hub.http_shell.openapi import description
 from sync_protocol.identifiers import SegmentId
 from sync_protocol.limits import GENESIS_DIGEST
 from sync_protocol.manifest import Manifest

@@ -9,7 +9,7 @@ import urllib.request
 import pytest
 from aiohttp import web
 
-from http_shell.openapi import OPENAPI_PATH, description
+from hub.http_shell.openapi import OPENAPI_PATH, description
 
 METHODS = {"get", "put", "post", "delete", "options", "head", "patch"}
 

@@ -10,7 +10,7 @@ import time
 import pytest
 from aiohttp import web
 
-from http_shell.slow_clients import GuardedRunner
+from hub.http_shell.slow_clients import GuardedRunner
 
 DEADLINE = 0.4
 

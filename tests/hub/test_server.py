@@ -136,7 +136,7 @@ def test_sigterm_stops_cleanly(hub_factory):
 @pytest.mark.guarantee("G7")
 def test_300_slow_clients_are_cut_at_the_header_deadline_while_uploads_go_on(hub, slow_clients):
     """300 connections sending one header byte a second were held 90 s and starved healthy clients (issue 16)."""
-    from http_shell.slow_clients import HEADER_TIMEOUT_SECONDS
+    from hub.http_shell.slow_clients import HEADER_TIMEOUT_SECONDS
 
     token = hub.add_site("ship-1")
     segments = iter(chain("ship-1", "telemetry", 200, rows_per=5))

@@ -14,8 +14,8 @@ from pathlib import Path
 from aiohttp import web
 
 OPENAPI_PATH = "/openapi.json"
-OPENAPI_FILES = {"hub": Path(__file__).parents[1] / "hub" / "openapi.json",
-                 "edge_node": Path(__file__).parents[1] / "edge_node" / "openapi.json"}
+OPENAPI_FILES = {"hub": Path(__file__).parents[2] / "hub" / "openapi.json",
+                 "edge_node": Path(__file__).parents[2] / "edge_node" / "openapi.json"}
 """Each server's description, in its package (package data, so an installed wheel has them)."""
 
 
