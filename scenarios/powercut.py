@@ -31,20 +31,27 @@ FUSE_PACKAGE_HINT = "apt-get install -y fuse3 (tests/services_setup.sh does) and
 
 
 def unavailable() -> str | None:
-    """Why a FUSE mount cannot work here, or None."""
+    """Why a FUSE mount cannot work on this machine at all (no device), or None. What the project installs
+    (Debian's fuse3 through ``make services``, mfusepy through ``.[dev]``) is not a reason to skip: its absence
+    is a broken set-up, and ``PowerCutMount`` fails on it, naming what is missing."""
     if not os.path.exists("/dev/fuse"):
         return "no /dev/fuse on this machine (a container started without it)"
+    return None
+
+
+def check_installed() -> None:
+    """Raise, naming the fix, when the parts the project installs for the harness are missing."""
     if shutil.which("fusermount3") is None:
-        return f"no fusermount3: {FUSE_PACKAGE_HINT}"
+        raise RuntimeError(f"no fusermount3: {FUSE_PACKAGE_HINT}")
     try:
         import mfusepy  # noqa: F401 -- loads libfuse3 itself
     except (ImportError, OSError) as error:
-        return f"mfusepy/libfuse3 cannot be loaded ({error}): {FUSE_PACKAGE_HINT}"
-    return None
+        raise RuntimeError(f"mfusepy/libfuse3 cannot be loaded ({error}): {FUSE_PACKAGE_HINT}") from None
 
 
 class PowerCutMount:
     def __init__(self, base: Path) -> None:
+        check_installed()
         self.base = base
         self.path = base / "mnt"
         self.root = base / "fs" / "root"  # what the mount shows, for reading after a cut without the mount

@@ -15,8 +15,7 @@ import time
 
 import pytest
 
-from .conftest import Hub, Segment, chain
-from .test_server import assert_exactly_once
+from .conftest import Hub, Segment, assert_exactly_once, chain
 
 pytestmark = pytest.mark.integration
 

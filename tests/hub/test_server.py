@@ -8,7 +8,6 @@ row ids) and that the ledger's rows-merged agrees with the table.
 
 from __future__ import annotations
 
-import json
 import socket
 import time
 
@@ -16,20 +15,9 @@ import pytest
 
 from sync_protocol.tus import UPLOADS_PATH
 
-from .conftest import Hub, chain, harbour, make_segment, rows_table
+from .conftest import Hub, assert_exactly_once, chain, harbour, make_segment, rows_table
 
 pytestmark = pytest.mark.integration
-
-
-def assert_exactly_once(hub: Hub, table: str, expected_rows: int) -> None:
-    """Every (site, row_id) once, ``expected_rows`` in all, and the ledger's rows-merged agrees."""
-    hub.wait_merged(expected_rows, table)
-    time.sleep(0.5)  # a duplicate merge would land right after the first one
-    got = hub.query(f"SELECT count(*) AS n, count(DISTINCT _site || ':' || row_id) AS d FROM {table}")[0]
-    assert got["n"] == expected_rows == got["d"], got
-    report = json.loads(harbour("hub", "status", "--data", str(hub.data), "--format", "json").stdout)
-    merged = sum(s["tables"].get(table, {}).get("rows_merged", 0) for s in report["sites"])
-    assert merged == got["n"], "the ledger disagrees with the table"
 
 
 def wait_dead(hub: Hub) -> None:
