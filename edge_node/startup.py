@@ -11,6 +11,7 @@ The runner does the rest (``runner.py``): open the ledger, recover, serve on the
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import socket
 from collections.abc import Callable
@@ -18,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .dir_lock import RUN_COMMAND, DataDirInUse, DataDirLock, LockHolder, this_host
+
+log = logging.getLogger("harbour.edge.startup")
 
 LISTEN_BACKLOG = 128
 """aiohttp's own default: connections that wait while the node finishes starting."""
@@ -42,8 +45,15 @@ class Claim:
         return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
     def serving(self) -> None:
-        """The node answers now: add its address to the lock file, where `harbour edge release` looks."""
-        self.lock.record(self.holder.with_listen(self.listen))
+        """The node answers now: add its address to the lock file, where `harbour edge release` looks. A disk
+        that cannot take those few bytes (full, failing) must not stop a node that already holds acknowledged
+        rows: it goes on serving (writes get 507 while the disk is full) and says what `release` will lack."""
+        try:
+            self.lock.record(self.holder.with_listen(self.listen))
+        except OSError as error:
+            log.warning("could not write this node's address into %s (%s): `harbour edge release` will not find "
+                        "the running node until it restarts; free space on the ship's disk", self.lock.path,
+                        os.strerror(error.errno) if error.errno else error)
 
     def release(self) -> None:
         self.sock.close()

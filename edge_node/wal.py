@@ -279,8 +279,10 @@ class WriteAheadLog:
     def _start_log(self, table: str, schema: pa.Schema, new_dirs: set[Path]) -> OpenLog:
         directory = self.root / table
         if not directory.exists():
-            directory.mkdir(parents=True)
-            new_dirs.add(self.root)
+            # Durable at once, not with the group's other entries: if this group fails (a full disk), the directory
+            # stays, later groups see it exists, and nobody would ever sync its entry -- a power cut then took it
+            # with every row acknowledged after the fault (the power-loss harness, ENOSPC on a write).
+            make_dirs(directory)
         with self._lock:
             self._close(table)
             number = self._next.get(table, 1)
