@@ -145,9 +145,14 @@ async def cut_every(proxy: LinkProxy, low: int, high: int, rng: random.Random) -
         await asyncio.sleep(0.005)
 
 
-async def test_three_ships_one_cut_every_30_to_400_kb_one_offline_through_two_versions(tmp_path):
-    """Issue 17's fleet check, smaller: every ship ends with the newest version, byte-identical to the hub's;
-    the ship offline while versions 2 and 3 were published fetches only 3."""
+@pytest.mark.parametrize("newest_scale", [
+    3,  # ~7 MB: the default run
+    # issue 17's check at its size: version 3 is ~50 MB
+    pytest.param(20, marks=[pytest.mark.soak, pytest.mark.timeout(900)], id="50MB"),
+])
+async def test_three_ships_one_cut_every_30_to_400_kb_one_offline_through_two_versions(tmp_path, newest_scale):
+    """Issue 17's fleet check: every ship ends with the newest version, byte-identical to the hub's; the ship
+    offline while versions 2 and 3 were published fetches only 3."""
     with Supervisor(tmp_path) as fleet:
         hub = fleet.hub()
         await asyncio.to_thread(hub.start)
@@ -168,13 +173,13 @@ async def test_three_ships_one_cut_every_30_to_400_kb_one_offline_through_two_ve
             proxies["ship-c"].update(up=False)  # ship-c sails out of coverage
             proxies["ship-c"].cut_all()
             for version in (2, 3):
-                write_version(tmp_path / f"v{version}.arrows", version, scale=version)
+                write_version(tmp_path / f"v{version}.arrows", version, scale=version if version < 3 else newest_scale)
                 await asyncio.to_thread(publish, hub, tmp_path / f"v{version}.arrows")
-                await until(lambda v=version: held_version(edges["ship-a"]) == v, 120, f"version {version} on ship-a")
+                await until(lambda v=version: held_version(edges["ship-a"]) == v, 300, f"version {version} on ship-a")
             proxies["ship-c"].update(up=True)  # back in coverage
             newest = (await asyncio.to_thread(hub_datasets, hub))["offers"]["versions"][-1]
             for site, edge in edges.items():
-                await until(lambda edge=edge: held_version(edge) == 3, 180, f"version 3 on {site}")
+                await until(lambda edge=edge: held_version(edge) == 3, 300, f"version 3 on {site}")
                 _, body = await asyncio.to_thread(get, edge.url + "/v1/datasets/offers")
                 assert hashlib.sha256(body).hexdigest() == newest["sha256"], site
             cut = proxies["ship-b"].stats
