@@ -205,6 +205,21 @@ def summary(documents: dict) -> list[str]:
             add(f"extra bytes, one {'clean cut' if fault == 'cut' else 'silent stall'} (extra seconds)",
                 f"{fmt(mine['extra_bytes'])} ({fmt(mine['extra_seconds'])} s)",
                 f"rsync --partial {fmt(other['extra_bytes'])} ({fmt(other['extra_seconds'])} s)", "")
+    for figure in documents.get("downlink", {}).get("figures", []):  # ratios near 1: 3 decimals, not 3 digits
+        if figure.get("kind") == "goodput" and figure["method"] == "harbour":
+            plain = _find(documents, "downlink", "goodput", link_mbit=figure["link_mbit"], rtt_ms=figure["rtt_ms"],
+                          method="plain_get")
+            add(f"dataset download goodput fraction, {figure['link_mbit']:g} Mbit/s, {figure['rtt_ms']} ms RTT "
+                f"(goal >= {fmt(figure['goal'])})", f"{figure['goodput_fraction']:.3f}",
+                f"link rate 1.0 (plain HTTP GET {plain['goodput_fraction']:.3f})" if plain else "link rate 1.0",
+                f"{figure['goodput_fraction']:.3f}")
+        elif figure.get("kind") == "cuts":
+            add(f"dataset download, extra bytes per cut ({fmt(figure['cuts'])} cuts; goal <= "
+                f"{fmt(figure['goal_bytes_per_cut'])})", fmt(figure["extra_bytes_per_cut"]), "the same download "
+                "without cuts", "")
+            add(f"dataset download, wire bytes / size, {fmt(figure['size_mb'])} MB after {fmt(figure['cuts'])} cuts "
+                f"(goal <= {fmt(figure['goal_wire_to_size'])})", f"{figure['wire_to_size']:.4f}",
+                f"without cuts {figure['wire_clean_to_size']:.4f}", f"{figure['wire_to_size']:.4f}")
     mine = _find(documents, "loopback", "loopback", method="harbour")
     flight = _find(documents, "loopback", "loopback", method="flight")
     if mine and flight:
