@@ -123,7 +123,7 @@ class _BodyMeter:
                 continue
             buffer = self._head + data
             lowered = buffer.lower()
-            marker = max(lowered.find(DATASET_MARKER), lowered.find(STATIC_MARKER))
+            marker = min((at for at in map(lowered.find, (DATASET_MARKER, STATIC_MARKER)) if at >= 0), default=-1)
             end = lowered.find(b"\r\n\r\n", marker) if marker >= 0 else -1
             if end < 0:
                 self._head = buffer[-HEAD_KEEP_BYTES:]
