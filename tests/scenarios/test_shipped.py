@@ -94,6 +94,25 @@ async def test_a_price_change_published_mid_voyage_reaches_every_ship_byte_ident
     assert next(s for s in result.ships if s.name == "borealis").edge.starts == 2
 
 
+async def test_a_ship_that_never_gets_the_newest_version_fails_the_run_and_is_named(tmp_path):
+    """How we know the downlink check can fail: a ship whose disk quota has no room for the published version (the
+    edge does not start a download that does not fit) ends the drain without it."""
+    scenario = parse({
+        "scenario": {"name": "no-room", "simulated_hours": 10, "real_seconds": 15, "drain_timeout_seconds": 10},
+        "edge": {"seal_age": "1s", "log_level": "warning", "report_interval": "1s"},
+        "tables": {"telemetry": {"workload": "telemetry", "priority": 1, "rows_per_second": 20}},
+        "links": {"port": {"rate": "20Mbit"}},
+        "ships": [{"name": "aurora", "voyage": [["port", 10]]},
+                  {"name": "borealis", "voyage": [["port", 10]], "max_disk": "2MiB"}],
+        "publish": [{"dataset": "offers", "at_hours": 1, "rows": 200_000}],  # ~2.7 MiB
+    })
+    result, log = await run(scenario, 1, tmp_path)
+    assert not result.passed and not result.drained and result.check.passed, log
+    assert any(p.startswith("borealis: holds offers no version, not the newest offered to it, v1")
+               for p in result.drain_problems), log
+    assert "borealis NOT RECEIVED" in log and "aurora " in log
+
+
 def small(**faults) -> dict:
     return {
         "scenario": {"name": "weakness", "simulated_hours": 10, "real_seconds": 20, "drain_timeout_seconds": 60},
