@@ -29,7 +29,8 @@ npm:
 	sh tests/npm_setup.sh
 
 ## services: Debian's HAProxy and PostgreSQL 15 server binaries, for the hub cluster's tests and benchmarks
-## (scenarios/services.py starts throwaway ones on loopback); installs only what is missing (root or sudo)
+## (scenarios/services.py starts throwaway ones on loopback), and fuse3 for the power-loss harness
+## (scenarios/powercut_fs.py); installs only what is missing (root or sudo)
 services:
 	sh tests/services_setup.sh
 

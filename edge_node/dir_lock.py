@@ -24,6 +24,8 @@ from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+from .durable import make_dirs
+
 LOCK_FILE = "edge.lock"
 RUN_COMMAND = "harbour edge run"
 RELEASE_COMMAND = "harbour edge release"
@@ -91,7 +93,7 @@ class DataDirLock:
     def acquire(cls, data_dir: Path, hint: str = "stop it first") -> DataDirLock:
         """Take ``DATA/edge.lock`` (creating DATA if new) or raise DataDirInUse. Writes nothing yet: a
         start that then fails (its port is taken) leaves the directory as it found it."""
-        data_dir.mkdir(parents=True, exist_ok=True)
+        make_dirs(data_dir)  # durable: a new DATA whose entry a power cut drops loses everything in it
         path = data_dir / LOCK_FILE
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -27,7 +28,7 @@ import pyarrow.ipc as pa_ipc
 
 from sync_protocol import ErrorCode, RemoteProtocolError, TableName
 
-from . import schemas, sealer, wal
+from . import durable, schemas, sealer, wal
 from .config import FRESH_SEAL_SECONDS, QUOTA_PRESSURE_FRACTION, SEAL_POLL_SECONDS, EdgeConfig
 from .datasets import DatasetStore
 from .ledger import SegmentLedger
@@ -72,12 +73,24 @@ class SyncHooks(Protocol):
     def reconfigure(self, config: EdgeConfig) -> None: ...
 
 
+def durability_error(error: OSError, wal_dir: object) -> RemoteProtocolError:
+    """What a writer is answered when its group could not be made durable: 507 when the disk is full (the
+    same answer as a full quota: wait, or free space), else 500; both say the write was not stored."""
+    full = error.errno in (errno.ENOSPC, errno.EDQUOT)
+    return RemoteProtocolError(
+        f"the write could not be made durable: {error.strerror or error}",
+        code=ErrorCode.DISK_FULL if full else ErrorCode.INTERNAL, op="writing the write-ahead log",
+        subject=str(wal_dir),
+        hint=("the ship's disk is full: free space on it (df -h); " if full else
+              "check the ship's disk (dmesg, smartctl); ") + "the write was not stored and may be resent")
+
+
 class EdgeNode:
     def __init__(self, config: EdgeConfig, clock: Callable[[], float]) -> None:
         self.config = config
         self.clock = clock
         self.data_dir = config.data_dir
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        durable.make_dirs(self.data_dir)
         self.ledger = SegmentLedger(self.data_dir, config.site, clock)
         self.ledger.claim_site()
         self.wal = wal.WriteAheadLog(self.data_dir / WAL_DIR, clock, config.seal_bytes)
@@ -182,10 +195,7 @@ class EdgeNode:
                 rolled = await loop.run_in_executor(self._wal_thread, self.wal.append_group, appends)
             except OSError as error:
                 log.error("could not make %d writes durable: %s", len(group), error)
-                failure = RemoteProtocolError(
-                    f"the write could not be made durable: {error.strerror or error}", code=ErrorCode.INTERNAL,
-                    op="writing the write-ahead log", subject=str(self.data_dir / WAL_DIR),
-                    hint="check the ship's disk (free space, dmesg); the write was not stored and may be resent")
+                failure = durability_error(error, self.data_dir / WAL_DIR)
                 for _, future in group:
                     if not future.done():
                         future.set_exception(failure)

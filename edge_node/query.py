@@ -76,7 +76,8 @@ def connect(data_dir: Path) -> duckdb.DuckDBPyConnection:
             con.register(WAL_VIEW_PREFIX + table, rows)
             parts.append(f"SELECT * FROM {WAL_VIEW_PREFIX}{table}")
         if parts:
-            con.execute(f"CREATE VIEW {table} AS " + " UNION ALL BY NAME ".join(parts))
+            # Quoted: a table may be named like an SQL keyword ("null", "order"); unquoted, every query failed.
+            con.execute(f'CREATE VIEW "{table}" AS ' + " UNION ALL BY NAME ".join(parts))
     attach_reference(con, DatasetStore(data_dir, time.time))
     return con
 

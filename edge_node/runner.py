@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 from aiohttp import web
 
+from hub.http_shell.slow_clients import GuardedRunner
 from sync_protocol import RemoteProtocolError, log_hygiene
 
 from .config import EdgeConfig
@@ -84,7 +85,7 @@ def seeded_rng(config: EdgeConfig) -> random.Random:
 
 
 async def _serve(node: EdgeNode, claim: Claim) -> None:
-    runner = web.AppRunner(make_app(node, release_token=claim.holder.token or ""), access_log=None)
+    runner = GuardedRunner(make_app(node, release_token=claim.holder.token or ""), access_log=None)
     await runner.setup()
     await web.SockSite(runner, claim.sock).start()
     host, port = claim.sock.getsockname()[:2]

@@ -29,6 +29,7 @@ from sync_protocol import Manifest, SegmentId, SiteId, TableName
 
 from . import schemas, wal
 from .config import PARQUET_COMPRESSION_LEVEL, PARQUET_ROW_GROUP_BYTES, PARQUET_ROW_GROUP_ROWS
+from .durable import make_dirs
 from .ledger import SegmentLedger
 
 log = logging.getLogger(__name__)
@@ -147,7 +148,7 @@ def seal_log(
     """Seal one closed log; returns the new segment's manifest, or None if the log held no rows."""
     seq, prev_sha256 = ledger.chain_head(table)
     final = segment_path(data_dir, table, seq)
-    final.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(final.parent)  # durable, or a power cut can take the committed segment with its directory
     tmp = final.with_name(final.name + TMP_SUFFIX)
     with open(tmp, "wb") as file:
         sink = _HashingSink(file)

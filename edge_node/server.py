@@ -12,17 +12,18 @@ import asyncio
 import logging
 import secrets
 from collections import Counter
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 from aiohttp import web
 
+from hub.http_shell.openapi import add_openapi_route
+from hub.http_shell.request_errors import BODY_ERRORS, unreadable_body
+from hub.http_shell.routes import route_the_rest
 from sync_protocol import ErrorCode, RemoteProtocolError, TableName, encode_error_body
-from sync_protocol.tus import expect_refusal
 from sync_protocol.units import format_size
 
 from . import codecs
 from . import metrics as edge_metrics
+from .body_budget import BodyShare, BudgetDeadlock, ByteBudget
 from .config import MAX_INFLIGHT_BODY_BYTES
 from .node import EdgeNode
 from .release import RELEASE_PATH, TOKEN_HEADER, NotParked, parse_request_body, release_parked
@@ -52,28 +53,6 @@ REFUSED_KEY = web.AppKey("refused", Counter)  # writes refused since start, by e
 METRICS_KEY = web.AppKey("metrics", object)
 
 
-class ByteBudget:
-    """An async semaphore counted in bytes."""
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self._free = capacity
-        self._changed = asyncio.Condition()
-
-    @asynccontextmanager
-    async def reserve(self, size: int) -> AsyncIterator[None]:
-        size = min(size, self.capacity)
-        async with self._changed:
-            await self._changed.wait_for(lambda: self._free >= size)
-            self._free -= size
-        try:
-            yield
-        finally:
-            async with self._changed:
-                self._free += size
-                self._changed.notify_all()
-
-
 def _json_error(status: int, code: ErrorCode, message: str, hint: str = "") -> web.Response:
     return web.Response(status=status, body=encode_error_body(code, message, hint), content_type="application/json")
 
@@ -88,7 +67,10 @@ def _too_large(limit: int) -> RemoteProtocolError:
 @web.middleware
 async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
     try:
-        return await handler(request)
+        try:
+            return await handler(request)
+        except BODY_ERRORS as error:
+            raise unreadable_body(error) from None
     except RemoteProtocolError as error:
         request.app[REFUSED_KEY][error.code.slug] += 1
         return web.Response(status=error.status, body=error.to_body(), content_type="application/json",
@@ -106,6 +88,13 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
                            "retry; if it persists, send the node's log to support")
 
 
+def _budget_deadlock(received: int) -> RemoteProtocolError:
+    return RemoteProtocolError(
+        f"the node is holding other writes' bodies and had no room for this one after {format_size(received)}; "
+        "nothing was stored", code=ErrorCode.UNAVAILABLE, op="reading body", subject="request body",
+        hint="retry the write in a moment", headers={"Retry-After": "1", "Connection": "close"})
+
+
 def _too_slow(received: int, why: str) -> RemoteProtocolError:
     return RemoteProtocolError(
         f"the body {why} after {format_size(received)}; nothing was stored", code=ErrorCode.BODY_TIMEOUT,
@@ -114,9 +103,9 @@ def _too_slow(received: int, why: str) -> RemoteProtocolError:
     )
 
 
-async def _read_body(request: web.Request, limit: int, idle_timeout: float) -> bytes:
-    """The whole body, at most ``limit`` bytes, or a 408 when it stalls for ``idle_timeout`` or comes slower
-    than ``MIN_BODY_BYTES_PER_SECOND`` after a grace period."""
+async def _read_body(request: web.Request, limit: int, idle_timeout: float, share: BodyShare) -> bytes:
+    """The whole body, at most ``limit`` bytes, each taken from ``share`` as it arrives; a 408 when it stalls for
+    ``idle_timeout`` or comes slower than ``MIN_BODY_BYTES_PER_SECOND`` after a grace period."""
     loop = asyncio.get_running_loop()
     announced = request.content_length if request.content_length is not None else limit
     deadline = loop.time() + BODY_GRACE_SECONDS + announced / MIN_BODY_BYTES_PER_SECOND
@@ -130,6 +119,10 @@ async def _read_body(request: web.Request, limit: int, idle_timeout: float) -> b
             raise _too_slow(len(body), "stopped arriving" if left > idle_timeout else "came too slowly") from None
         if not chunk:
             return bytes(body)
+        try:
+            await share.take(len(chunk))
+        except BudgetDeadlock:
+            raise _budget_deadlock(len(body)) from None
         body += chunk
         if len(body) > limit:
             raise _too_large(limit)
@@ -145,8 +138,8 @@ async def ingest(request: web.Request) -> web.Response:
     length = request.content_length
     if length is not None and length > limit:
         raise _too_large(limit)
-    async with request.app[BUDGET_KEY].reserve(length if length is not None else limit):
-        body = await _read_body(request, limit, request.app[BODY_IDLE_TIMEOUT_KEY])
+    async with request.app[BUDGET_KEY].share() as share:
+        body = await _read_body(request, limit, request.app[BODY_IDLE_TIMEOUT_KEY], share)
         if len(body) <= INLINE_DECODE_BYTES:
             data = codecs.decode_body(content_type, body)
         else:
@@ -230,7 +223,8 @@ async def release(request: web.Request) -> web.Response:
     """``harbour edge release`` while the node runs: the node changes its own ledger (see release.py)."""
     node = request.app[NODE_KEY]
     expected = request.app.get(RELEASE_TOKEN_KEY, "")
-    if not expected or not secrets.compare_digest(request.headers.get(TOKEN_HEADER, "").encode(), expected.encode()):
+    given = request.headers.get(TOKEN_HEADER, "").encode("utf-8", "surrogateescape")  # a header may hold any byte
+    if not expected or not secrets.compare_digest(given, expected.encode()):
         raise RemoteProtocolError(
             "releasing parked segments needs the token of the data directory's lock", code=ErrorCode.UNAUTHORIZED,
             op="releasing parked segments", subject=RELEASE_PATH,
@@ -260,36 +254,6 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"ok": True, "site": str(node.config.site)})
 
 
-async def answer_expect_header(request: web.Request) -> web.StreamResponse | None:
-    """Every route's ``Expect`` handling: 100 Continue, or the 417 ``sync_protocol.tus.expect_refusal`` gives."""
-    refusal = expect_refusal(request.headers.get("Expect", ""))
-    if refusal is not None:
-        return web.Response(status=417, body=refusal, content_type="application/json")
-    if request.version == web.HttpVersion11:
-        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        request.writer.output_size = 0  # the 100 is not part of the answer's size
-    return None
-
-async def unmatched(request: web.Request) -> web.StreamResponse:
-    """The last route, for every path and method no other route takes: a 405 naming the allowed methods or a 404.
-    aiohttp answers those itself with routes it makes per request and its own Expect handling (a non-ASCII Expect
-    header made that a 500); through this route they get ``answer_expect_header`` and the JSON error body."""
-    allowed: set[str] = set()
-    for resource in request.app.router.resources():
-        if resource is not request.match_info.route.resource:
-            allowed |= (await resource.resolve(request))[1]
-    if allowed:
-        raise web.HTTPMethodNotAllowed(request.method, allowed)
-    raise web.HTTPNotFound()
-
-
-def route_the_rest(app: web.Application) -> None:
-    """Give every route ``answer_expect_header``; called once every other route is registered."""
-    app.router.add_route("*", "/{path:.*}", unmatched)
-    for route in app.router.routes():
-        route._expect_handler = answer_expect_header  # noqa: SLF001 -- aiohttp's add_* take it, add_page_routes does not
-
-
 def make_app(node: EdgeNode, release_token: str = "",
              body_idle_timeout: float = BODY_IDLE_TIMEOUT_SECONDS) -> web.Application:
     """``release_token``: the token in the data directory's lock file; empty turns POST /v1/parked/release off."""
@@ -309,6 +273,7 @@ def make_app(node: EdgeNode, release_token: str = "",
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     app.router.add_post(RELEASE_PATH, release)
+    add_openapi_route(app, "edge_node")
     route_the_rest(app)
 
     async def on_startup(_: web.Application) -> None:

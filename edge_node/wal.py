@@ -10,10 +10,11 @@ payload -- followed by one Arrow IPC stream (the rows of one write). Appends are
 caller hands over every write that arrived while the previous fsync ran, they are appended in order and
 made durable by one ``fdatasync`` per touched log, and only then are the writers answered.
 
-A crash can leave the last record of a log half-written (*torn*). Recovery keeps every whole record
-before it and truncates the rest; a record that fails its CRC with more data behind it is *corruption*
-(a disk fault, not a crash): the bytes from it on are moved to ``quarantine/`` for an operator and an
-error is logged, since whatever follows cannot be trusted to be framed correctly.
+A crash can leave the last record of a log half-written (*torn*), and a power cut can leave it ending in
+zeros (the file's new size reached the disk, its last sectors did not). Recovery keeps every whole record
+before it and truncates the rest; a record that fails its CRC with more data behind it -- another record's
+header -- is *corruption* (a disk fault, not a crash): the bytes from it on are moved to ``quarantine/`` for an
+operator and an error is logged, since whatever follows cannot be trusted to be framed correctly.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ import pyarrow as pa
 import pyarrow.ipc as pa_ipc
 
 from sync_protocol.limits import MAX_SEGMENT_ROWS
+
+from .durable import fsync_dir, make_dirs
 
 log = logging.getLogger(__name__)
 
@@ -77,14 +80,6 @@ def list_logs(directory: Path) -> list[Path]:
     return sorted((p for p in directory.iterdir() if p.suffix == LOG_SUFFIX and p.stem.isdigit()), key=log_number)
 
 
-def fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def encode_record(payload: bytes, rows: int, written_ms: int) -> bytes:
     header = HEADER.pack(MAGIC, len(payload), rows, written_ms)
     return header + CRC.pack(zlib.crc32(payload, zlib.crc32(header))) + payload
@@ -118,10 +113,20 @@ def iter_records(path: Path, scan: list[LogScan] | None = None, *, payloads: boo
             records, rows, offset = records + 1, rows + count, end
             first_ms = written_ms if first_ms is None else first_ms
             yield Record(end - HEADER_BYTES - length, count, written_ms, payload if payloads else b"")
-    if problem == "corrupt" and offset == 0 and records == 0 and size <= HEADER_BYTES:
+    if problem == "corrupt" and (offset == 0 and records == 0 and size <= HEADER_BYTES or _zero_tail(path, offset)):
         problem = "torn"
     if scan is not None:
         scan.append(LogScan(path, records, rows, first_ms, offset, size, problem))
+
+
+def _zero_tail(path: Path, offset: int) -> bool:
+    """Whether the bytes from ``offset`` on are what a power cut leaves, not a disk fault: they end in zeros
+    (sectors the filesystem had allocated, the data never written) and hold no later record header, so
+    nothing whole is behind them to lose."""
+    with open(path, "rb") as file:
+        file.seek(offset)
+        rest = file.read()
+    return rest.endswith(b"\0") and MAGIC not in rest[1:]
 
 
 def scan_log(path: Path) -> LogScan:
@@ -138,7 +143,7 @@ def read_record(record: Record) -> pa.Table:
 def repair_log(scan: LogScan, quarantine: Path) -> None:
     """Make a log end at its last whole record (see the module docstring for torn vs corrupt)."""
     if scan.problem == "corrupt":
-        quarantine.mkdir(parents=True, exist_ok=True)
+        make_dirs(quarantine)
         target = quarantine / f"{scan.path.parent.name}-{scan.path.name}-from-{scan.good_bytes}"
         with open(scan.path, "rb") as source, open(target, "wb") as sink:
             source.seek(scan.good_bytes)
@@ -202,7 +207,7 @@ class WriteAheadLog:
 
     def recover(self, sealed_upto: Callable[[str], int], quarantine: Path) -> list[LogScan]:
         """Before any append: drop logs already sealed, repair the rest, and return their scans."""
-        self.root.mkdir(parents=True, exist_ok=True)
+        make_dirs(self.root)  # durable: an entry lost at a power cut would take every log below it along
         scans = []
         for directory in sorted(p for p in self.root.iterdir() if p.is_dir()):
             table, upto = directory.name, sealed_upto(directory.name)

@@ -21,10 +21,14 @@ from aiohttp import ClientError, web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import PayloadAccessError
 
+from hub.http_shell.openapi import add_openapi_route
+from hub.http_shell.request_errors import BODY_ERRORS, unreadable_body
+from hub.http_shell.routes import route_the_rest
 from sync_protocol.downlink import DATASET_VERSION_PATH
 from sync_protocol.errors import ErrorCode, RemoteProtocolError, encode_error_body
 from sync_protocol.identifiers import SegmentId, SiteId, TableName
 from sync_protocol.limits import TUS_VERSION
+from sync_protocol.log_hygiene import REPEAT_KIND
 from sync_protocol.manifest import Manifest
 from sync_protocol.receiver import Respond
 from sync_protocol.tus import (
@@ -37,7 +41,6 @@ from sync_protocol.tus import (
     UPLOAD_OFFSET,
     UPLOADS_PATH,
     check_tus_resumable,
-    expect_refusal,
     options_headers,
     parse_checksum,
     parse_content_length,
@@ -113,19 +116,23 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
     route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
     started = time.monotonic()
     try:
-        response = await handler(request)
+        try:
+            response = await handler(request)
+        except BODY_ERRORS as error:
+            raise unreadable_body(error) from None
     except RemoteProtocolError as error:
         context.rejected(error.code.slug)
         principal: Principal | None = request.get("principal")
         log.warning(
             "rejected %s %s site=%s caller=%s status=%d code=%s reason=%s", request.method, request.path[:200],
             request.get("site", "-"), principal.name if principal else "-", error.status, error.code.slug, error,
+            extra={REPEAT_KIND: f"rejected {error.code.slug} {request.get('site', '-')}"},
         )
         response = _error_response(error)
     except web.HTTPException as error:  # routing: unknown path or method
         context.rejected(f"http-{error.status}")
         log.warning("rejected %s %s status=%d reason=%s", request.method, request.path[:200], error.status,
-                    error.reason)
+                    error.reason, extra={REPEAT_KIND: f"rejected {error.status}"})
         body = encode_error_body(ErrorCode.of_routing(error.status),
                                  f"{error.reason}: {request.method} {request.path[:200]}",
                                  "see docs/hub.md for the hub's HTTP API")
@@ -405,36 +412,6 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"ok": healthy}, status=200 if healthy else 503)
 
 
-async def answer_expect_header(request: web.Request) -> web.StreamResponse | None:
-    """Every route's ``Expect`` handling: 100 Continue, or the 417 ``sync_protocol.tus.expect_refusal`` gives."""
-    refusal = expect_refusal(request.headers.get("Expect", ""))
-    if refusal is not None:
-        return web.Response(status=417, body=refusal, content_type="application/json")
-    if request.version == web.HttpVersion11:
-        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        request.writer.output_size = 0  # the 100 is not part of the answer's size
-    return None
-
-async def unmatched(request: web.Request) -> web.StreamResponse:
-    """The last route, for every path and method no other route takes: a 405 naming the allowed methods or a 404.
-    aiohttp answers those itself with routes it makes per request and its own Expect handling (a non-ASCII Expect
-    header made that a 500); through this route they get ``answer_expect_header`` and the JSON error body."""
-    allowed: set[str] = set()
-    for resource in request.app.router.resources():
-        if resource is not request.match_info.route.resource:
-            allowed |= (await resource.resolve(request))[1]
-    if allowed:
-        raise web.HTTPMethodNotAllowed(request.method, allowed)
-    raise web.HTTPNotFound()
-
-
-def route_the_rest(app: web.Application) -> None:
-    """Give every route ``answer_expect_header``; called once every other route is registered."""
-    app.router.add_route("*", "/{path:.*}", unmatched)
-    for route in app.router.routes():
-        route._expect_handler = answer_expect_header  # noqa: SLF001 -- aiohttp's add_* take it, add_page_routes does not
-
-
 def build_app(context: HubContext, page: PageContext) -> web.Application:
     app = web.Application(middlewares=[error_middleware], client_max_size=64 * 1024)
     app[CONTEXT] = context
@@ -450,5 +427,6 @@ def build_app(context: HubContext, page: PageContext) -> web.Application:
     app.router.add_get("/v1/fleet", fleet, allow_head=False)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
+    add_openapi_route(app, "hub")
     route_the_rest(app)
     return app

@@ -27,6 +27,7 @@ from sync_protocol.identifiers import SegmentId, TableName
 
 from . import warehouse as warehouses
 from .db import Database, LedgerDatabase, is_postgres_url
+from .durable import make_dirs
 
 SEGMENT_SUFFIX = ".seg"
 
@@ -72,10 +73,11 @@ class HubLayout:
         return cls.of(root, **places).checked()
 
     def made(self) -> HubLayout:
+        # Durably (each new entry's parent fsync'd): a hub directory a power cut drops takes the ledger with it.
         for directory in (self.root, self.uploads, self.quarantine, self.datasets):
-            directory.mkdir(parents=True, exist_ok=True)
+            make_dirs(directory)
         if not self.remote_warehouse:
-            self.tables.mkdir(parents=True, exist_ok=True)
+            make_dirs(self.tables)
         return self
 
     def checked(self) -> HubLayout:

@@ -50,12 +50,16 @@ from deltalake.exceptions import TableNotFoundError
 
 from sync_protocol import LocalProtocolError, RemoteProtocolError, table_values
 from sync_protocol.identifiers import SegmentId, TableName
+from sync_protocol.limits import MAX_SEGMENT_DECODED_BYTES
 from sync_protocol.merge_states import MergeState
+from sync_protocol.units import format_size
 
+from . import delta_durable
 from . import schema as schemas
 from .faults import CrashHook, no_crash
 from .layout import HubLayout
 from .ledger import CommittedSegment, MergeBatch, SegmentLedger
+from .segment_size import decoded_bytes
 from .staging import StagingArea
 from .upload_storage import SharedLocks
 
@@ -262,7 +266,9 @@ class Merger:
     def _read(self, segment: CommittedSegment) -> tuple[ReadSegment | None, str | None]:
         """The segment's rows in storage types (``sync_protocol.table_values``), or why it cannot be merged."""
         path = self._staging.path(segment.segment)
-        try:
+        try:  # the commit checked the decoded size; this is for files committed before it did, or restored
+            if decoded_bytes(path, stop_above=MAX_SEGMENT_DECODED_BYTES) > MAX_SEGMENT_DECODED_BYTES:
+                return None, f"its rows take more than {format_size(MAX_SEGMENT_DECODED_BYTES)} once decoded"
             data = pq.read_table(path)
         except FileNotFoundError:
             return None, f"segment file {path.name} is missing from {path.parent}"
@@ -382,6 +388,7 @@ class Merger:
             raise
         self._crash("after-delta-commit")
         version = self._table(table).version()
+        self._make_durable(table, -1 if delta is None else delta.version() + 1, version)
         self._ledger.finish_batch(planned.batch_id, version, self._clock())
         self._last_commit_at[str(table)] = time.monotonic()
         for item in accepted:
@@ -391,6 +398,11 @@ class Merger:
         log.info("merged %d segments (%d rows) into %s at version %s", len(accepted), batch_rows.num_rows,
                  table, version)
         self._maybe_compact(table)
+
+    def _make_durable(self, table: TableName, first: int, last: int) -> None:
+        """fsync Delta versions ``first``..``last`` of a local table (``hub.delta_durable``: delta-rs does not)."""
+        if not self._layout.remote_warehouse:
+            delta_durable.sync_versions(self._layout.tables / str(table), first, last)
 
     def _widen(self, table: TableName, delta: DeltaTable, stored: pa.Schema, planned: pa.Schema) -> None:
         """Give existing columns the wider types ``planned`` has for them, where Delta cannot do so in place
@@ -467,6 +479,9 @@ class Merger:
         applied = delta.transaction_version(MERGER_APP_ID) if delta is not None else None
         if applied is None or applied < batch.batch_id:
             return False
+        # The batch's commit is the table's latest version (nothing is written to a table between its append
+        # and finish_batch), and a crash may have left it in the page cache only.
+        self._make_durable(batch.table, delta.version(), delta.version())
         self._ledger.finish_batch(batch.batch_id, delta.version(), self._clock())
         for segment in batch.segments:
             self._staging.delete(segment.segment)
@@ -485,7 +500,10 @@ class Merger:
         delta = self._table(table)
         if delta is None:
             return
+        before = delta.version()
         delta.optimize.compact(writer_properties=WriterProperties(compression="ZSTD"))
+        delta.update_incremental()
+        self._make_durable(table, before + 1, delta.version())  # before vacuum deletes what it replaced
         delta.vacuum(retention_hours=VACUUM_RETENTION_HOURS, dry_run=False)
         delta.cleanup_metadata()
         log.info("compacted and vacuumed %s (retention %s)", table, timedelta(hours=VACUUM_RETENTION_HOURS))

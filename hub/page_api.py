@@ -18,6 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 from aiohttp import web
 
 from sync_protocol.errors import ErrorCode, encode_error_body
+from sync_protocol.log_hygiene import REPEAT_KIND
 
 from .fleet_assets import CSS, SCRIPT
 from .fleet_page import render_login, render_page, render_parts
@@ -124,7 +125,7 @@ async def login(request: web.Request) -> web.Response:
     page = request.app[PAGE]
     if _from_another_site(request):
         log.warning("refused a fleet page login posted from another origin (%s) via %s",
-                    request.headers.get("Origin", "")[:100], request.remote)
+                    request.headers.get("Origin", "")[:100], request.remote, extra={REPEAT_KIND: "login cross-site"})
         return _html(render_login("This login form was sent from another web site; open the hub's own page "
                                   "and log in there."), 403)
     try:
@@ -136,11 +137,13 @@ async def login(request: web.Request) -> web.Response:
     token = (parse_qs(body.decode("utf-8", errors="replace")).get("token") or [""])[0].strip()
     principal = await page.run_in_thread(page.authenticate, token) if token else None
     if principal is None:
-        log.warning("rejected fleet page login from %s: unknown, revoked or mistyped token", request.remote)
+        log.warning("rejected fleet page login from %s: unknown, revoked or mistyped token", request.remote,
+                    extra={REPEAT_KIND: "login bad token"})
         return _html(render_login("That token is not valid (unknown, revoked or mistyped). Operator tokens start "
                                   "with hbo_; `harbour hub add-operator NAME --rotate` issues a new one."), 401)
     if principal.role is not Role.OPERATOR:
-        log.warning("rejected fleet page login from %s: a site token (%s)", request.remote, principal.name)
+        log.warning("rejected fleet page login from %s: a site token (%s)", request.remote, principal.name,
+                    extra={REPEAT_KIND: "login site token"})
         return _html(render_login("That is a ship's (site) token; the fleet page needs an operator token "
                                   "(`harbour hub add-operator NAME --data DIR`)."), 403)
     response = _see_root()

@@ -26,6 +26,8 @@ from pathlib import Path
 
 from aiohttp import web
 
+from hub.http_shell.slow_clients import GuardedRunner
+
 from . import metrics as prometheus
 from . import warehouse
 from .datasets import DatasetStore
@@ -148,7 +150,7 @@ async def _serve(layout, database, shared_locks, executor, host, port, tls, cloc
     page = PageContext(authenticate=registry.authenticate, operator_holds=registry.operator_holds, fleet=fleet,
                        history=history.series, sessions=SessionStore(database, clock), clock=clock,
                        run_in_thread=run_in_thread)
-    runner = web.AppRunner(build_app(context, page), access_log=None, handler_cancellation=False)
+    runner = GuardedRunner(build_app(context, page), access_log=None, handler_cancellation=False)
     await runner.setup()
     site = web.TCPSite(runner, host, port, ssl_context=tls)
     await site.start()

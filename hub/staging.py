@@ -19,29 +19,27 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from sync_protocol.identifiers import SegmentId
+from sync_protocol.limits import MAX_SEGMENT_DECODED_BYTES, MAX_SEGMENT_ROWS
 from sync_protocol.segment_contents import SegmentContents
 
+from .durable import fsync_dir
 from .layout import HubLayout
+from .segment_size import decoded_bytes
 
 HASH_BLOCK_BYTES = 1024 * 1024
 """Read size when hashing a whole segment: large enough that hashlib (which releases the GIL for big
 buffers) dominates, small enough to keep memory flat however big the segment is."""
 
 
-def fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def parquet_contents(source: Path | pa.NativeFile) -> SegmentContents:
-    """Row count and schema from a Parquet footer: a few KiB read from the end of the file, however large it
-    is (what ``pyarrow.parquet.read_metadata`` / ``read_schema`` read)."""
+    """Row count and schema from a Parquet footer (a few KiB read from the end of the file, however large it is),
+    and the decoded size from the footer and the string columns' dictionaries (``hub.segment_size``)."""
     try:
         with pq.ParquetFile(source) as parquet:
-            return SegmentContents.of(parquet.metadata.num_rows, parquet.schema_arrow)
+            rows, schema = parquet.metadata.num_rows, parquet.schema_arrow
+        if rows > MAX_SEGMENT_ROWS:  # refused whatever its size: no need to read its dictionaries
+            return SegmentContents.of(rows, schema)
+        return SegmentContents.of(rows, schema, decoded_bytes(source, stop_above=MAX_SEGMENT_DECODED_BYTES))
     except (pa.ArrowException, ValueError, OSError) as error:
         return SegmentContents.not_parquet(str(error))
 

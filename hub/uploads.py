@@ -55,6 +55,7 @@ from sync_protocol.receiver import (
 from sync_protocol.segment_contents import SegmentContents
 from sync_protocol.tus import Checksum, TailClaim
 
+from .durable import is_disk_full
 from .faults import CrashHook, no_crash
 from .upload_storage import ChunkHandle, SharedLocks, UploadLedger, UploadStaging
 
@@ -82,6 +83,14 @@ SHARED_LOCK_POLL_SECONDS = (0.01, 0.25)
 """First and longest pause between tries for a held upload lock (PostgreSQL advisory locks are tried, not
 waited for: a waiting request must not hold a database connection)."""
 
+
+def disk_full(segment: SegmentId, error: BaseException) -> RemoteProtocolError:
+    """507 for a chunk the hub's disk could not hold: the edge keeps the segment and retries later; what was
+    answered before stays durable (the receiver is reloaded from the ledger)."""
+    return RemoteProtocolError(
+        f"the hub's disk is full: {getattr(error, 'strerror', None) or error}", code=ErrorCode.DISK_FULL,
+        op="storing the upload", subject=str(segment),
+        hint="nothing of this request was kept; retry later (the hub's operator frees space)")
 
 class BodyReader(Protocol):
     """A PATCH body: ``read`` returns up to ``n`` bytes, b"" at its end or when the link dropped (what
@@ -165,8 +174,10 @@ class UploadService:
                 return await step(receiver)
             except RemoteProtocolError:
                 raise
-            except BaseException:
-                self._receivers.pop(segment, None)
+            except BaseException as error:
+                self._receivers.pop(segment, None)  # its state may be ahead of the ledger: reload it next time
+                if is_disk_full(error):
+                    raise disk_full(segment, error) from error
                 raise
             finally:
                 if receiver.settled or self._shared_locks is not None:

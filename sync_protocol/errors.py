@@ -68,6 +68,9 @@ class ErrorCode(enum.Enum):
     BODY_TIMEOUT = ErrorSpec(
         408, PeerAction.RETRY, "the request body stopped arriving, or came too slowly; nothing was stored"
     )
+    HEADER_TIMEOUT = ErrorSpec(
+        408, PeerAction.RETRY, "the request's headers did not arrive in time; the connection was closed"
+    )
     PRECONDITION_FAILED = ErrorSpec(412, PeerAction.FIX_REQUEST, "Tus-Resumable is missing or unsupported")
     TOO_LARGE = ErrorSpec(413, PeerAction.PARK, "the segment or request body is larger than the hub allows")
     UNSUPPORTED_MEDIA_TYPE = ErrorSpec(415, PeerAction.FIX_REQUEST, "the Content-Type is not accepted here")
@@ -82,6 +85,9 @@ class ErrorCode(enum.Enum):
     )
     RATE_LIMITED = ErrorSpec(429, PeerAction.RETRY, "too many requests; honour Retry-After")
     CHECKSUM_MISMATCH = ErrorSpec(460, PeerAction.RESEND_CHUNK, "the chunk does not match its Upload-Checksum")
+    METADATA_DAMAGED = ErrorSpec(
+        460, PeerAction.RETRY, "Upload-Metadata does not match its manifest-sha256 (damaged in transit); nothing kept"
+    )
     SEGMENT_DIGEST_MISMATCH = ErrorSpec(
         460, PeerAction.RESTART_UPLOAD, "the whole segment does not match the manifest's sha256"
     )
@@ -197,6 +203,7 @@ STATUS_ACTIONS = {
     410: PeerAction.RESTART_UPLOAD,
     409: PeerAction.RESYNC,  # tus: offset mismatch
     460: PeerAction.RESEND_CHUNK,  # tus checksum extension: the chunk did not match
+    408: PeerAction.RETRY,  # the request's head or body came too slowly (a proxy's, or an older hub's, code-less)
     423: PeerAction.RETRY,  # locked: another request holds the upload
     429: PeerAction.RETRY,
 }

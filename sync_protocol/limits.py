@@ -73,6 +73,13 @@ MAX_SEGMENT_ROWS = 16 * 1024 * 1024
 single write with more; the hub refuses (413) a segment whose Parquet footer says more, before it is committed.
 The merger reads a segment whole: a 74 KB file of 20 million constant rows took 2.2 GB of the hub's memory."""
 
+MAX_SEGMENT_DECODED_BYTES = 1024**3
+"""Most bytes one segment's rows may take once decoded (Arrow), as the hub works it out from the Parquet footer and
+the dictionaries before committing (``hub.segment_size``). The merger reads a segment whole and works on a few
+copies of it; Parquet bounds none of that: a 220 KB file held 2 GB of one repeated string. The edge seals a log at
+64 MiB of Arrow (``edge_node.config.DEFAULT_SEAL_BYTES``), so its segments decode to about that plus one write;
+1 GiB leaves sixteen times that, and is four merge batches' worth (``hub.merger.MAX_BATCH_ROWS``)."""
+
 MAX_OPEN_UPLOADS_PER_SITE = 256
 """Unfinished, unexpired uploads one site may hold at the hub. An edge sends at most 64 at once
 (``edge_node.config.DEFAULT_MAX_IN_FLIGHT``) and resumes each by its key, so 256 leaves room for parked segments;

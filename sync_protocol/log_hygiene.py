@@ -66,9 +66,21 @@ class _Kind:
     suppressed: int = 0
 
 
+REPEAT_KIND = "repeat_kind"
+"""A record's attribute (``log.warning(..., extra={REPEAT_KIND: kind})``) that puts it under the same limit as a
+malformed request: at most one line per kind and interval. The hub logs every refused request this way, with the
+status, code and claimed site as its kind: a ship retrying a refused upload, or a hostile client, is one line a
+minute with a count, not one line per request."""
+
+MAX_KINDS_REMEMBERED = 10_000
+"""Kinds of record remembered at once; past it, those not logged within the interval are forgotten, so a client
+that invents a new kind per request cannot grow the filter's memory without bound."""
+
+
 class MalformedRequestFilter(logging.Filter):
-    """aiohttp's "Error handling request" records for requests it could not parse (a 4xx it answered itself):
-    one WARNING line without traceback, per kind of error, at most once per ``interval``."""
+    """aiohttp's "Error handling request" records for requests it could not parse (a 4xx it answered itself),
+    and records that name a ``REPEAT_KIND``: one WARNING line without traceback, per kind, at most once per
+    ``interval``."""
 
     def __init__(self, clock: Callable[[], float], interval: float = MALFORMED_LOG_INTERVAL_SECONDS) -> None:
         super().__init__()
@@ -77,28 +89,46 @@ class MalformedRequestFilter(logging.Filter):
         self._kinds: dict[str, _Kind] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
-        status, reason = _client_error(record)
-        if status is None:
+        repeat_kind = getattr(record, REPEAT_KIND, None)
+        status, reason = _client_error(record) if repeat_kind is None else (None, "")
+        if status is None and repeat_kind is None:
             return True
-        kind = f"{status} {reason}"
+        kind = f"{status} {_kind_of(reason)}" if repeat_kind is None else str(repeat_kind)
         now, seen = self._clock(), self._kinds.get(kind)
         if seen is not None and now - seen.last_logged < self._interval:
             seen.suppressed += 1
             return False
         more = f"; {seen.suppressed} more like it in the last {now - seen.last_logged:.0f} s" if seen else ""
+        if len(self._kinds) >= MAX_KINDS_REMEMBERED:
+            self._kinds = {k: v for k, v in self._kinds.items() if now - v.last_logged < self._interval}
         self._kinds[kind] = _Kind(now)
+        if repeat_kind is not None:
+            record.msg, record.args = f"{record.getMessage()}{more}", None
+            return True
         record.levelno, record.levelname = logging.WARNING, "WARNING"
         record.msg = f"{record.getMessage()}: malformed request answered {status} ({reason}){more}"
         record.args, record.exc_info, record.exc_text = None, None, None
         return True
 
 
+_QUOTED = re.compile(r"""\s*:?\s*(?:b?'|b?"|\().*$""", re.DOTALL)
+
+
+def _kind_of(reason: str) -> str:
+    """A parser complaint without the bytes it quotes (``Got more than 8190 bytes when reading: b'vvv...'``), so
+    that one kind of damage stays one kind whatever the request held."""
+    return _QUOTED.sub("", reason)[:80]
+
+
 def _client_error(record: logging.LogRecord) -> tuple[int | None, str]:
     """(status, first line of the parser's message) when ``record`` is aiohttp's log of a request it could not
-    parse, else (None, ""). Duck-typed on ``HttpProcessingError`` (``code``, ``message``) to stay free of aiohttp."""
+    parse, or of a body it could not read (the parser's error is then the cause), else (None, ""). Duck-typed on
+    ``HttpProcessingError`` (``code``, ``message``) to stay free of aiohttp."""
     if not record.name.startswith("aiohttp") or not record.exc_info or record.exc_info[1] is None:
         return None, ""
     error = record.exc_info[1]
+    if getattr(error, "code", None) is None and error.__cause__ is not None:
+        error = error.__cause__
     status, message = getattr(error, "code", None), getattr(error, "message", None)
     if not isinstance(status, int) or not 400 <= status < 500 or not isinstance(message, str):
         return None, ""

@@ -9,6 +9,13 @@ On the wire it is the ``Upload-Metadata`` header of tus creation: comma-separate
 pairs with base64 values. Decoding is strict: an unknown key, a missing key, a repeated key or a
 bad value is a ``RemoteProtocolError`` that names it, never a silently ignored field, because a
 field we ignore today is a field whose meaning a newer peer relies on.
+
+Headers have no checksum of their own (tus's ``Upload-Checksum`` covers bodies only), and on a plain-HTTP
+link a flipped bit in ``prev-sha256`` still decodes as a valid digest: a hub that committed it would hold
+a chain link the ship can never match, and park every earlier segment of the table (seen in the smoke
+voyage's corruption fault). So the edge adds ``manifest-sha256``, the sha256 of the other fields; a
+manifest that does not match it is refused as damaged in transit (``460 metadata-damaged``, retried). It is
+optional on the wire, so that hand-made tus uploads (any tus client) still work.
 """
 
 from __future__ import annotations
@@ -37,6 +44,9 @@ MANIFEST_VERSION = "1"
 
 HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
 METADATA_KEY = re.compile(r"[a-z][a-z0-9-]{0,31}")
+
+INTEGRITY_KEY = "manifest-sha256"
+"""The optional field carrying ``manifest_digest`` of all the others (see the module's docstring)."""
 
 # The wire name of every manifest field, in the order they are encoded.
 FIELD_KEYS = (
@@ -140,7 +150,8 @@ class Manifest:
         }
 
     def to_upload_metadata(self) -> str:
-        return encode_upload_metadata(self.fields())
+        fields = self.fields()
+        return encode_upload_metadata({**fields, INTEGRITY_KEY: manifest_digest(fields)})
 
     @classmethod
     def from_fields(cls, fields: Mapping[str, str]) -> Manifest:
@@ -169,7 +180,21 @@ class Manifest:
 
     @classmethod
     def from_upload_metadata(cls, header: str) -> Manifest:
-        return cls.from_fields(decode_upload_metadata(header))
+        fields = decode_upload_metadata(header)
+        claimed = fields.pop(INTEGRITY_KEY, None)
+        manifest = cls.from_fields(fields)  # a malformed field is named first, whatever else is wrong
+        if claimed is not None and claimed != manifest_digest(fields):
+            raise RemoteProtocolError(
+                f"Upload-Metadata does not match its {INTEGRITY_KEY}: it was damaged on the way",
+                code=ErrorCode.METADATA_DAMAGED, op="reading the segment manifest", subject=INTEGRITY_KEY,
+                hint="send the creation again",
+            )
+        return manifest
+
+
+def manifest_digest(fields: Mapping[str, str]) -> str:
+    """sha256 over ``key=value`` lines in key order: the same text whatever order the pairs travelled in."""
+    return sha256_hex("".join(f"{key}={fields[key]}\n" for key in sorted(fields)).encode())
 
 
 def _decimal(key: str, text: str) -> int:

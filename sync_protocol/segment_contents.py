@@ -23,8 +23,9 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from .errors import ErrorCode, RemoteProtocolError
-from .limits import MAX_COLUMNS, MAX_SEGMENT_ROWS
+from .limits import MAX_COLUMNS, MAX_SEGMENT_DECODED_BYTES, MAX_SEGMENT_ROWS
 from .manifest import Manifest, schema_fingerprint
+from .units import format_size
 
 SCHEMA_TEXT_IN_MESSAGES = 300
 """How much of a file's schema an error message quotes: enough for the columns an operator would compare,
@@ -52,11 +53,12 @@ class SegmentContents:
     schema_text: str = ""  # the canonical text fingerprinted, quoted in a refusal
     unreadable: str = ""  # the reader's complaint when the file is not Parquet (or a damaged one)
     columns: int = 0  # top-level columns, the lineage column _site among them if the file has one
+    decoded_bytes: int = 0  # what its rows take once decoded (hub.segment_size), or past the limit when it was
 
     @classmethod
-    def of(cls, row_count: int, schema: pa.Schema) -> SegmentContents:
+    def of(cls, row_count: int, schema: pa.Schema, decoded_bytes: int = 0) -> SegmentContents:
         text = canonical_schema_text(schema)
-        return cls(row_count, schema_fingerprint(text), text, columns=len(schema))
+        return cls(row_count, schema_fingerprint(text), text, columns=len(schema), decoded_bytes=decoded_bytes)
 
     @classmethod
     def not_parquet(cls, complaint: str) -> SegmentContents:
@@ -78,6 +80,12 @@ def contents_problem(manifest: Manifest, contents: SegmentContents) -> RemotePro
             f"{MAX_SEGMENT_ROWS} rows and {MAX_COLUMNS} columns (plus _site) per segment",
             code=ErrorCode.TOO_LARGE, op="checking the segment file", subject=str(manifest.segment),
             hint="seal smaller segments (Harbour's edge seals at those limits) or split the table")
+    if contents.decoded_bytes > MAX_SEGMENT_DECODED_BYTES:
+        return RemoteProtocolError(
+            f"the segment's rows take more than {format_size(MAX_SEGMENT_DECODED_BYTES)} once decoded "
+            f"({format_size(contents.decoded_bytes)} counted from its footer and dictionaries); the hub merges at "
+            f"most that per segment", code=ErrorCode.TOO_LARGE, op="checking the segment file",
+            subject=str(manifest.segment), hint="seal smaller segments (the edge's --seal-size)")
     if contents.row_count != manifest.row_count:
         return _refusal(manifest, f"the manifest says {manifest.row_count} rows, the file holds {contents.row_count}")
     if contents.schema_fingerprint != manifest.schema_fingerprint:

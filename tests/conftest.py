@@ -99,3 +99,72 @@ def balancer():
     yield start
     for each in started:
         each.stop()
+
+
+SLOW_HEAD = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Padding: " + b"a" * 200 + b"\r\n\r\n"
+"""The head a slow client sends one byte at a time: longer than the patience of any server deadline tested."""
+
+
+@pytest.fixture(scope="session")
+def slow_clients():
+    """``slow_clients.attack(port, probe, sockets=300, seconds=25)``: open ``sockets`` connections to 127.0.0.1:
+    ``port`` that each send one byte of a request head a second (a slowloris), and call ``probe()`` (a healthy
+    client's requests, blocking) over and over meanwhile. Returns when every slow connection was closed by the
+    server or ``seconds`` passed: ``closed_after`` (seconds from opening to the server's close, per socket; None
+    if still open), ``answers`` (what each got before the close) and ``probe_seconds`` (each probe's duration)."""
+    import asyncio
+    import time
+
+    async def one(port: int, give_up: float) -> tuple[float | None, bytes]:
+        opened = time.monotonic()
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        answer = b""
+        try:
+            for byte in SLOW_HEAD:
+                writer.write(bytes([byte]))
+                try:
+                    answer += await asyncio.wait_for(reader.read(4096), 1.0)
+                except TimeoutError:
+                    if time.monotonic() > give_up:
+                        return None, answer
+                    continue
+                except ConnectionError:
+                    return time.monotonic() - opened, answer
+                while chunk := await reader.read(4096):  # the server answered: read to its close
+                    answer += chunk
+                return time.monotonic() - opened, answer
+            return None, answer
+        finally:
+            writer.close()
+
+    async def run(port: int, probe, sockets: int, seconds: float):
+        give_up = time.monotonic() + seconds
+        slow = [asyncio.create_task(one(port, give_up)) for _ in range(sockets)]
+        probe_seconds: list[float] = []
+        while not all(task.done() for task in slow) and time.monotonic() < give_up + 2:
+            started = time.monotonic()
+            await asyncio.to_thread(probe)
+            probe_seconds.append(time.monotonic() - started)
+            await asyncio.sleep(0.2)
+        results = await asyncio.gather(*slow)
+        return SimpleNamespace(closed_after=[r[0] for r in results], answers=[r[1] for r in results],
+                               probe_seconds=probe_seconds)
+
+    def attack(port: int, probe, sockets: int = 300, seconds: float = 25.0) -> SimpleNamespace:
+        return asyncio.run(run(port, probe, sockets, seconds))
+
+    return SimpleNamespace(attack=attack)
+
+
+@pytest.fixture
+def powercut(tmp_path):
+    """The power-cut filesystem (``scenarios.powercut``) mounted at ``powercut.path``: put a data directory
+    under it, SIGKILL its process, ``powercut.cut(prefix, seed, pids)``, restart. Skips, saying why, only where
+    FUSE cannot work at all (no /dev/fuse, no fuse3 package)."""
+    from scenarios.powercut import PowerCutMount, unavailable
+
+    reason = unavailable()
+    if reason:
+        pytest.skip(f"the power-loss harness needs FUSE: {reason}")
+    with PowerCutMount(tmp_path / "powercut") as mount:
+        yield mount

@@ -1,8 +1,9 @@
 #!/bin/sh
 # Installs the servers that the hub cluster's tests and benchmarks start (scenarios/services.py): Debian's
 # HAProxy (the load balancer in front of the hubs) and Debian's PostgreSQL 15 server binaries (the hubs'
-# shared ledger), from the distribution's packages. Idempotent, and installs only what is missing: does
-# nothing when /usr/sbin/haproxy and /usr/lib/postgresql/15/bin/postgres are already there. It starts no
+# shared ledger), and fuse3 (fusermount3 and libfuse3, for the power-loss harness: scenarios/powercut_fs.py),
+# from the distribution's packages. Idempotent, and installs only what is missing: does nothing when
+# /usr/sbin/haproxy, /usr/lib/postgresql/15/bin/postgres and /usr/bin/fusermount3 are already there. It starts no
 # server: the tests start throwaway ones of their own on loopback. CI runs it as root on a fresh Debian
 # machine; on a developer machine without root it uses sudo if there is one (tests/apt_install.sh).
 set -eu
@@ -10,6 +11,7 @@ set -eu
 MISSING=""
 [ -x /usr/sbin/haproxy ] || MISSING="$MISSING haproxy"
 [ -x /usr/lib/postgresql/15/bin/postgres ] || MISSING="$MISSING postgresql-15"
+[ -x /usr/bin/fusermount3 ] || MISSING="$MISSING fuse3"
 
 if [ -z "$MISSING" ]; then
     exit 0

@@ -110,3 +110,17 @@ def test_the_walk_sees_every_kind_of_import(tmp_path: Path) -> None:
     path = tmp_path / "a.py"
     path.write_text(source)
     assert _imported_modules(path, "p.a", {"p.a", "p.b", "p.c", "p.d"}) == {"p.b", "p.c", "p.d"}
+
+
+def test_the_edge_uses_nothing_of_the_hub_but_its_http_shell():
+    """The shared HTTP shell sits in ``hub/http_shell`` (the top-level layout is fixed); it must stay free of
+    the rest of the hub, and the edge may import that sub-package only."""
+    shell = import_graph("hub")
+    assert not {m for module, targets in shell.items() if module.startswith("hub.http_shell")
+                for m in targets if not m.startswith("hub.http_shell")}
+    for path in (ROOT / "edge_node").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            for name in names:
+                assert name.split(".")[0] != "hub" or name.startswith("hub.http_shell"), (path, name)

@@ -37,6 +37,17 @@ async def test_widened_column_reads_across_segments(node):
     assert result == [{"v": 1, "w": None}, {"v": 2**40, "w": "new"}]
 
 
+async def test_a_table_named_like_an_sql_keyword_does_not_break_every_query(node):
+    """Found by fuzzing: one write to a table named ``null`` made every local query a syntax error."""
+    await node.write(TableName("null"), pa.table({"v": [1]}))
+    node.roll_all()
+    node.seal_and_collect()
+    await node.write(TableName("order"), pa.table({"v": [2]}))
+    await node.write(TableName("t"), pa.table({"v": [3]}))
+    assert run_query(node.data_dir, 'SELECT (SELECT v FROM "null") + (SELECT v FROM "order") + v AS s FROM t') \
+        .to_pylist() == [{"s": 6}]
+
+
 async def test_counts_stay_exact_while_sealing_runs(node):
     """Queries race the sealer thread; each must see every row exactly once."""
     for i in range(30):

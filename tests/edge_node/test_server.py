@@ -237,6 +237,46 @@ def test_metrics_show_the_backlog_by_table_and_the_refused_writes(tmp_path, star
     assert not any(name.startswith("harbour_edge_link") for name, _ in got)  # no --hub: no link to describe
 
 
+@pytest.mark.guarantee("G7")
+def test_300_slow_clients_are_cut_at_the_header_deadline_while_writes_go_on(tmp_path, start_edge, http,
+                                                                           slow_clients):
+    """300 connections sending one header byte a second were held 90 s and starved healthy writers (issue 16)."""
+    from hub.http_shell.slow_clients import HEADER_TIMEOUT_SECONDS
+
+    process = start_edge(tmp_path / "ship")
+    port = urlsplit(process.url).port
+    writes = []
+
+    def healthy_client() -> None:
+        assert http.get(process.url, "/healthz")[0] == 200
+        assert http.post(process.url, "events", encode_arrow_stream(GOOD), timeout=5)[0] == 200
+        writes.append(GOOD.num_rows)
+
+    result = slow_clients.attack(port, healthy_client, sockets=300, seconds=HEADER_TIMEOUT_SECONDS + 10)
+    print(f"healthy: {len(result.probe_seconds)} probes, max {max(result.probe_seconds):.3f} s; slow closed after "
+          f"{min(result.closed_after):.1f}-{max(result.closed_after):.1f} s")
+    assert all(after is not None and after < HEADER_TIMEOUT_SECONDS + 3 for after in result.closed_after), \
+        sorted(result.closed_after, key=lambda a: a or 1e9)[-5:]
+    assert sum(answer.startswith(b"HTTP/1.1 408") and b"header-timeout" in answer for answer in result.answers) \
+        >= 290, result.answers[:3]
+    assert len(result.probe_seconds) >= 10 and max(result.probe_seconds) < 2.0, result.probe_seconds
+    log = process.stderr()
+    assert len(log) < 20_000 and "Traceback" not in log, log[-2000:]
+    assert stored_rows(process) == sum(writes)
+
+
+@pytest.mark.guarantee("G6")
+def test_a_release_token_that_is_not_utf8_is_401_not_500(edge):
+    """Found by fuzzing: a byte of a damaged Harbour-Lock-Token that is not UTF-8 made the release route a 500."""
+    import socket
+
+    port = urlsplit(edge.url).port
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+        connection.sendall(b"POST /v1/parked/release HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                           b"Harbour-Lock-Token: \xc3\x28\xff\r\nContent-Type: application/json\r\n"
+                           b"Content-Length: 13\r\n\r\n{\"all\": true}")
+        answer = connection.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 401 "), answer[:300]
 
 async def test_reference_datasets_are_listed_and_read_as_arrow_or_json_lines(tmp_path, seed_dataset):
     from aiohttp.test_utils import TestClient, TestServer

@@ -127,6 +127,23 @@ def test_torn_header_is_truncated(log, tmp_path):
 
 
 @pytest.mark.guarantee("G1")
+@pytest.mark.parametrize("tail", [bytes(700), wal.encode_record(b"x" * 900, 1, 0)[:10] + bytes(690)],
+                         ids=["zeros", "header-then-zeros"])
+def test_a_tail_a_power_cut_zero_filled_is_torn_not_corrupt(log, tmp_path, caplog, tail):
+    """A filesystem may keep a file's new size and lose its last sectors: zeros, where the record was."""
+    for i in range(2):
+        append(log, "t", pa.table({"v": [i]}))
+    log.close()
+    (path,) = wal.list_logs(tmp_path / "wal" / "t")
+    with open(path, "ab") as file:
+        file.write(tail)
+    recovered = wal.WriteAheadLog(tmp_path / "wal", Clock(), 1 << 20)
+    (scan,) = recovered.recover(lambda t: 0, tmp_path / "quarantine")
+    assert scan.problem == "torn" and rows_in(path) == [0, 1]
+    assert "corrupt" not in caplog.text and not (tmp_path / "quarantine").exists()
+
+
+@pytest.mark.guarantee("G1")
 def test_corrupt_record_keeps_the_prefix_and_quarantines_the_rest(log, tmp_path, caplog):
     for i in range(3):
         append(log, "t", pa.table({"v": [i]}))

@@ -327,3 +327,33 @@ def ledger(database, clock):
     from hub.ledger import SqliteLedger
 
     return SqliteLedger(database, clock)
+
+
+def assert_exactly_once(hub: Hub, table: str, expected_rows: int) -> None:
+    """Every (site, row_id) once, ``expected_rows`` in all, and the ledger's rows-merged agrees."""
+    hub.wait_merged(expected_rows, table)
+    time.sleep(0.5)  # a duplicate merge would land right after the first one
+    got = hub.query(f"SELECT count(*) AS n, count(DISTINCT _site || ':' || row_id) AS d FROM {table}")[0]
+    assert got["n"] == expected_rows == got["d"], got
+    report = json.loads(harbour("hub", "status", "--data", str(hub.data), "--format", "json").stdout)
+    merged = sum(s["tables"].get(table, {}).get("rows_merged", 0) for s in report["sites"])
+    assert merged == got["n"], "the ledger disagrees with the table"
+
+
+REPORT = "/v1/sync/sites/{}/report"
+
+
+def bearer(token: str, **headers) -> dict:
+    return {"Authorization": f"Bearer {token}", **headers}
+
+
+def report_body(downlink: dict | None = None) -> bytes:
+    doc = {"backlog_bytes": 0, "pending_segments": 0, "link": {"state": "good"}, "reported_at": 1_760_000_000.0}
+    if downlink is not None:
+        doc["downlink"] = downlink
+    return json.dumps(doc).encode()
+
+
+def report(hub, site: str, token: str, downlink: dict | None = None):
+    return hub.request("PUT", REPORT.format(site), bearer(token, **{"Content-Type": "application/json"}),
+                       report_body(downlink))

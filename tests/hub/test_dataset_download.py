@@ -24,9 +24,7 @@ from hub.datasets import DatasetVersion
 from sync_protocol.downlink import DATASET_VERSION_PATH, DesiredState
 from sync_protocol.errors import ErrorCode, RemoteProtocolError
 
-from .conftest import harbour
-
-REPORT = "/v1/sync/sites/{}/report"
+from .conftest import REPORT, bearer, harbour, report, report_body
 
 
 @pytest.mark.parametrize("header, size, span", [
@@ -106,22 +104,6 @@ def test_any_range_header_is_a_span_inside_the_file_or_a_416(header, size):
 
 
 # -- through a real hub ------------------------------------------------------------------------------------
-
-
-def bearer(token: str, **headers) -> dict:
-    return {"Authorization": f"Bearer {token}", **headers}
-
-
-def report_body(downlink: dict | None = None) -> bytes:
-    doc = {"backlog_bytes": 0, "pending_segments": 0, "link": {"state": "good"}, "reported_at": 1_760_000_000.0}
-    if downlink is not None:
-        doc["downlink"] = downlink
-    return json.dumps(doc).encode()
-
-
-def report(hub, site: str, token: str, downlink: dict | None = None):
-    return hub.request("PUT", REPORT.format(site), bearer(token, **{"Content-Type": "application/json"}),
-                       report_body(downlink))
 
 
 def publish(hub, name: str, path, *extra: str) -> int:

@@ -14,8 +14,7 @@ from hub.fleet_view import fleet_view
 from hub.managed_settings import ShipSettings
 from sync_protocol.downlink import DatasetOffer, DesiredState, ReportedDownlink
 
-from .conftest import harbour
-from .test_dataset_download import report
+from .conftest import harbour, report
 
 OFFER = DatasetOffer("offers", 3, "a" * 64, 10)
 

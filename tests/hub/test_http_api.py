@@ -618,3 +618,31 @@ def test_a_tiny_file_of_millions_of_rows_is_refused_before_its_commit(shared_hub
     assert refused.status == 413 and refused.json()["code"] == "too-large", refused.body
     assert shared_hub.head(token, flood.key).status == 404  # dropped, not committed
     assert shared_hub.upload(token, make_segment(name, "telemetry", 1, rows_table(0, 5))).committed
+
+
+STRING_BOMB = pa.table({"text": pa.repeat(pa.scalar("x" * 1000), 2_000_000)})  # 2 GB of one string, 220 KB stored
+
+
+@pytest.mark.guarantee("G7")
+def test_a_small_file_that_decodes_to_gigabytes_is_refused_before_its_commit(shared_hub, site):
+    """Issue 16: under the row cap, a few hundred KB of Parquet can still decode to gigabytes (one string repeated,
+    many wide columns). The hub counts the decoded size from the footer and the dictionaries, answers 413, and
+    its memory does not grow by what the file would have decoded to."""
+    import psutil
+
+    name, token = site
+    hub_process = psutil.Process(shared_hub.process.pid)
+    wide = pa.table({f"c{i}": pa.repeat(pa.scalar(i, pa.int64()), 1_000_000) for i in range(140)})  # 1.1 GB
+    for table, rows in (("text", STRING_BOMB), ("wide", wide)):
+        bomb = make_segment(name, table, 1, rows)
+        assert len(bomb.data) < 1024 * 1024 < rows.nbytes // 1000
+        before = hub_process.memory_info().rss
+        assert shared_hub.create(token, bomb).status == 201
+        refused = shared_hub.patch(token, bomb.key, 0, bomb.data)
+        assert refused.status == 413 and refused.json()["code"] == "too-large", refused.body
+        assert "once decoded" in refused.json()["error"]
+        grew = hub_process.memory_info().rss - before
+        print(f"{table}: {len(bomb.data)} bytes stored, {rows.nbytes} decoded; 413; hub RSS grew {grew} bytes")
+        assert grew < 200 * 1024 * 1024
+        assert shared_hub.head(token, bomb.key).status == 404  # dropped, not committed
+    assert shared_hub.upload(token, make_segment(name, "telemetry", 1, rows_table(0, 5))).committed

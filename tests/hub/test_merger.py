@@ -231,6 +231,16 @@ def test_a_refusal_of_the_table_not_the_rows_is_retried_never_quarantined(layout
     assert query(layout, "SELECT count(*) FROM zulu") == [(2,)]
 
 
+@pytest.mark.guarantee("G7")
+def test_a_segment_that_decodes_past_the_limit_is_quarantined_without_being_read(ledger, staging, merger):
+    """The commit refuses such a segment (413); this is for a file committed before it did, or released later."""
+    bomb = pa.table({"text": pa.repeat(pa.scalar("x" * 1000), 1_200_000)})  # 1.2 GB of one string
+    commit(ledger, staging, make_segment("ship-a", "telemetry", 1, bomb))
+    merger.run_once()
+    [held] = ledger.quarantined()
+    assert "once decoded" in held.reason
+
+
 def test_a_commit_of_many_ships_closes_each_ships_file_at_once(layout, ledger, staging, merger):
     """delta-rs holds a writer (~1.2 MiB) open per partition until the end of a write unless its file reaches the
     target size: a commit of a whole fleet's small segments gets a tiny target, so its memory does not grow with

@@ -8,7 +8,6 @@ row ids) and that the ledger's rows-merged agrees with the table.
 
 from __future__ import annotations
 
-import json
 import socket
 import time
 
@@ -16,20 +15,9 @@ import pytest
 
 from sync_protocol.tus import UPLOADS_PATH
 
-from .conftest import Hub, chain, harbour, make_segment, rows_table
+from .conftest import Hub, assert_exactly_once, chain, harbour, make_segment, rows_table
 
 pytestmark = pytest.mark.integration
-
-
-def assert_exactly_once(hub: Hub, table: str, expected_rows: int) -> None:
-    """Every (site, row_id) once, ``expected_rows`` in all, and the ledger's rows-merged agrees."""
-    hub.wait_merged(expected_rows, table)
-    time.sleep(0.5)  # a duplicate merge would land right after the first one
-    got = hub.query(f"SELECT count(*) AS n, count(DISTINCT _site || ':' || row_id) AS d FROM {table}")[0]
-    assert got["n"] == expected_rows == got["d"], got
-    report = json.loads(harbour("hub", "status", "--data", str(hub.data), "--format", "json").stdout)
-    merged = sum(s["tables"].get(table, {}).get("rows_merged", 0) for s in report["sites"])
-    assert merged == got["n"], "the ledger disagrees with the table"
 
 
 def wait_dead(hub: Hub) -> None:
@@ -131,3 +119,31 @@ def test_sigterm_stops_cleanly(hub_factory):
     hub.stop()
     assert hub.process.returncode == 0
     assert "stopping" in hub.log()
+
+
+@pytest.mark.guarantee("G7")
+def test_300_slow_clients_are_cut_at_the_header_deadline_while_uploads_go_on(hub, slow_clients):
+    """300 connections sending one header byte a second were held 90 s and starved healthy clients (issue 16)."""
+    from hub.http_shell.slow_clients import HEADER_TIMEOUT_SECONDS
+
+    token = hub.add_site("ship-1")
+    segments = iter(chain("ship-1", "telemetry", 200, rows_per=5))
+    uploaded = []
+
+    def healthy_client() -> None:
+        assert hub.request("GET", "/healthz", timeout=5).status == 200
+        segment = next(segments)
+        assert hub.upload(token, segment).committed
+        uploaded.append(segment)
+
+    result = slow_clients.attack(hub.port, healthy_client, sockets=300, seconds=HEADER_TIMEOUT_SECONDS + 10)
+    assert all(after is not None and after < HEADER_TIMEOUT_SECONDS + 3 for after in result.closed_after), \
+        sorted(result.closed_after, key=lambda a: a or 1e9)[-5:]
+    assert sum(answer.startswith(b"HTTP/1.1 408") and b"header-timeout" in answer for answer in result.answers) \
+        >= 290, result.answers[:3]
+    assert len(result.probe_seconds) >= 10 and max(result.probe_seconds) < 2.0, result.probe_seconds
+    print(f"healthy: {len(result.probe_seconds)} probes, max {max(result.probe_seconds):.3f} s; slow closed after "
+          f"{min(result.closed_after):.1f}-{max(result.closed_after):.1f} s")
+    log = hub.log()
+    assert len(log) < 20_000 and "Traceback" not in log, log[-2000:]
+    hub.wait_merged(5 * len(uploaded), "telemetry")

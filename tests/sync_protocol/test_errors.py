@@ -48,3 +48,4 @@ def test_answers_without_a_code_fall_back_on_what_tus_says_the_status_means():
     assert decode_error_body(409, b"garbled").action is PeerAction.RESYNC
     assert decode_error_body(460, b'{"error": "x", "code": "checksum-mismatcX"}').action is PeerAction.RESEND_CHUNK
     assert decode_error_body(401, b"").action is PeerAction.PARK
+    assert decode_error_body(408, b"Request Timeout").action is PeerAction.RETRY  # a proxy's, or an older hub's

@@ -102,3 +102,48 @@ def test_a_server_error_keeps_its_traceback_but_loses_the_token():
     text = logged([("Error handling request", RuntimeError(f"boom with Bearer {TOKEN}"))], lambda: 0.0)
     assert "ERROR aiohttp.server" in text and "Traceback" in text and "RuntimeError" in text
     assert TOKEN not in text
+
+
+def test_the_bytes_a_complaint_quotes_do_not_make_each_request_a_new_kind():
+    """Found by fuzzing: "Got more than 8190 bytes when reading: b'...'" quoted each request's own bytes."""
+    records = [("Error handling request", BadHttpMessage(400, f"Got more than 8190 bytes when reading: b'{c * 50}'."))
+               for c in "abcdefghij"]
+    assert len(logged(records, lambda: 0.0).splitlines()) == 1
+
+
+class PayloadError(Exception):
+    """aiohttp's RequestPayloadError: no code of its own; the parser's error is its cause."""
+
+
+def test_a_body_that_is_not_its_content_encoding_is_one_warning_line_too():
+    def unreadable():
+        try:
+            raise BadHttpMessage(400, "Can not decode content-encoding: gzip")
+        except BadHttpMessage as cause:
+            raise PayloadError("400, message: Can not decode content-encoding: gzip") from cause
+
+    errors = []
+    for _ in range(20):
+        try:
+            unreadable()
+        except PayloadError as error:
+            errors.append(("Unhandled exception", error))
+    text = logged(errors, lambda: 0.0)
+    assert text.strip().splitlines() == ["WARNING aiohttp.server: Unhandled exception: malformed request answered 400 "
+                                         "(Can not decode content-encoding: gzip)"]
+
+
+def test_records_naming_a_repeat_kind_are_logged_once_per_interval_per_kind():
+    now = [0.0]
+    filter_ = MalformedRequestFilter(lambda: now[0])
+
+    def record(kind: str) -> logging.LogRecord:
+        made = logging.LogRecord("harbour.hub.http", logging.WARNING, __file__, 1, "rejected %s", ("x",), None)
+        made.repeat_kind = kind
+        return made
+
+    assert filter_.filter(record("401 ship-1")) and filter_.filter(record("401 ship-2"))
+    assert not any(filter_.filter(record("401 ship-1")) for _ in range(99))
+    now[0] = MALFORMED_LOG_INTERVAL_SECONDS + 1
+    later = record("401 ship-1")
+    assert filter_.filter(later) and later.getMessage() == "rejected x; 99 more like it in the last 61 s"

@@ -196,3 +196,56 @@ async def test_three_ships_one_cut_every_30_to_400_kb_one_offline_through_two_ve
                 cutter.cancel()
             for proxy in proxies.values():
                 await proxy.stop()
+
+
+def page_of(hub, operator: str) -> str:
+    """The fleet page as an operator's browser gets it: log in with the token, then GET / with the cookie."""
+    import http.client
+
+    def call(method: str, path: str, headers: dict, body: bytes | None = None):
+        conn = http.client.HTTPConnection("127.0.0.1", hub.port, timeout=30)
+        try:
+            conn.request(method, path, body=body, headers=headers)
+            answer = conn.getresponse()
+            return answer, answer.read()
+        finally:
+            conn.close()
+
+    login, _ = call("POST", "/login", {"Content-Type": "application/x-www-form-urlencoded"},
+                    f"token={operator}".encode())
+    cookie = login.getheader("set-cookie").split(";")[0]
+    _, body = call("GET", "/", {"Cookie": cookie})
+    return body.decode()
+
+
+async def test_a_priority_pinned_on_board_is_kept_and_shown_while_another_ship_takes_the_hubs(tmp_path):
+    """Issue 17: `hub configure --all --set priority=…`; the ship started with its own --priority keeps it and the
+    hub's views say "pinned locally"; the ship without one runs with the hub's value and is "in sync"."""
+    with Supervisor(tmp_path) as fleet:
+        hub = fleet.hub()
+        await asyncio.to_thread(hub.start)
+        operator = await asyncio.to_thread(hub.add_operator)
+        await asyncio.to_thread(harbour, "hub", "configure", "--all", "--set", "priority=offers=1,telemetry=2",
+                                "--data", str(hub.data))
+        edges = {}
+        for site, own in (("ship-pinned", ("--priority", "telemetry=0")), ("ship-managed", ())):
+            token = await asyncio.to_thread(hub.add_site, site)
+            edges[site] = fleet.edge(site, hub_url=hub.url, token=token, extra=("--report-interval", "0.5s", *own))
+            await asyncio.to_thread(edges[site].start)
+
+        def settings_states() -> dict:
+            answer = urllib.request.Request(hub.url + "/v1/fleet", headers={"Authorization": f"Bearer {operator}"})
+            with urllib.request.urlopen(answer, timeout=30) as fleet_view:
+                sites = json.loads(fleet_view.read())["sites"]
+            return {s["site"]: (s.get("downlink") or s).get("settings", {}).get("state") for s in sites}
+
+        states = await until(lambda: (lambda s: s if all(v and "pending" not in v for v in s.values()) else None)(
+            settings_states()), 60, "both ships reporting the hub's settings revision")
+        assert "pinned locally: priority=telemetry=0" in states["ship-pinned"], states
+        assert states["ship-managed"] == ["in sync"], states
+        pinned = json.loads(get(edges["ship-pinned"].url + "/v1/status")[1])["managed_settings"]
+        managed = json.loads(get(edges["ship-managed"].url + "/v1/status")[1])["managed_settings"]
+        assert pinned["pinned"] == {"priority": "telemetry=0"} and "priority" not in pinned["applied"]
+        assert managed["applied"]["priority"] == "offers=1,telemetry=2" and managed["pinned"] == {}
+        page = await asyncio.to_thread(page_of, hub, operator)
+        assert "pinned locally" in page and "ship-pinned" in page
