@@ -4,8 +4,8 @@
   of the ships' menus (``workloads.MENU``) in ``rows`` SKUs, list and offer price, deterministic for the run's seed
   and the publish's number, so a replayed seed publishes the same bytes.
 * ``publish(...)`` -- writes it as Parquet and runs the real ``harbour hub publish DATASET FILE`` with the hub's
-  places (a cluster's shared ledger and staging), ``--ships`` when the file lists them; then reads the hub's own
-  ``harbour hub datasets --format json`` for the version's sha256, size and commit time.
+  places (a cluster's shared ledger and staging), ``--ships`` when the file lists them, noting when it committed;
+  then reads the hub's own ``harbour hub datasets --format json`` for the version's sha256 and size.
 * ``DownlinkLog`` -- what was published and, from the sampler's ``GET /v1/datasets`` of each edge, the first time
   each ship held each published version (the edge's ``switched_at``) and the link it was on then; ``problems`` is
   what the drain waits for (a ship without the newest version offered to it, byte-exact by sha256), ``summary``
@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .plan import PublishEvent
+from .supervisor import HARBOUR, harbour
 from .workloads import MENU
 
 PRICE_LIST_STREAM = 17
@@ -86,25 +89,42 @@ class Arrival:
     link: str  # the ship's link then: its profile ("port", "at-sea"), "down", ... ; "+ drain" after the voyage
 
 
-Run = Callable[..., str]  # supervisor.harbour
+PUBLISH_TIMEOUT_SECONDS = 120.0
+"""A generated price list of at most 2 M rows converts in seconds; a publish still running after this failed."""
 
 
-def publish(run: Run, hub_options: tuple[str, ...], directory: Path, event: PublishEvent, seed: int,
-            valid_from_ms: int, clock: Callable[[], float]) -> tuple[int, dict[str, Any], float]:
+def publish(hub_options: tuple[str, ...], directory: Path, event: PublishEvent, seed: int, valid_from_ms: int,
+            clock: Callable[[], float]) -> tuple[int, dict[str, Any], float]:
     """Publish the event's price list with the CLI: its version number, the hub's record of that version
-    (``harbour hub datasets --format json``: sha256, size, rows) and ``clock()`` when ``publish`` returned.
+    (``harbour hub datasets --format json``: sha256, size, rows) and ``clock()`` at its commit.
 
-    Arrivals are counted from that moment: the version was committed just before (the hub's own
-    ``published_at`` is to the second only), and no ship can have been offered it earlier."""
+    The commit's time is when ``publish`` prints its summary (``published NAME version N ...``, to stderr, right
+    after the ledger's commit): the hub's own ``published_at`` is to the second only, and the command's exit comes
+    later (a ship in port can hold the version before that)."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{event.dataset}-{event.number + 1}.parquet"
     pq.write_table(price_list(seed, event.number, event.rows, valid_from_ms), path)
     ships = ("--ships", ",".join(event.ships)) if event.ships else ()
-    version = int(run("hub", "publish", event.dataset, str(path), *hub_options, *ships).strip().splitlines()[-1])
-    at = clock()
-    listing = json.loads(run("hub", "datasets", *hub_options, "--format", "json"))
+    command = [*HARBOUR, "hub", "publish", event.dataset, str(path), *hub_options, *ships]
+    committed, stderr = None, []
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as process:
+        timer = threading.Timer(PUBLISH_TIMEOUT_SECONDS, process.kill)
+        timer.start()
+        try:
+            assert process.stderr is not None and process.stdout is not None
+            for line in process.stderr:
+                stderr.append(line)
+                if committed is None and line.startswith(f"published {event.dataset} version "):
+                    committed = clock()
+            out = process.stdout.read()
+        finally:
+            timer.cancel()
+    if process.returncode != 0 or committed is None:
+        raise RuntimeError(f"harbour hub publish exited {process.returncode}: {''.join(stderr)[-2000:]}")
+    version = int(out.strip().splitlines()[-1])
+    listing = json.loads(harbour("hub", "datasets", *hub_options, "--format", "json"))
     dataset = next(d for d in listing["datasets"] if d["name"] == event.dataset)
-    return version, next(v for v in dataset["versions"] if v["version"] == version), at
+    return version, next(v for v in dataset["versions"] if v["version"] == version), committed
 
 
 async def edge_listing(session: aiohttp.ClientSession, url: str) -> list[dict[str, Any]] | None:

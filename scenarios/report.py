@@ -181,10 +181,11 @@ def write_report(result: RunResult, directory: Path) -> dict[str, Any]:
 
 def downlink_markdown(downlink: list[dict[str, Any]]) -> list[str]:
     out = ["", "## Downlink: when each ship got each published version", "",
-           "Real seconds from `harbour hub publish` returning (the version committed) to the ship's switch to it "
-           "(the edge's `switched_at` in `GET /v1/datasets`, whose sha256 matched the hub's); the link is the ship's "
-           "when the version was published and when it arrived (`(drain)`: after the voyage, on the drain profile). "
-           "*skipped*: a newer version arrived first, as it should for a ship that was offline through both.", "",
+           "Real seconds from `harbour hub publish` committing the version (its summary line) to the ship's switch to "
+           "it (the edge's `switched_at` in `GET /v1/datasets`, whose sha256 matched the hub's); the link is the "
+           "ship's when the version was published and when it arrived (`(drain)`: after the voyage, on the drain "
+           "profile). *skipped*: a newer version arrived first, as it should for a ship that was offline through "
+           "both.", "",
            "| dataset | version | published at (sim h) | size | ship | link at publish | arrived after (s) | "
            "link at arrival |", "|---|--:|--:|--:|---|---|--:|---|"]
     for v in downlink:

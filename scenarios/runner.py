@@ -219,7 +219,7 @@ class Fleet:
             self.echo(f"[{self.clock():5.0f}s] head office: {event.describe()}")
             try:
                 version, record, at = await asyncio.to_thread(
-                    publish, harbour, self.hub.options, self.supervisor.workdir / "published", event, self.plan.seed,
+                    publish, self.hub.options, self.supervisor.workdir / "published", event, self.plan.seed,
                     self.sim_ms(event.at), self.clock)
             except Exception as error:  # noqa: BLE001 -- a publish that failed (or timed out) fails the run, named
                 self.downlink.failures.append(f"{event.describe()}: {error}")
