@@ -51,6 +51,10 @@ CAVEATS = [
     "once by hand, not by this suite).",
     "A silent stall is modelled as a connection that stops forwarding with TCP back-pressure (no ACKs); "
     "rsync's --timeout does not fire on it, so the bench kills rsync after a watchdog period.",
+    "The downlink's goodput is timed at the proxy from the first to the last body byte of the download: the edge's "
+    "start-up and the report that tells it of the version (every 30 s by default) come before and are not counted. "
+    "Its bytes per cut count what the proxy forwarded toward the ship; bytes the hub had sent that were still "
+    "queued in the proxy when it cut never crossed the link and are not counted.",
 ]
 
 
