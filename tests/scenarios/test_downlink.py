@@ -7,8 +7,9 @@ import hashlib
 
 import pyarrow as pa
 import pytest
+from aiohttp import ClientSession, web
 
-from scenarios.downlink import NOT_RECEIVED, SUPERSEDED, DownlinkLog, price_list
+from scenarios.downlink import NOT_RECEIVED, SUPERSEDED, DownlinkLog, price_list, served_bytes_problems
 from scenarios.plan import PublishEvent
 
 SHIPS = ("aurora", "borealis", "corona")
@@ -99,3 +100,32 @@ def test_only_the_ships_a_version_is_offered_to_are_listed_for_it(ships):
     log = DownlinkLog(SHIPS)
     published(log, 1, at=1.0, ships=ships)
     assert [s["ship"] for s in log.summary()[0]["ships"]] == list(ships or SHIPS)
+
+
+async def test_the_bytes_an_edge_serves_must_hash_to_what_the_hub_published():
+    """The drain's last check reads each version back from the edge (``GET /v1/datasets/{name}``): a listing can be
+    right while the bytes are not."""
+    served = {"aurora": (b"1", "1"), "borealis": (b"tampered", "1"), "corona": (b"1", "2")}
+
+    async def dataset(request: web.Request) -> web.Response:
+        body, version = served[request.match_info["ship"]]
+        return web.Response(body=body, headers={"Harbour-Dataset-Version": version})
+
+    app = web.Application()
+    app.router.add_get("/{ship}/v1/datasets/offers", dataset)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    log = DownlinkLog(SHIPS)
+    published(log, 1, at=1.0)
+    try:
+        async with ClientSession() as session:
+            problems = await served_bytes_problems(
+                session, {ship: f"http://127.0.0.1:{port}/{ship}" for ship in SHIPS}, log)
+    finally:
+        await runner.cleanup()
+    assert [p.split(":")[0] for p in problems] == ["borealis", "corona"], problems
+    assert f"sha256 {hashlib.sha256(b'tampered').hexdigest()[:16]}... (8 bytes)" in problems[0]
+    assert problems[1].startswith("corona: serves offers v2")
