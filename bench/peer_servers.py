@@ -2,6 +2,7 @@
 
     python bench/peer_servers.py json DIR     # aiohttp: POST /files/NAME, gzip JSON lines body -> DIR/NAME + fsync
     python bench/peer_servers.py flight DIR   # Arrow Flight: do_put stream -> DIR/<n>.arrows (IPC file) + fsync
+    python bench/peer_servers.py static DIR   # aiohttp: GET /files/NAME -> DIR/NAME (the downlink's plain-GET peer)
 
 Each prints ``listening PORT`` on stdout once it accepts connections, and runs until SIGTERM.
 Both persist what they receive and fsync before answering, as the hub does before its ack, so that a
@@ -45,6 +46,31 @@ def serve_json(directory: Path) -> None:
     web.run_app(app, sock=sock, print=None, access_log=None, handle_signals=True)
 
 
+STATIC_HEADER = "X-Bench-File"
+"""Every file the static server sends carries this header, so a meter at the link proxy can tell its body bytes
+from anything else on the connection (as ``Harbour-Dataset-Version`` marks the hub's dataset downloads)."""
+
+
+def serve_static(directory: Path) -> None:
+    """A plain HTTP GET of a file, the way any web server sends it (aiohttp's FileResponse: sendfile)."""
+    from aiohttp import web
+
+    async def send(request: web.Request) -> web.StreamResponse:
+        name = Path(request.match_info["name"]).name
+        return web.FileResponse(directory / name, headers={STATIC_HEADER: name,
+                                                           "Content-Type": "application/octet-stream"})
+
+    sock = _bound_socket()
+
+    async def started(app: web.Application) -> None:
+        print(f"listening {sock.getsockname()[1]}", flush=True)
+
+    app = web.Application()
+    app.router.add_get("/files/{name}", send)
+    app.on_startup.append(started)
+    web.run_app(app, sock=sock, print=None, access_log=None, handle_signals=True)
+
+
 def serve_flight(directory: Path) -> None:
     import pyarrow as pa
     import pyarrow.flight as flight
@@ -83,4 +109,4 @@ def _bound_socket():
 if __name__ == "__main__":
     kind, target = sys.argv[1], Path(sys.argv[2])
     target.mkdir(parents=True, exist_ok=True)
-    {"json": serve_json, "flight": serve_flight}[kind](target)
+    {"json": serve_json, "flight": serve_flight, "static": serve_static}[kind](target)

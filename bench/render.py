@@ -51,6 +51,10 @@ CAVEATS = [
     "once by hand, not by this suite).",
     "A silent stall is modelled as a connection that stops forwarding with TCP back-pressure (no ACKs); "
     "rsync's --timeout does not fire on it, so the bench kills rsync after a watchdog period.",
+    "The downlink's goodput is timed at the proxy from the first to the last body byte of the download: the edge's "
+    "start-up and the report that tells it of the version (every 30 s by default) come before and are not counted. "
+    "Its bytes per cut count what the proxy forwarded toward the ship; bytes the hub had sent that were still "
+    "queued in the proxy when it cut never crossed the link and are not counted.",
 ]
 
 
@@ -205,6 +209,21 @@ def summary(documents: dict) -> list[str]:
             add(f"extra bytes, one {'clean cut' if fault == 'cut' else 'silent stall'} (extra seconds)",
                 f"{fmt(mine['extra_bytes'])} ({fmt(mine['extra_seconds'])} s)",
                 f"rsync --partial {fmt(other['extra_bytes'])} ({fmt(other['extra_seconds'])} s)", "")
+    for figure in documents.get("downlink", {}).get("figures", []):  # ratios near 1: 3 decimals, not 3 digits
+        if figure.get("kind") == "goodput" and figure["method"] == "harbour":
+            plain = _find(documents, "downlink", "goodput", link_mbit=figure["link_mbit"], rtt_ms=figure["rtt_ms"],
+                          method="plain_get")
+            add(f"dataset download goodput fraction, {figure['link_mbit']:g} Mbit/s, {figure['rtt_ms']} ms RTT "
+                f"(goal >= {fmt(figure['goal'])})", f"{figure['goodput_fraction']:.3f}",
+                f"link rate 1.0 (plain HTTP GET {plain['goodput_fraction']:.3f})" if plain else "link rate 1.0",
+                f"{figure['goodput_fraction']:.3f}")
+        elif figure.get("kind") == "cuts":
+            add(f"dataset download, extra bytes per cut ({fmt(figure['cuts'])} cuts; goal <= "
+                f"{fmt(figure['goal_bytes_per_cut'])})", fmt(figure["extra_bytes_per_cut"]), "the same download "
+                "without cuts", "")
+            add(f"dataset download, wire bytes / size, {fmt(figure['size_mb'])} MB after {fmt(figure['cuts'])} cuts "
+                f"(goal <= {fmt(figure['goal_wire_to_size'])})", f"{figure['wire_to_size']:.4f}",
+                f"without cuts {figure['wire_clean_to_size']:.4f}", f"{figure['wire_to_size']:.4f}")
     mine = _find(documents, "loopback", "loopback", method="harbour")
     flight = _find(documents, "loopback", "loopback", method="flight")
     if mine and flight:

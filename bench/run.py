@@ -33,6 +33,7 @@ BENCHMARKS = {
     "light_fleet": "hundreds of light ships speaking tus to one hub process: chunk ack p99, RSS, exactly once",
     "freshness": "edge 200 -> queryable at the hub with the defaults: loopback, and class 0 at 512 kbit/s / 600 ms",
     "fleet_status": "hub progress() and /v1/fleet with 100 vs 100,000 segments per site vs the full recomputation",
+    "downlink": "dataset download goodput at 512 kbit/s / 600 ms and 50 Mbit/s vs the link and a plain GET; cut costs",
 }
 """Name -> what it measures; each is a module ``bench/NAME.py`` with ``run(quick) -> BenchResult``."""
 

@@ -37,10 +37,11 @@ def protocol_demo(seed: int) -> None:
                    "directory, deleted afterwards unless the run fails).")
 def run(file: str, seed: int, report_dir: Path | None, workdir: Path | None) -> None:
     """Replay a fleet voyage from a scenario FILE (a path, or the name of a shipped scenario: demo,
-    cruise-fleet, fleet-soak, stormy, long-haul, cluster) against a real hub (or, with [hub] processes = N, a hub
-    cluster behind HAProxy) and one real edge node per ship, inject its faults, then check that every row an edge
-    acknowledged is at the hub exactly once. Exits 1 if anything was lost, duplicated or unexpected, or the fleet
-    did not drain; 2 if the file is wrong."""
+    cruise-fleet, fleet-soak, stormy, long-haul, cluster, price-change) against a real hub (or, with [hub] processes
+    = N, a hub cluster behind HAProxy) and one real edge node per ship, inject its faults, publish its datasets, then
+    check that every row an edge acknowledged is at the hub exactly once. Exits 1 if anything was lost, duplicated or
+    unexpected, or the fleet did not drain (rows, or the newest version of a dataset published to a ship); 2 if the
+    file is wrong."""
     from .runner import run_scenario
     from .spec import ScenarioError, load
 

@@ -1,7 +1,7 @@
 """The faults a scenario injects, each done to the real processes and sockets from outside.
 
-* ``link-cut`` -- waits until the edge reports an upload in flight, then RSTs every connection: the
-  satellite drops mid-transfer.
+* ``link-cut`` -- waits until the edge reports an upload in flight (``during = "download"``: a dataset download;
+  ``"any"``: either), then RSTs every connection: the satellite drops mid-transfer.
 * ``flapping`` -- the link goes down and up every ``period_seconds``, for ``seconds``: a marginal link at
   the edge of coverage.
 * ``corruption`` -- a forwarded read has one byte flipped with ``probability``, for ``seconds``: a noisy
@@ -106,19 +106,31 @@ async def inject(fleet: Fleet, event: FaultEvent) -> InjectedFault:
 async def link_cut(fleet: Fleet, event: FaultEvent) -> str:
     ship = fleet.ships[event.ship]
     deadline = time.monotonic() + event.seconds
-    in_flight: list = []
+    busy: list[str] = []
     while time.monotonic() < deadline:
-        status = await fleet.edge_status(ship)
-        in_flight = (status or {}).get("sync", {}).get("in_flight") or []
-        if in_flight and ship.link.proxy.open_connections:  # an upload, and bytes on their way
+        busy = transfers_in_flight((await fleet.edge_status(ship)) or {}, event.during)
+        if busy and ship.link.proxy.open_connections:  # a transfer, and bytes on their way
             break
         await asyncio.sleep(0.1)
     cut = ship.link.proxy.cut_all()
-    if in_flight:
-        names = ", ".join(str(item.get("segment", item)) if isinstance(item, dict) else str(item)
-                          for item in in_flight[:3])
-        return f"cut {cut} connection(s) mid-transfer of {names}"
-    return f"cut {cut} connection(s); no upload was in flight within {event.seconds:g} s"
+    if busy:
+        return f"cut {cut} connection(s) mid-transfer of {', '.join(busy[:3])}"
+    what = {"upload": "upload", "download": "download", "any": "transfer"}[event.during]
+    return f"cut {cut} connection(s); no {what} was in flight within {event.seconds:g} s"
+
+
+def transfers_in_flight(status: dict[str, Any], during: str) -> list[str]:
+    """What the edge's ``GET /v1/status`` shows moving: segments being uploaded (``sync.in_flight``), and dataset
+    versions being fetched with part of them on board (``sync.downloads`` with a version to fetch, no reason to wait,
+    and a durable offset past 0: the edge fsyncs every 256 KiB, so a smaller version is never seen mid-way and the
+    cut comes at the end of the wait), as the cut's outcome names them."""
+    sync = status.get("sync") or {}
+    uploads = [str(item.get("segment", item)) if isinstance(item, dict) else str(item)
+               for item in sync.get("in_flight") or []]
+    downloads = [f"{d['name']} v{d['fetching']} ({d['offset']:,} of {d['size']:,} bytes on board)"
+                 for d in sync.get("downloads") or []
+                 if d.get("fetching") and not d.get("waiting") and 0 < (d.get("offset") or 0) < (d.get("size") or 0)]
+    return {"upload": uploads, "download": downloads, "any": uploads + downloads}[during]
 
 
 async def flapping(fleet: Fleet, event: FaultEvent) -> str:

@@ -51,6 +51,7 @@ class FaultEvent:
     probability: float
     hub: int | None = None  # hub-kill of a cluster: which process (0-based; its name is hub1, hub2, ...)
     crash_at: str | None = None  # hub-kill: the restarted hub SIGKILLs itself at this crash point
+    during: str = "upload"  # link-cut: what it waits for (spec.LINK_CUT_DURING)
 
     @property
     def target(self) -> str:
@@ -59,7 +60,8 @@ class FaultEvent:
 
     def describe(self) -> str:
         armed = f", armed to die at {self.crash_at}" if self.crash_at else ""
-        detail = {"flapping": f" for {self.seconds:g} s (period {self.period_seconds:g} s)",
+        waits = f" during a {self.during}" if self.during != "upload" else ""
+        detail = {"link-cut": waits, "flapping": f" for {self.seconds:g} s (period {self.period_seconds:g} s)",
                   "corruption": f" for {self.seconds:g} s ({self.probability:.0%} of reads)",
                   "stall": f" for {self.seconds:g} s", "edge-kill": f", restart after {self.seconds:g} s",
                   "hub-kill": f", restart after {self.seconds:g} s{armed}",
@@ -69,16 +71,38 @@ class FaultEvent:
 
 
 @dataclass(frozen=True)
+class PublishEvent:
+    at: float  # real seconds from the start of the voyage
+    hours: float  # the simulated hour, as the file says
+    number: int  # 0, 1, ... in time order: with the seed, what the generated price list holds
+    dataset: str
+    rows: int
+    ships: tuple[str, ...] | None  # None: every ship
+
+    def describe(self) -> str:
+        audience = "every ship" if self.ships is None else ", ".join(self.ships)
+        return f"publish {self.dataset} ({self.rows:,} rows) for {audience}"
+
+
+@dataclass(frozen=True)
 class Plan:
     scenario: str
     seed: int
     duration: float  # real seconds of voyage (the drain comes after)
     ships: tuple[ShipPlan, ...]
     faults: tuple[FaultEvent, ...]
+    publishes: tuple[PublishEvent, ...] = ()
 
     @property
     def digest(self) -> str:
-        text = json.dumps(asdict(self), sort_keys=True, default=str)
+        plan = asdict(self)
+        # what older plans did not have is left out at its default: a scenario without a downlink keeps its digest
+        if not plan["publishes"]:
+            del plan["publishes"]
+        for fault in plan["faults"]:
+            if fault["during"] == "upload":
+                del fault["during"]
+        text = json.dumps(plan, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -95,7 +119,9 @@ def make_plan(scenario: Scenario, seed: int) -> Plan:
     faults.sort(key=lambda f: (f.at, f.kind, f.ship or ""))
     if scenario.hub_processes > 1:
         faults = _spread_over_hubs(faults, scenario.hub_processes, random.Random(rng.getrandbits(64)))
-    return Plan(scenario.name, seed, scenario.real_seconds, ships, tuple(faults))
+    publishes = tuple(PublishEvent(round(scenario.real_seconds_at(p.at_hours), 3), p.at_hours, number, p.dataset,
+                                   p.rows, p.ships) for number, p in enumerate(scenario.publishes))
+    return Plan(scenario.name, seed, scenario.real_seconds, ships, tuple(faults), publishes)
 
 
 def _spread_over_hubs(faults: list[FaultEvent], processes: int, rng: random.Random) -> list[FaultEvent]:
@@ -174,5 +200,5 @@ def _fault_events(scenario: Scenario, spec: FaultSpec, rng: random.Random) -> li
         ship = None if spec.kind == "hub-kill" else (rng.choice(names) if spec.ship == "*" else spec.ship)
         crash_at = crash_points[number % len(crash_points)] if crash_points else None  # each point in turn
         events.append(FaultEvent(round(scenario.real_seconds_at(hours), 3), spec.kind, ship, spec.seconds,
-                                 spec.period_seconds, spec.probability, crash_at=crash_at))
+                                 spec.period_seconds, spec.probability, crash_at=crash_at, during=spec.during))
     return events

@@ -92,6 +92,7 @@ def summarise(result: RunResult) -> dict[str, Any]:
                                "link": [vars(r) for r in ship.link.history]} for ship in result.ships},
         "hub_rows_merged": result.hub_samples,
         "hub_starts": result.hub_starts,
+        "downlink": result.downlink.summary() if result.downlink else [],
     }
 
 
@@ -112,6 +113,7 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
     ]
     lines += freshness_lines(summary.get("freshness"))
     lines += hub_cluster_lines(summary)
+    lines += downlink_lines(summary.get("downlink"))
     for intervention in summary["operator_interventions"]:
         lines.append(f"  WARNING: {intervention['ship']} parked {len(intervention['parked'])} segment(s), released "
                      f"by the operator at {intervention['at']} s: "
@@ -139,6 +141,20 @@ def hub_cluster_lines(summary: dict[str, Any]) -> list[str]:
             f"point; starts " + ", ".join(f"{name} {n}" for name, n in starts.items())]
 
 
+def _arrival(ship: dict[str, Any]) -> str:
+    if ship["state"] == "received":
+        return f"{ship['arrived_after_seconds']} s ({ship['link_at_arrival']})"
+    if ship["state"] == "superseded":
+        return f"skipped for v{ship['superseded_by']}"
+    return "NOT RECEIVED"
+
+
+def downlink_lines(downlink: list[dict[str, Any]] | None) -> list[str]:
+    """Per published version: how long after the publish each ship switched to it, and on which link."""
+    return [f"  downlink {v['dataset']} v{v['version']} published at {v['published_at_hours']:g} h: " + ", ".join(
+        f"{s['ship']} {_arrival(s)}" for s in v["ships"]) for v in downlink or []]
+
+
 def freshness_lines(freshness: dict[str, Any] | None) -> list[str]:
     """The headline's freshness: class 0 (alarms) first, then the slowest table."""
     if not freshness:
@@ -161,6 +177,24 @@ def write_report(result: RunResult, directory: Path) -> dict[str, Any]:
     throughput_chart(result, directory / "throughput.png")
     (directory / "report.md").write_text(markdown(summary))
     return summary
+
+
+def downlink_markdown(downlink: list[dict[str, Any]]) -> list[str]:
+    out = ["", "## Downlink: when each ship got each published version", "",
+           "Real seconds from `harbour hub publish` committing the version (its summary line) to the ship's switch to "
+           "it (the edge's `switched_at` in `GET /v1/datasets`, whose sha256 matched the hub's); the link is the "
+           "ship's when the version was published and when it arrived (`(drain)`: after the voyage, on the drain "
+           "profile). *skipped*: a newer version arrived first, as it should for a ship that was offline through "
+           "both.", "",
+           "| dataset | version | published at (sim h) | size | ship | link at publish | arrived after (s) | "
+           "link at arrival |", "|---|--:|--:|--:|---|---|--:|---|"]
+    for v in downlink:
+        for s in v["ships"]:
+            arrived = (s["arrived_after_seconds"] if s["state"] == "received" else
+                       f"skipped (v{s['superseded_by']} arrived)" if s["state"] == "superseded" else "**not received**")
+            out.append(f"| {v['dataset']} | {v['version']} | {v['published_at_hours']:g} | {_mib(v['size'])} | "
+                       f"{s['ship']} | {s['link_at_publish']} | {arrived} | {s['link_at_arrival'] or '-'} |")
+    return out
 
 
 def _mib(n: float | None) -> str:
@@ -191,6 +225,8 @@ def markdown(summary: dict[str, Any]) -> str:
                 if f:
                     out.append(f"| {ship} | {table} | {fresh['priorities'].get(table, '?')} | {f['writes']:,} | "
                                f"{f['p50']} | {f['p99']} | {f['max']} |")
+    if summary.get("downlink"):
+        out += downlink_markdown(summary["downlink"])
     out += ["", "## Faults injected", "", "| at (s) | kind | target | outcome |", "|--:|---|---|---|"]
     out += [f"| {f['started_at']:.1f} | {f['kind']} | {f['target']} | {f['outcome']} |" for f in summary["faults"]]
     out += ["", "## Link and drain", "", "![backlog](backlog.png)", "", "![throughput](throughput.png)", "",

@@ -3,14 +3,15 @@
     scenario file ─▶ plan (seeded) ─▶ Fleet: hub + N × (link proxy ─ edge) as real processes
         hub:     one ``harbour hub run``; with ``[hub] processes = N``, a ``HubCluster``: PostgreSQL, N hubs
                  sharing ledger, staging and warehouse, and HAProxy in front, where the proxies point
-        voyage:  link schedule per ship · workload writers · faults at their times · sampler · progress
-        drain:   writers stop, every link goes to the drain profile, wait until every edge is empty and
-                 the hub has merged what each edge says it acked
+        voyage:  link schedule per ship · workload writers · faults at their times · head office publishing
+                 datasets ([[publish]], downlink.py) · sampler · progress
+        drain:   writers stop, every link goes to the drain profile, wait until every edge is empty, the
+                 hub has merged what each edge says it acked, and each ship holds the newest dataset versions
         check:   read every merged table at the hub, compare with what the applications were told
         report:  report.md / report.json / charts
 
-Only public interfaces are used: ``harbour hub run/add-site/add-operator/query/status``, ``harbour edge
-run``, the edge's ingest API and ``GET /v1/status``, the hub's ``GET /v1/fleet``.
+Only public interfaces are used: ``harbour hub run/add-site/add-operator/query/status/publish/datasets``,
+``harbour edge run``, the edge's ingest API, ``GET /v1/status`` and ``GET /v1/datasets``, the hub's ``GET /v1/fleet``.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from edge_node.client import AsyncEdgeClient, EdgeUnavailable, EdgeWriteError
 
 from . import freshness
 from .checker import CheckResult, WriteLog, check
+from .downlink import DownlinkLog, edge_listing, publish, served_bytes_problems
 from .faults import InjectedFault, run_faults
 from .hub_cluster import HubCluster
 from .link_driver import ShipLink, follow_voyage
@@ -101,6 +103,7 @@ class RunResult:
     sales_by_venue: list[dict[str, Any]] = field(default_factory=list)
     freshness: dict[str, dict[str, dict[str, float | int] | None]] = field(default_factory=dict)
     hub_starts: dict[str, int] = field(default_factory=dict)  # per hub process: how often it was started
+    downlink: DownlinkLog | None = None  # with [[publish]]: what was published, when each ship held it
 
     @property
     def passed(self) -> bool:
@@ -125,6 +128,8 @@ class Fleet:
         self.faults: list[InjectedFault] = []
         self.hub_samples: list[dict[str, Any]] = []
         self.interventions: list[dict[str, Any]] = []
+        self.downlink = DownlinkLog(tuple(ship.name for ship in plan.ships))
+        self._bytes_checked = False
         self._t0 = time.monotonic()
         self._session: aiohttp.ClientSession | None = None
         self._clients: dict[str, AsyncEdgeClient] = {}
@@ -190,6 +195,7 @@ class Fleet:
         writers = [asyncio.create_task(self._writer(ship)) for ship in self.ships.values()]
         faults = asyncio.create_task(run_faults(self, self.plan.faults, self.faults,
                                                 on_inject=lambda e: on_fault(e.describe())))
+        publisher = asyncio.create_task(self._publisher())
         try:
             await asyncio.sleep(self.plan.duration)
             self._writing = False
@@ -198,11 +204,39 @@ class Fleet:
                 self.echo(f"{len(late)} writer(s) still waiting after {WRITERS_STOP_SECONDS:g} s; their writes in "
                           "flight count as unanswered")
             # faults still running finish their own course (bounded), so a killed process is restarted
-            await asyncio.wait([faults], timeout=FAULTS_FINISH_SECONDS)
+            await asyncio.wait([faults, publisher], timeout=FAULTS_FINISH_SECONDS)
         finally:
-            for task in (*links, *writers, faults):
+            for task in (*links, *writers, faults, publisher):
                 task.cancel()
-            await asyncio.gather(*links, *writers, faults, return_exceptions=True)
+            await asyncio.gather(*links, *writers, faults, publisher, return_exceptions=True)
+
+    async def _publisher(self) -> None:
+        """Head office: each [[publish]] at its time, with the real ``harbour hub publish`` (see downlink.py)."""
+        for event in self.plan.publishes:
+            delay = event.at - self.clock()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            self.echo(f"[{self.clock():5.0f}s] head office: {event.describe()}")
+            try:
+                version, record, at = await asyncio.to_thread(
+                    publish, self.hub.options, self.supervisor.workdir / "published", event, self.plan.seed,
+                    self.sim_ms(event.at), self.clock)
+            except Exception as error:  # noqa: BLE001 -- a publish that failed (or timed out) fails the run, named
+                self.downlink.failures.append(f"{event.describe()}: {error}")
+                self.echo(f"[{self.clock():5.0f}s] head office: publish FAILED: {error}")
+                continue
+            published = self.downlink.record_publish(event, version, record, at, self.link_at)
+            self.echo(f"[{at:5.0f}s] head office: {event.dataset} version {version} published "
+                      f"({published.size / 2**20:.2f} MiB, sha256 {published.sha256[:12]}) for "
+                      + ", ".join(f"{ship} ({link})" for ship, link in published.link_at_publish.items()))
+
+    def link_at(self, ship: str, t: float) -> str:
+        """What ``ship``'s link was at voyage second ``t``: its profile, or down/stalled/corrupting (+ drain after the
+        voyage, when every link is on the drain profile)."""
+        history = self.ships[ship].link.history
+        record = next((r for r in reversed(history) if r.at <= t), history[0] if history else None)
+        label = record.label if record else "?"
+        return f"{label} (drain)" if t >= self.plan.duration else label
 
     async def _writer(self, ship: Ship) -> None:
         interval = self.scenario.write_interval_seconds
@@ -302,11 +336,26 @@ class Fleet:
                 "profile": ship.link.profile,
                 "capacity": record.capacity_bytes_per_second if record else None,
             })
+        if self.plan.publishes:
+            await self._sample_datasets()
         fleet = await self.fleet_status()
         if fleet is not None:
             merged = sum(info.get("rows_merged", 0) for site in fleet.get("sites", [])
                          for info in (site.get("tables") or {}).values())
             self.hub_samples.append({"t": round(t, 2), "rows_merged": merged})
+
+    async def _sample_datasets(self) -> dict[str, list[dict[str, Any]] | None]:
+        """Every edge's ``GET /v1/datasets``: the first time each ship holds each published version."""
+        assert self._session is not None
+        listings = {}
+        for ship in self.ships.values():
+            up = ship.edge_up.is_set() and ship.edge.url
+            listings[ship.name] = listing = await edge_listing(self._session, ship.edge.url) if up else None
+            if listing is not None:
+                for name, version, arrival in self.downlink.observe(ship.name, listing, self.clock(), time.time(),
+                                                                    self.link_at):
+                    self.echo(f"[{arrival.at:5.0f}s] {ship.name} switched to {name} v{version} ({arrival.link})")
+        return listings
 
     async def sampler(self) -> None:
         while True:
@@ -387,6 +436,19 @@ class Fleet:
                 if pending or merged != table["acked_rows"]:
                     problems.append(f"{ship.name}/{table['table']}: {pending} rows pending on board, "
                                     f"{table['acked_rows']} acked, {merged} merged at the hub")
+        if self.plan.publishes:
+            problems += await self._downlink_undrained()
+        return problems
+
+    async def _downlink_undrained(self) -> list[str]:
+        """The newest version offered to each ship, on board (by version and the hub's sha256 as the edge lists it);
+        once all are, once: read back from every edge, hashing to the hub's sha256."""
+        problems = self.downlink.problems(await self._sample_datasets())
+        if not problems and not self._bytes_checked:
+            assert self._session is not None
+            problems = await served_bytes_problems(self._session, {s.name: s.edge.url for s in self.ships.values()},
+                                                   self.downlink)
+            self._bytes_checked = not problems
         return problems
 
     def hub_rows(self, table: str) -> tuple[np.ndarray, np.ndarray] | None:
@@ -504,4 +566,5 @@ async def run_scenario(scenario: Scenario, seed: int, workdir: Path, *, echo: Ca
     timings["total_seconds"] = time.monotonic() - began
     return RunResult(scenario, plan, result, sorted(fleet.faults, key=lambda f: f.started_at),
                      list(fleet.ships.values()), fleet.log, timings, drained, problems, fleet.hub_samples,
-                     fleet.interventions, sales, fresh, {p.name: p.starts for p in fleet.hub_processes})
+                     fleet.interventions, sales, fresh, {p.name: p.starts for p in fleet.hub_processes},
+                     fleet.downlink if plan.publishes else None)

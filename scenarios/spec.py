@@ -38,6 +38,13 @@ watchdog, retry back-off), which simulated time does not compress."""
 
 SCENARIO_DIRECTORY = Path(__file__).parent
 
+MAX_PUBLISH_ROWS = 2_000_000
+"""A generated price list of at most this many rows (~40 MB as the hub's stream): a scenario measures when each
+ship gets it over emulated links, and its writer, the hub's conversion and the ships' downloads share 2 cores."""
+
+LINK_CUT_DURING = ("upload", "download", "any")
+"""What a ``link-cut`` waits for before cutting: an upload in flight (the default), a dataset download, or either."""
+
 MAX_HUB_PROCESSES = 8
 """A cluster on one test machine: each process is a Python interpreter with a merger thread; beyond a handful
 they only compete for the same cores."""
@@ -90,6 +97,17 @@ class FaultSpec:
     period_seconds: float = 1.5  # flapping: one up/down cycle
     probability: float = 0.05  # corruption: chance that a forwarded read has one byte flipped
     crash_points: tuple[str, ...] = ()  # hub-kill: restart armed with one of these (hub.faults.CRASH_POINTS)
+    during: str = "upload"  # link-cut: what to wait for (LINK_CUT_DURING)
+
+
+@dataclass(frozen=True)
+class PublishSpec:
+    """Head office publishes a generated price list as the next version of ``dataset`` (``harbour hub publish``)."""
+
+    dataset: str
+    at_hours: float
+    rows: int
+    ships: tuple[str, ...] | None = None  # None: every ship
 
 
 @dataclass(frozen=True)
@@ -110,6 +128,7 @@ class Scenario:
     faults: tuple[FaultSpec, ...] = ()
     source: str = ""
     hub_processes: int = 1  # [hub] processes: > 1 runs a cluster (PostgreSQL ledger, HAProxy in front)
+    publishes: tuple[PublishSpec, ...] = ()  # [[publish]], in time order
 
     @property
     def scale(self) -> float:
@@ -175,7 +194,7 @@ NUMBER = (int, float)
 
 
 def parse(data: dict[str, Any], source: str = "") -> Scenario:
-    _unknown_keys(data, {"scenario", "hub", "edge", "tables", "links", "ships", "faults"}, "top level")
+    _unknown_keys(data, {"scenario", "hub", "edge", "tables", "links", "ships", "faults", "publish"}, "top level")
     head = _get(data, "scenario", dict, "top level")
     _unknown_keys(head, {"name", "description", "simulated_hours", "real_seconds", "drain_timeout_seconds",
                          "sample_seconds", "start", "write_interval_seconds", "drain_profile"}, "scenario")
@@ -194,6 +213,9 @@ def parse(data: dict[str, Any], source: str = "") -> Scenario:
     horizon = simulated_hours
     faults = tuple(_parse_fault(raw, i, {s.name for s in ships}, horizon)
                    for i, raw in enumerate(_get(data, "faults", list, "top level", [])))
+    publishes = tuple(sorted((_parse_publish(raw, i, {s.name for s in ships}, horizon)
+                              for i, raw in enumerate(_get(data, "publish", list, "top level", []))),
+                             key=lambda p: p.at_hours))
     return Scenario(
         name=_get(head, "name", str, "scenario"), description=_get(head, "description", str, "scenario", ""),
         simulated_hours=simulated_hours, real_seconds=real_seconds,
@@ -203,6 +225,7 @@ def parse(data: dict[str, Any], source: str = "") -> Scenario:
         write_interval_seconds=float(_get(head, "write_interval_seconds", NUMBER, "scenario", 0.5)),
         drain_profile=drain_profile, edge_options=edge_options, tables=tables, links=links, ships=ships,
         faults=faults, source=source, hub_processes=_parse_hub(_get(data, "hub", dict, "top level", {})),
+        publishes=publishes,
     )
 
 
@@ -304,7 +327,7 @@ def _parse_fault(raw: Any, i: int, ships: set[str], horizon: float) -> FaultSpec
     if not isinstance(raw, dict):
         raise ScenarioError(f"[[faults]] entry {i} must be a table")
     _unknown_keys(raw, {"kind", "ship", "at_hours", "from_hours", "until_hours", "count", "seconds",
-                        "period_seconds", "probability", "crash_points"}, where)
+                        "period_seconds", "probability", "crash_points", "during"}, where)
     kind = _get(raw, "kind", str, where)
     if kind not in FAULT_KINDS:
         raise ScenarioError(f"[{where}] kind {kind!r} is not one of {list(FAULT_KINDS)}")
@@ -324,9 +347,43 @@ def _parse_fault(raw: Any, i: int, ships: set[str], horizon: float) -> FaultSpec
         seconds=float(_get(raw, "seconds", NUMBER, where, DEFAULT_FAULT_SECONDS[kind])),
         period_seconds=float(_get(raw, "period_seconds", NUMBER, where, 1.5)),
         probability=float(_get(raw, "probability", NUMBER, where, 0.05)),
-        crash_points=_parse_crash_points(raw, kind, where),
+        crash_points=_parse_crash_points(raw, kind, where), during=_parse_during(raw, kind, where),
     )
 
+
+def _parse_during(raw: dict[str, Any], kind: str, where: str) -> str:
+    during = _get(raw, "during", str, where, "upload")
+    if "during" in raw and kind != "link-cut":
+        raise ScenarioError(f"[{where}] during is for kind = \"link-cut\" only")
+    if during not in LINK_CUT_DURING:
+        raise ScenarioError(f"[{where}] during {during!r} is not one of {list(LINK_CUT_DURING)}")
+    return during
+
+
+def _parse_publish(raw: Any, i: int, ships: set[str], horizon: float) -> PublishSpec:
+    where = f"publish[{i}]"
+    if not isinstance(raw, dict):
+        raise ScenarioError(f"[[publish]] entry {i} must be a table, e.g. dataset = \"offers\", at_hours = 30, "
+                            "rows = 2000")
+    _unknown_keys(raw, {"dataset", "at_hours", "rows", "ships"}, where)
+    dataset = _get(raw, "dataset", str, where)
+    try:
+        TableName(dataset)
+    except RemoteProtocolError as error:
+        raise ScenarioError(f"[{where}] dataset: {error}") from None
+    at = float(_get(raw, "at_hours", NUMBER, where))
+    if not 0 <= at < horizon:
+        raise ScenarioError(f"[{where}] at_hours must be within the voyage [0, {horizon:g})")
+    rows = _get(raw, "rows", int, where)
+    if not 1 <= rows <= MAX_PUBLISH_ROWS:
+        raise ScenarioError(f"[{where}] rows must be 1 .. {MAX_PUBLISH_ROWS:,}, not {rows}")
+    targets = _get(raw, "ships", list, where, None)
+    if targets is not None:
+        unknown = [ship for ship in targets if ship not in ships]
+        if not targets or unknown or len(set(targets)) != len(targets):
+            raise ScenarioError(f"[{where}] ships must be distinct names from [[ships]] {sorted(ships)} "
+                                f"(leave it out for every ship), not {targets!r}")
+    return PublishSpec(dataset, at, rows, None if targets is None else tuple(targets))
 
 def _parse_crash_points(raw: dict[str, Any], kind: str, where: str) -> tuple[str, ...]:
     points = _get(raw, "crash_points", list, where, [])

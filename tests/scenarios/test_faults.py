@@ -126,3 +126,16 @@ async def test_a_cancelled_hub_kill_leaves_the_process_running_and_unarmed(monke
         await running
     hub = fleet.hub_processes[0]
     assert hub.running and hub.armed[-1] is None, hub.armed
+
+
+def test_a_link_cut_waits_for_the_transfer_it_is_told_to():
+    status = {"sync": {"in_flight": [{"segment": "aurora/telemetry/4"}], "downloads": [
+        {"name": "offers", "fetching": 2, "offset": 262_144, "size": 726_560, "waiting": None},
+        {"name": "menus", "fetching": 3, "offset": 0, "size": 9_000, "waiting": None},  # nothing on board yet
+        {"name": "crew", "fetching": 1, "offset": 5, "size": 90, "waiting": "class 3 is held back on a thin link"},
+        {"name": "ports", "fetching": None, "offset": None, "size": None, "waiting": None}]}}
+    offers = "offers v2 (262,144 of 726,560 bytes on board)"
+    assert faults.transfers_in_flight(status, "upload") == ["aurora/telemetry/4"]
+    assert faults.transfers_in_flight(status, "download") == [offers]
+    assert faults.transfers_in_flight(status, "any") == ["aurora/telemetry/4", offers]
+    assert faults.transfers_in_flight({}, "any") == []

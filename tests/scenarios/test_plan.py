@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+import hashlib
+import json
+from dataclasses import asdict, replace
 
 from scenarios.plan import make_plan
 from scenarios.spec import load, parse
@@ -91,3 +93,23 @@ def test_crash_points_and_a_cluster_change_no_other_fault_of_the_plan(minimal):
     plain = make_plan(parse(minimal(faults=faults)), 4)
     cluster = make_plan(parse(minimal(hub={"processes": 2}, faults=faults)), 4)
     assert plain.ships == cluster.ships and plain.faults == cluster.faults
+
+
+def test_publishes_are_planned_in_real_seconds_and_numbered_in_time_order(minimal):
+    scenario = parse(minimal(publish=[{"dataset": "menus", "at_hours": 8, "rows": 5, "ships": ["aurora"]},
+                                      {"dataset": "offers", "at_hours": 4, "rows": 10}]))
+    plan = make_plan(scenario, 1)
+    assert [(p.at, p.number, p.dataset, p.ships) for p in plan.publishes] == [
+        (2.0, 0, "offers", None), (4.0, 1, "menus", ("aurora",))]  # 10 simulated hours in 5 real seconds
+    assert plan.digest != make_plan(parse(minimal()), 1).digest
+
+
+def test_a_plan_without_publishes_keeps_the_digest_it_had_before_the_downlink(minimal):
+    """Digests are quoted in reports: a scenario that publishes nothing (and link-cuts waiting for uploads, as
+    before) keeps its digest, so reports from older runs can still be compared."""
+    plan = make_plan(parse(minimal(faults=[{"kind": "link-cut", "at_hours": 2}])), 5)
+    old = asdict(plan)
+    del old["publishes"]
+    for fault in old["faults"]:
+        del fault["during"]
+    assert plan.digest == hashlib.sha256(json.dumps(old, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -70,3 +70,22 @@ def test_a_port_call_spent_in_a_link_fault_is_marked_as_such():
     samples = [sample(t, 90_000, label="stalled") for t in (5, 7, 9)]
     [call] = drain_after_port_calls(ship(samples, legs))
     assert call["drained_after_seconds"] is None and call["link_faulted"] is True
+
+
+def test_the_downlink_section_says_when_each_ship_got_each_version():
+    ships = [{"ship": "aurora", "state": "received", "link_at_publish": "port", "arrived_after_seconds": 2.1,
+              "link_at_arrival": "port", "superseded_by": None},
+             {"ship": "corona", "state": "superseded", "link_at_publish": "down", "arrived_after_seconds": None,
+              "link_at_arrival": None, "superseded_by": 3},
+             {"ship": "dorado", "state": "not received", "link_at_publish": "at-sea", "arrived_after_seconds": None,
+              "link_at_arrival": None, "superseded_by": None}]
+    downlink = [{"dataset": "offers", "version": 2, "published_at_hours": 20.0, "published_at_seconds": 37.9,
+                 "rows": 50_000, "size": 726_560, "sha256": "ab" * 32, "audience": "every ship", "ships": ships}]
+    lines = summary_lines({**summary(), "downlink": downlink})
+    assert ("  downlink offers v2 published at 20 h: aurora 2.1 s (port), corona skipped for v3, dorado NOT RECEIVED"
+            in lines)
+    page = markdown({**summary(), "downlink": downlink})
+    assert "## Downlink: when each ship got each published version" in page
+    assert "| offers | 2 | 20 | 0.69 MiB | aurora | port | 2.1 | port |" in page
+    assert "| offers | 2 | 20 | 0.69 MiB | dorado | at-sea | **not received** | - |" in page
+    assert "## Downlink" not in markdown(summary())

@@ -74,6 +74,45 @@ async def test_long_haul_fills_the_disk_refuses_new_writes_and_loses_nothing(tmp
     assert expedition.quota_refusals > 0 and result.check.totals().refused > 0
 
 
+async def test_a_price_change_published_mid_voyage_reaches_every_ship_byte_identical(tmp_path):
+    """Issue 17's scenario: head office publishes offers mid-voyage; a ship in port has them within seconds, ships at
+    sea over the satellite (one cut mid-download, one losing power mid-download) later, and the ship beyond coverage
+    through two price changes fetches only the newest when back. The run fails unless every ship ends with the newest
+    version offered to it, its bytes hashing to the hub's sha256."""
+    result, log = await run(load("price-change"), 1, tmp_path)
+    assert result.passed, log
+    rows = {(v["version"], s["ship"]): s for v in summarise(result)["downlink"] for s in v["ships"]}
+    received = {key for key, s in rows.items() if s["state"] == "received"}
+    assert received >= {(1, "aurora"), (2, "aurora"), (2, "borealis"), (2, "dorado"), (3, "aurora"), (3, "borealis"),
+                        (3, "corona")}, log
+    assert rows[(2, "corona")]["state"] == "superseded" and rows[(2, "corona")]["link_at_publish"] == "down", log
+    assert rows[(3, "corona")]["link_at_arrival"].startswith("port"), log
+    assert (3, "dorado") not in rows  # the second change was for the Mediterranean ships only
+    assert rows[(2, "aurora")]["arrived_after_seconds"] < 10, log  # in port: the next report, then 50 Mbit/s
+    cut = next(f for f in result.faults if f.kind == "link-cut")
+    assert "mid-transfer of offers v2" in cut.outcome, log
+    assert next(s for s in result.ships if s.name == "borealis").edge.starts == 2
+
+
+async def test_a_ship_that_never_gets_the_newest_version_fails_the_run_and_is_named(tmp_path):
+    """How we know the downlink check can fail: a ship whose disk quota has no room for the published version (the
+    edge does not start a download that does not fit) ends the drain without it."""
+    scenario = parse({
+        "scenario": {"name": "no-room", "simulated_hours": 10, "real_seconds": 15, "drain_timeout_seconds": 10},
+        "edge": {"seal_age": "1s", "log_level": "warning", "report_interval": "1s"},
+        "tables": {"telemetry": {"workload": "telemetry", "priority": 1, "rows_per_second": 20}},
+        "links": {"port": {"rate": "20Mbit"}},
+        "ships": [{"name": "aurora", "voyage": [["port", 10]]},
+                  {"name": "borealis", "voyage": [["port", 10]], "max_disk": "2MiB"}],
+        "publish": [{"dataset": "offers", "at_hours": 1, "rows": 200_000}],  # ~2.7 MiB
+    })
+    result, log = await run(scenario, 1, tmp_path)
+    assert not result.passed and not result.drained and result.check.passed, log
+    assert any(p.startswith("borealis: holds offers no version, not the newest offered to it, v1")
+               for p in result.drain_problems), log
+    assert "borealis NOT RECEIVED" in log and "aurora " in log
+
+
 def small(**faults) -> dict:
     return {
         "scenario": {"name": "weakness", "simulated_hours": 10, "real_seconds": 20, "drain_timeout_seconds": 60},

@@ -114,3 +114,60 @@ def test_the_cluster_scenario_runs_three_hub_processes_and_kills_them_at_their_c
     assert sum(f.count for f in kills) >= 4 and {p for f in kills for p in f.crash_points} >= {
         "after-chunk-fsync", "after-ledger-commit", "before-delta-commit", "after-delta-commit"}
     assert cluster.real_seconds + 60 <= 240  # start-up, the drain and the check fit in four minutes
+
+
+def test_a_publish_names_a_dataset_an_hour_rows_and_perhaps_ships(minimal):
+    scenario = parse(minimal(publish=[{"dataset": "offers", "at_hours": 6, "rows": 50, "ships": ["aurora"]},
+                                      {"dataset": "offers", "at_hours": 2, "rows": 2000}]))
+    assert [(p.dataset, p.at_hours, p.rows, p.ships) for p in scenario.publishes] == [
+        ("offers", 2.0, 2000, None), ("offers", 6.0, 50, ("aurora",))]  # in time order
+    assert parse(minimal()).publishes == ()
+
+
+@pytest.mark.parametrize(("publish", "message"), [
+    ({"at_hours": 2, "rows": 10}, "[publish[0]] needs 'dataset'"),
+    ({"dataset": "Offers!", "at_hours": 2, "rows": 10}, "[publish[0]] dataset: "),
+    ({"dataset": "offers", "at_hours": 10, "rows": 10}, "at_hours must be within the voyage [0, 10)"),
+    ({"dataset": "offers", "at_hours": "noon", "rows": 10}, "at_hours must be a number"),
+    ({"dataset": "offers", "at_hours": 2, "rows": 0}, "rows must be 1 .. 2,000,000, not 0"),
+    ({"dataset": "offers", "at_hours": 2, "rows": 2.5}, "rows must be an integer"),
+    ({"dataset": "offers", "at_hours": 2, "rows": 10, "ships": ["titanic"]}, "ships must be distinct names from"),
+    ({"dataset": "offers", "at_hours": 2, "rows": 10, "ships": []}, "leave it out for every ship"),
+    ({"dataset": "offers", "at_hours": 2, "rows": 10, "ships": ["aurora", "aurora"]}, "distinct names"),
+    ({"dataset": "offers", "at_hours": 2, "rows": 10, "version": 3}, "[publish[0]] has unknown keys ['version']"),
+    ("offers", "[[publish]] entry 0 must be a table"),
+])
+def test_publish_mistakes_are_named(publish, message, minimal):
+    with pytest.raises(ScenarioError) as error:
+        parse(minimal(publish=[publish]))
+    assert message in str(error.value)
+
+
+def test_a_link_cut_may_wait_for_a_download(minimal):
+    (cut,) = parse(minimal(faults=[{"kind": "link-cut", "during": "download"}])).faults
+    assert cut.during == "download"
+    assert parse(minimal(faults=[{"kind": "link-cut"}])).faults[0].during == "upload"
+    for fault, message in (({"kind": "stall", "during": "download"}, "during is for kind = \"link-cut\" only"),
+                           ({"kind": "link-cut", "during": "lunch"}, "during 'lunch' is not one of")):
+        with pytest.raises(ScenarioError, match=message):
+            parse(minimal(faults=[fault]))
+
+
+def test_the_price_change_scenario_publishes_mid_voyage_to_a_ship_beyond_coverage():
+    scenario = load("price-change")
+    assert len(scenario.ships) == 4 and scenario.real_seconds <= 90
+    middle = [p for p in scenario.publishes if 0.2 * scenario.simulated_hours < p.at_hours]
+    assert middle and all(p.dataset == "offers" for p in scenario.publishes)
+    corona = next(s for s in scenario.ships if s.name == "corona")
+    blackout = [h for h, (profile, _) in zip(_leg_starts(corona.voyage), corona.voyage, strict=True)
+                if not scenario.links[profile].up]
+    assert blackout and all(blackout[0] < p.at_hours for p in middle)
+    assert any(f.kind == "link-cut" and f.during == "download" for f in scenario.faults)
+
+
+def _leg_starts(voyage):
+    start, starts = 0.0, []
+    for _, hours in voyage:
+        starts.append(start)
+        start += hours
+    return starts
