@@ -63,6 +63,7 @@ def test_a_new_schema_rolls_to_a_new_log(log, tmp_path):
 def test_a_log_closed_within_a_group_is_made_durable_before_it_is_closed(log, tmp_path, monkeypatch):
     """A group whose second write starts a new log (a new schema) must fdatasync the first log before closing
     it: the close frees the fd number for the new log, so a sync after the loop would miss the first log."""
+    (tmp_path / "wal" / "t").mkdir(parents=True, exist_ok=True)  # only the logs' fds are closed in the group
     synced, closed = [], []
     real_sync, real_close = wal.os.fdatasync, wal.os.close
     monkeypatch.setattr(wal.os, "fdatasync", lambda fd: (synced.append(fd), real_sync(fd)))
@@ -196,3 +197,26 @@ def test_failed_write_leaves_no_half_record(log, tmp_path, monkeypatch):
     assert wal.scan_log(path).problem == ""
     assert rows_in(path) == [1]
     assert log.closed_logs("t") == [path]  # never appended to again after a failure
+
+
+@pytest.mark.guarantee("G1")
+def test_a_table_directory_is_durable_even_when_its_first_group_fails(log, tmp_path, monkeypatch):
+    """A full disk fails the first group of a new table after its directory was made; later groups find the
+    directory there. Its entry must have been synced when it was made, or a power cut takes it with every row
+    acknowledged after the disk had room again (found by the power-loss harness)."""
+    import errno
+
+    synced_dirs = []
+    real_fsync_dir = wal.fsync_dir
+    monkeypatch.setattr("edge_node.durable.fsync_dir", lambda d: (synced_dirs.append(d), real_fsync_dir(d)))
+    real_write = wal.os.write
+
+    def full_disk(fd, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(wal.os, "write", full_disk)
+    one = pa.table({"v": [1]})
+    with pytest.raises(OSError):
+        log.append_group([wal.Append("t", one.schema, _ipc_bytes(one), 1)])
+    monkeypatch.setattr(wal.os, "write", real_write)
+    assert (tmp_path / "wal" / "t").is_dir() and tmp_path / "wal" in synced_dirs
