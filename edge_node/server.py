@@ -9,6 +9,7 @@ bounded however many writers there are (G7).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import secrets
 from collections import Counter
@@ -16,6 +17,7 @@ from collections import Counter
 from aiohttp import web
 
 from hub.http_shell.openapi import add_openapi_route
+from hub.http_shell.request_body import BodyTooLarge, read_bounded
 from hub.http_shell.request_errors import BODY_ERRORS, unreadable_body
 from hub.http_shell.routes import route_the_rest
 from sync_protocol import ErrorCode, RemoteProtocolError, TableName, encode_error_body
@@ -45,6 +47,9 @@ a trickle of a byte every few seconds (which the idle timeout alone lets through
 INLINE_DECODE_BYTES = 64 * 1024
 """Bodies up to this size decode on the event loop: a thread hand-off costs more than decoding them,
 and small writes are the ones whose rate group commit must keep up."""
+MAX_RELEASE_BODY_BYTES = 1024 * 1024
+"""A release names at most a few thousand segments (``SITE/TABLE/SEQ``, under 150 bytes each)."""
+
 NODE_KEY = web.AppKey("node", EdgeNode)
 BUDGET_KEY = web.AppKey("budget", object)
 RELEASE_TOKEN_KEY = web.AppKey("release_token", str)
@@ -230,8 +235,15 @@ async def release(request: web.Request) -> web.Response:
             op="releasing parked segments", subject=RELEASE_PATH,
             hint="run `harbour edge release --data DIR` on the ship, as a user who can read DIR")
     try:
-        doc = await request.json()
-    except ValueError:
+        body = await read_bounded(request, MAX_RELEASE_BODY_BYTES)
+    except BodyTooLarge:
+        raise RemoteProtocolError(
+            f"a release request is larger than the node takes ({format_size(MAX_RELEASE_BODY_BYTES)})",
+            code=ErrorCode.TOO_LARGE, op="releasing parked segments", subject=RELEASE_PATH,
+            hint="release fewer segments at a time, or all of them with --all") from None
+    try:
+        doc = json.loads(body)
+    except (ValueError, RecursionError):  # RecursionError: nested thousands deep, which is no request of ours
         doc = None
     requested = parse_request_body(doc)
     try:

@@ -54,9 +54,9 @@ from . import auth
 from .dataset_download import send_version
 from .datasets import MAX_VERSION, not_offered
 from .downlink import Downlink
+from .http_shell.request_body import BodyTooLarge, read_bounded
 from .page_api import PageContext, add_page_routes
 from .registry import Principal, SiteRegistry
-from .request_body import BodyTooLarge, read_bounded
 from .site_reports import MAX_REPORT_BYTES, SiteReportStore, parse_report
 from .uploads import UploadService
 

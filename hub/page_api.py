@@ -24,8 +24,8 @@ from .fleet_assets import CSS, SCRIPT
 from .fleet_page import render_login, render_page, render_parts
 from .fleet_view import fleet_view
 from .history import Point
+from .http_shell.request_body import BodyTooLarge, read_bounded
 from .registry import Principal, Role, hash_token
-from .request_body import BodyTooLarge, read_bounded
 from .sessions import SESSION_COOKIE, SESSION_SECONDS, SessionStore
 
 log = logging.getLogger("harbour.hub.page")

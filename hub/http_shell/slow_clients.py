@@ -6,8 +6,8 @@ connection opens and not moved by the bytes that arrive (aiohttp 3.14: ``keepali
 default in ``RequestHandler``). So a client sending one header byte a second held its connection for as long as
 it liked: 300 of them held hub and edge alike, and with a low open-file limit healthy uploads and ``/healthz``
 timed out (issue 16, finding 2). Bodies are bounded by the handlers that read them: ``hub.uploads`` treats a PATCH
-body idle for 25 s as cut, ``hub.request_body`` answers a small JSON or form body that stalls ``408 body-timeout``,
-and ``edge_node.server`` a write body that stalls or trickles.
+body idle for 25 s as cut, ``request_body`` answers a small JSON or form body that stalls ``408 body-timeout``, and
+``edge_node.server`` a write body that stalls or trickles.
 
 ``GuardedRunner`` is ``web.AppRunner`` whose connections are ``_HeaderDeadlineHandler``, aiohttp's own
 ``RequestHandler`` plus one timer per connection, which is the smallest mechanism that sees both the bytes as they

@@ -1,4 +1,4 @@
-"""Small bodies are bounded in size and time (``hub.request_body``)."""
+"""Small bodies are bounded in size and time (``hub.http_shell.request_body``)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from hub.request_body import BodyTooLarge, read_bounded
+from hub.http_shell.request_body import BodyTooLarge, read_bounded
 from sync_protocol import RemoteProtocolError
 
 
