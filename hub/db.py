@@ -143,6 +143,27 @@ class LedgerUnavailable(Exception):
     """The ledger database cannot be reached or opened; the message says where and what to check."""
 
 
+BUSY_POSTGRES_STATES = {"55P03", "25P03", "40001", "40P01"}
+"""PostgreSQL errors that pass by themselves: a lock not granted within ``LOCK_TIMEOUT``, a session the server
+ended for idling in a transaction, a serialisation failure, a deadlock. Also every connection exception (class
+08) and operator intervention (class 57: a server restarting or shutting down)."""
+
+
+def is_ledger_busy(error: BaseException) -> bool:
+    """Whether ``error`` is the ledger being out of reach for a moment (busy, restarting, a lost connection):
+    the request is answered ``503`` with ``Retry-After``, not a ``500`` with a traceback per request."""
+    if isinstance(error, LedgerUnavailable):  # a connection could not be made again (PostgreSQL down)
+        return True
+    if isinstance(error, sqlite3.OperationalError):
+        return "locked" in str(error) or "busy" in str(error)
+    if not type(error).__module__.startswith("psycopg"):
+        return False
+    sqlstate = getattr(error, "sqlstate", None)
+    if sqlstate:
+        return sqlstate in BUSY_POSTGRES_STATES or sqlstate[:2] in ("08", "57")
+    return any(kind.__name__ == "OperationalError" for kind in type(error).__mro__)  # no state: connection lost
+
+
 def is_postgres_url(ledger: str | None) -> bool:
     return bool(ledger) and ledger.split("://", 1)[0] in ("postgresql", "postgres")
 

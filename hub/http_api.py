@@ -53,6 +53,7 @@ from sync_protocol.tus import (
 from . import auth
 from .dataset_download import send_version
 from .datasets import MAX_VERSION, not_offered
+from .db import is_ledger_busy
 from .downlink import Downlink
 from .http_shell.request_body import BodyTooLarge, read_bounded
 from .page_api import PageContext, add_page_routes
@@ -110,6 +111,21 @@ def _error_response(error: RemoteProtocolError) -> web.Response:
     return web.Response(status=error.status, body=error.to_body(), headers=headers, content_type="application/json")
 
 
+def _unexpected(request: web.Request, error: Exception) -> RemoteProtocolError:
+    """What to answer for an exception no handler expected: ``503`` while the ledger is busy or out of reach
+    (one warning a minute, not a traceback per request), else ``500`` with the traceback in the log."""
+    if is_ledger_busy(error):
+        reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+        log.warning("answered 503 to %s %s: the ledger is busy or out of reach (%s)", request.method,
+                    request.path[:200], reason, extra={REPEAT_KIND: "ledger busy"})
+        return RemoteProtocolError("the hub's ledger is busy or out of reach for a moment; the request may be retried",
+                                   code=ErrorCode.UNAVAILABLE, headers={"Retry-After": "2"},
+                                   hint="retry; if it lasts, check the ledger (PostgreSQL) and the hub's log")
+    log.exception("internal error on %s %s", request.method, request.path[:200])
+    return RemoteProtocolError("internal error in the hub; the request may be retried", code=ErrorCode.INTERNAL,
+                               hint="the hub's log has the details")
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
     context = request.app[CONTEXT]
@@ -138,11 +154,8 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
                                  "see docs/hub.md for the hub's HTTP API")
         response = web.Response(status=error.status, body=body, content_type="application/json",
                                 headers={k: v for k, v in error.headers.items() if k.lower() == "allow"})
-    except Exception:
-        log.exception("internal error on %s %s", request.method, request.path[:200])
-        error = RemoteProtocolError("internal error in the hub; the request may be retried",
-                                    code=ErrorCode.INTERNAL, hint="the hub's log has the details")
-        response = _error_response(error)
+    except Exception as unexpected:
+        response = _error_response(_unexpected(request, unexpected))
     context.observe(request.method, route, response.status)
     if not response.prepared:
         response.headers["Server-Timing"] = f"hub;dur={_hub_milliseconds(request, started):.1f}"

@@ -1,12 +1,14 @@
-"""SQLite settings the ledger relies on, and rollback of failed write transactions."""
+"""SQLite settings the ledger relies on, rollback of failed write transactions, and which errors mean "busy"."""
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 
+import psycopg
 import pytest
 
-from hub.db import Database
+from hub.db import Database, LedgerUnavailable, is_ledger_busy
 
 
 def test_wal_full_sync_and_rollback(tmp_path):
@@ -46,3 +48,20 @@ def test_a_snapshot_sees_one_state_while_another_thread_commits(tmp_path):
         assert db.execute("SELECT COUNT(*) FROM t").fetchone()[0] == 1  # still the state it started with
     assert database.db.execute("SELECT COUNT(*) FROM t").fetchone()[0] == 2
     database.close()
+
+
+@pytest.mark.parametrize("error, busy", [
+    (sqlite3.OperationalError("database is locked"), True),
+    (sqlite3.OperationalError("no such table: uploads"), False),
+    (psycopg.errors.LockNotAvailable("canceling statement due to lock timeout"), True),
+    (psycopg.errors.IdleInTransactionSessionTimeout("terminating connection"), True),
+    (psycopg.errors.AdminShutdown("terminating connection due to administrator command"), True),
+    (psycopg.errors.ConnectionFailure("server closed the connection"), True),
+    (psycopg.OperationalError("consuming input failed: server closed the connection unexpectedly"), True),
+    (psycopg.errors.UniqueViolation("duplicate key"), False),
+    (psycopg.errors.UndefinedTable("relation does not exist"), False),
+    (LedgerUnavailable("cannot reach the ledger at postgresql://harbour@db:5432/harbour"), True),
+    (ValueError("locked"), False),
+])
+def test_only_a_ledger_out_of_reach_for_a_moment_is_busy(error, busy):
+    assert is_ledger_busy(error) is busy
