@@ -6,10 +6,11 @@ Theory of operation
   (``hub.dataset_files``) in the datasets directory (``HubLayout.datasets``: beside the uploads, so every process
   of a cluster reads it), then, in one write transaction of the ledger database, takes the next version number of
   the dataset (``MAX(version) + 1``: the write lock -- ``BEGIN IMMEDIATE`` on SQLite, the cluster's advisory lock on
-  PostgreSQL -- and the ``(name, version)`` key make two concurrent publishes take different numbers), renames the
-  file to ``<name>/<version>.arrows`` with the directory fsynced, and inserts the row. The rename happens before the
-  commit, so a committed row always has its file; a crash between them leaves a file no row names, which the next
-  publish of that dataset (taking the same number) replaces.
+  PostgreSQL -- and the ``(name, version)`` key make two concurrent publishes take different numbers), links the
+  file to ``<name>/<version>.arrows`` with the directory fsynced, and inserts the row. The file is in place before
+  the commit, so a committed row always has its file; a crash between them leaves a file no row names, which the
+  next publish of that dataset (taking the same number) replaces. A publish never replaces a committed version's
+  file, even one woken from a freeze after the server ended its transaction (``_place_version_file``).
 * **Who is offered what.** A version is for every ship (``ships`` NULL) or for the listed ones. A ship's desired
   state holds, per dataset, the newest unpruned version offered to it; nothing else. A download of any unpruned
   version offered to the ship is served (one that started before a newer version was published can finish).
@@ -23,6 +24,7 @@ Theory of operation
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -129,6 +131,35 @@ def not_offered(name: str, version: object) -> RemoteProtocolError:
         hint="download the versions the answer to the ship's report offers")
 
 
+_NO_HARD_LINKS = (errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK)
+"""What ``os.link`` raises on a file system without hard links (some SMB shares, FUSE file systems)."""
+
+
+def _place_version_file(db, source: Path, final: Path, name: str, version: int) -> None:
+    """Put ``source`` at ``final`` without ever replacing the file of a committed version.
+
+    A publish reads ``MAX(version)`` and places its file inside one transaction, but a process can freeze between
+    the two; on PostgreSQL the server then ends its transaction (``hub.postgres.IDLE_IN_TRANSACTION_TIMEOUT``)
+    and another publish takes the same number and commits. A plain rename by the frozen one, once it woke, would
+    replace that committed file. A hard link never replaces: if the file exists already, a statement runs first
+    (it fails in a transaction the server ended), and only a file no row names -- left by a publish that died
+    before its commit -- is replaced."""
+    try:
+        os.link(source, final)
+    except FileExistsError:
+        pass
+    except OSError as error:
+        if error.errno not in _NO_HARD_LINKS:
+            raise
+    else:
+        os.unlink(source)
+        return
+    named = db.execute("SELECT 1 FROM dataset_versions WHERE name = ? AND version = ?", [name, version]).fetchone()
+    if named is not None:  # cannot happen under the write lock; never replace a committed version's file
+        raise RuntimeError(f"dataset {name} version {version} was committed by another publish; nothing was changed")
+    os.replace(source, final)
+
+
 class DatasetStore:
     """Dataset versions in the ledger database (table ``dataset_versions``) and their files in ``directory``."""
 
@@ -159,14 +190,14 @@ class DatasetStore:
         targets = None if ships is None else ",".join(sorted({str(s) for s in ships}))
         sites = list(sites)
         now = self._clock()
+        self.file_of(str(name), 1).parent.mkdir(parents=True, exist_ok=True)  # outside the lock: shared storage
         with self._database.write() as db:
             version = (db.execute("SELECT MAX(version) FROM dataset_versions WHERE name = ?",
                                   [str(name)]).fetchone()[0] or 0) + 1
             if version == 1:
                 self._check_room(db, str(name))
             final = self.file_of(str(name), version)
-            final.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(converted.path, final)
+            _place_version_file(db, converted.path, final, str(name), version)
             fsync_dir(final.parent)
             db.execute(f"INSERT INTO dataset_versions ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
                        [str(name), version, converted.sha256, converted.size, converted.rows, converted.columns,

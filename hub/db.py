@@ -143,10 +143,22 @@ class LedgerUnavailable(Exception):
     """The ledger database cannot be reached or opened; the message says where and what to check."""
 
 
-BUSY_POSTGRES_STATES = {"55P03", "25P03", "40001", "40P01"}
-"""PostgreSQL errors that pass by themselves: a lock not granted within ``LOCK_TIMEOUT``, a session the server
-ended for idling in a transaction, a serialisation failure, a deadlock. Also every connection exception (class
-08) and operator intervention (class 57: a server restarting or shutting down)."""
+BUSY_POSTGRES_STATES = {
+    "55P03": "lock not available (not granted within LOCK_TIMEOUT)",
+    "25P03": "idle in transaction session timeout (the server ended a frozen transaction)",
+    "25006": "read-only transaction (a standby, briefly, during a failover)",
+    "40001": "serialization failure",
+    "40P01": "deadlock detected",
+    "57P01": "admin shutdown",
+    "57P02": "crash shutdown",
+    "57P03": "cannot connect now (the server is starting)",
+    "08000": "connection exception",
+    "08001": "cannot establish a connection",
+    "08003": "connection does not exist",
+    "08006": "connection failure",
+}
+"""PostgreSQL errors that pass by themselves, by SQLSTATE. Not a statement timeout (57014) or a protocol
+violation (08P01): those repeat on every retry and are bugs to see with their traceback."""
 
 
 def is_ledger_busy(error: BaseException) -> bool:
@@ -154,13 +166,13 @@ def is_ledger_busy(error: BaseException) -> bool:
     the request is answered ``503`` with ``Retry-After``, not a ``500`` with a traceback per request."""
     if isinstance(error, LedgerUnavailable):  # a connection could not be made again (PostgreSQL down)
         return True
-    if isinstance(error, sqlite3.OperationalError):
-        return "locked" in str(error) or "busy" in str(error)
+    if isinstance(error, sqlite3.OperationalError):  # another writer past BUSY_TIMEOUT_MS; not SQLITE_LOCKED (a bug)
+        return getattr(error, "sqlite_errorcode", None) == sqlite3.SQLITE_BUSY
     if not type(error).__module__.startswith("psycopg"):
         return False
     sqlstate = getattr(error, "sqlstate", None)
     if sqlstate:
-        return sqlstate in BUSY_POSTGRES_STATES or sqlstate[:2] in ("08", "57")
+        return sqlstate in BUSY_POSTGRES_STATES
     return any(kind.__name__ == "OperationalError" for kind in type(error).__mro__)  # no state: connection lost
 
 

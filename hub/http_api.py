@@ -155,7 +155,10 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
         response = web.Response(status=error.status, body=body, content_type="application/json",
                                 headers={k: v for k, v in error.headers.items() if k.lower() == "allow"})
     except Exception as unexpected:
-        response = _error_response(_unexpected(request, unexpected))
+        error = _unexpected(request, unexpected)
+        if error.code is ErrorCode.UNAVAILABLE:
+            context.rejected(error.code.slug)  # the metric an operator alerts on (docs/operations.md)
+        response = _error_response(error)
     context.observe(request.method, route, response.status)
     if not response.prepared:
         response.headers["Server-Timing"] = f"hub;dur={_hub_milliseconds(request, started):.1f}"

@@ -27,10 +27,12 @@ from pathlib import Path
 from aiohttp import web
 
 from hub.http_shell.slow_clients import GuardedRunner
+from sync_protocol.log_hygiene import REPEAT_KIND
 
 from . import metrics as prometheus
 from . import warehouse
 from .datasets import DatasetStore
+from .db import is_ledger_busy
 from .downlink import Downlink
 from .faults import CrashHook, no_crash
 from .history import HISTORY_SAMPLE_SECONDS, FleetHistory
@@ -63,6 +65,17 @@ DEFAULT_LISTEN = "127.0.0.1:8700"
 
 class HubAlreadyRunning(Exception):
     pass
+
+
+def _background_failed(error: Exception, what: str, retry_seconds: float) -> None:
+    """Log a failed pass of a background loop: a busy or unreachable ledger is one warning a minute (it passes by
+    itself, e.g. while a frozen process's transaction is ended), anything else a traceback."""
+    if is_ledger_busy(error):
+        log.warning("%s: the ledger is busy or out of reach (%s); retrying in %.0f s", what,
+                    str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__,
+                    retry_seconds, extra={REPEAT_KIND: f"background {what}"})
+    else:
+        log.exception("%s; retrying in %.0f s", what, retry_seconds)
 
 
 def lock_data_dir(layout: HubLayout):
@@ -166,17 +179,21 @@ async def _serve(layout, database, shared_locks, executor, host, port, tls, cloc
 
     async def sweep() -> None:
         while True:
-            dropped = await uploads.expire()
-            if dropped:
-                log.info("expired %d abandoned uploads", dropped)
+            try:
+                dropped = await uploads.expire()
+            except Exception as error:  # a sweep that failed must not end the sweeping; the next pass follows
+                _background_failed(error, "could not expire abandoned uploads", EXPIRY_SWEEP_SECONDS)
+            else:
+                if dropped:
+                    log.info("expired %d abandoned uploads", dropped)
             await asyncio.sleep(EXPIRY_SWEEP_SECONDS)
 
     async def sample_history() -> None:
         while True:
             try:
                 await run_in_thread(lambda: history.record_report(fleet()))
-            except Exception:  # a chart missing a point must never stop the hub; the next sample follows
-                log.exception("could not record the fleet history; retrying in %.0f s", HISTORY_SAMPLE_SECONDS)
+            except Exception as error:  # a chart missing a point must never stop the hub; the next sample follows
+                _background_failed(error, "could not record the fleet history", HISTORY_SAMPLE_SECONDS)
             await asyncio.sleep(HISTORY_SAMPLE_SECONDS)
 
     sweeper = asyncio.create_task(sweep())

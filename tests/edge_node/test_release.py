@@ -188,7 +188,7 @@ def test_while_a_node_runs_release_asks_the_node(tmp_path, start_edge):
     token = read_holder(data).token
     status, answer = _post_release(node.url, {"segments": ["nonsense"]}, token=token)
     assert status == 400
-    hostile = {  # each once answered 500 (the fuzzer found the first); now a 4xx that says why, and nothing released
+    hostile = {  # the first was a 500 (found by fuzzing); each must be a 4xx that says why, and nothing released
         "nested 100,000 deep": (b"[" * 100_000, {}, 400),
         "not UTF-8": (b'{"all": tr\xffue}', {}, 400),
         "2 MiB": (b'{"segments": ["' + b"a" * 2 * 1024 * 1024 + b'"]}', {}, 413),

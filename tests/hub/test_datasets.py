@@ -232,3 +232,42 @@ def test_an_empty_table_is_a_version_too(store, tmp_path):
     made, _ = store.publish(OFFERS, convert(source, store.staging_file("e")), None, [])
     table = pa_ipc.open_stream(store.file_of("offers", made.version).read_bytes()).read_all()
     assert table.num_rows == 0 and table.column_names == ["sku", "price"] and isinstance(table, pa.Table)
+
+
+@pytest.mark.integration
+def test_a_publish_woken_after_the_server_ended_its_transaction_leaves_the_committed_file(postgres_url, layout,
+                                                                                          tmp_path):
+    """A publish frozen past ``IDLE_IN_TRANSACTION_TIMEOUT`` after reading ``MAX(version)``: the server ended its
+    transaction and another publish committed that number. Waking, it must not put its file over that one."""
+    import psycopg
+
+    from hub.datasets import _place_version_file
+    from hub.postgres import PostgresDatabase
+
+    database = PostgresDatabase(postgres_url)
+    try:
+        store = DatasetStore(database, layout.datasets, lambda: 0.0)
+        committed, _ = publish(store, tmp_path, 3)  # the other publish, which took version 1 and committed
+        late = convert(write_csv(tmp_path / "late.csv", 5), store.staging_file("late"))
+        final = store.file_of("offers", 1)
+        with pytest.raises(psycopg.Error), database.write() as db:
+            pid = db.execute("SELECT pg_backend_pid()").fetchone()[0]
+            with psycopg.connect(postgres_url, autocommit=True) as server:
+                server.execute("SELECT pg_terminate_backend(%s)", [pid])  # as the idle timeout does
+            _place_version_file(db, late.path, final, "offers", 1)
+        assert hashlib.sha256(final.read_bytes()).hexdigest() == committed.sha256
+        assert store.version("offers", 1).sha256 == committed.sha256
+    finally:
+        database.close()
+
+
+def test_a_file_system_without_hard_links_still_takes_publishes(store, tmp_path, monkeypatch):
+    def no_links(source, target):
+        raise PermissionError(1, "Operation not permitted")  # EPERM, as an SMB share answers
+
+    monkeypatch.setattr(os, "link", no_links)
+    first, _ = publish(store, tmp_path, 3)
+    second, _ = publish(store, tmp_path, 4)
+    for made in (first, second):
+        assert hashlib.sha256(store.file_of("offers", made.version).read_bytes()).hexdigest() == made.sha256
+    assert not list(store.directory.glob(".publishing-*"))

@@ -50,9 +50,29 @@ def test_a_snapshot_sees_one_state_while_another_thread_commits(tmp_path):
     database.close()
 
 
+def _sqlite_error(path, statement: str) -> sqlite3.OperationalError:
+    """The error SQLite itself raises for ``statement`` while another connection holds the write lock."""
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("CREATE TABLE IF NOT EXISTS t (v INTEGER)")
+    holder.execute("BEGIN IMMEDIATE")
+    other = sqlite3.connect(path, timeout=0, isolation_level=None)
+    try:
+        other.execute(statement)
+    except sqlite3.OperationalError as error:
+        return error
+    finally:
+        other.close()
+        holder.close()
+    raise AssertionError(f"{statement} did not fail")
+
+
+def test_sqlite_busy_is_busy_and_other_operational_errors_are_not(tmp_path):
+    assert is_ledger_busy(_sqlite_error(tmp_path / "x.db", "INSERT INTO t VALUES (1)"))  # database is locked
+    assert not is_ledger_busy(_sqlite_error(tmp_path / "x.db", "SELECT * FROM no_such_table"))
+    assert not is_ledger_busy(sqlite3.OperationalError("database table is locked"))  # SQLITE_LOCKED: a bug
+
+
 @pytest.mark.parametrize("error, busy", [
-    (sqlite3.OperationalError("database is locked"), True),
-    (sqlite3.OperationalError("no such table: uploads"), False),
     (psycopg.errors.LockNotAvailable("canceling statement due to lock timeout"), True),
     (psycopg.errors.IdleInTransactionSessionTimeout("terminating connection"), True),
     (psycopg.errors.AdminShutdown("terminating connection due to administrator command"), True),
@@ -60,6 +80,9 @@ def test_a_snapshot_sees_one_state_while_another_thread_commits(tmp_path):
     (psycopg.OperationalError("consuming input failed: server closed the connection unexpectedly"), True),
     (psycopg.errors.UniqueViolation("duplicate key"), False),
     (psycopg.errors.UndefinedTable("relation does not exist"), False),
+    (psycopg.errors.QueryCanceled("canceling statement due to statement timeout"), False),  # repeats on retry
+    (psycopg.errors.ProtocolViolation("protocol violation"), False),
+    (psycopg.errors.ReadOnlySqlTransaction("cannot execute INSERT in a read-only transaction"), True),
     (LedgerUnavailable("cannot reach the ledger at postgresql://harbour@db:5432/harbour"), True),
     (ValueError("locked"), False),
 ])

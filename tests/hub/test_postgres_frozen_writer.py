@@ -92,11 +92,13 @@ def test_a_request_that_cannot_get_the_write_lock_is_answered_503_and_retried(tm
             holder.rollback()
         assert answer.status == 503, (answer.status, answer.body)
         assert answer.headers.get("retry-after") == "2" and b"ledger is busy" in answer.body, answer
+        metrics = hub.request("GET", "/metrics").body.decode()
+        assert 'harbour_hub_rejections_total{code="unavailable"} 1.0' in metrics  # what HarbourLedgerBusy watches
         offset = hub.head(token, segment.key).offset
         answer = hub.patch(token, segment.key, offset, segment.data[offset:])
         assert answer.status == 204 and answer.committed, (answer.status, answer.body)
         log = hub.log()
-        assert "Traceback" not in log and token not in log, log[-3000:]
+        assert "Traceback" not in log and token not in log, log[-3000:]  # background passes too (a warning each)
         assert "the ledger is busy or out of reach" in log
     finally:
         hub.stop()
