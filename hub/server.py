@@ -75,7 +75,7 @@ def _background_failed(error: Exception, what: str, retry_seconds: float) -> Non
                     str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__,
                     retry_seconds, extra={REPEAT_KIND: f"background {what}"})
     else:
-        log.exception("%s; retrying in %.0f s", what, retry_seconds)
+        log.error("%s; retrying in %.0f s", what, retry_seconds, exc_info=error)
 
 
 def lock_data_dir(layout: HubLayout):
