@@ -101,6 +101,14 @@ the sender parks a segment. A link that corrupts bytes can damage a token or a h
 answer by chance (seen in the demo scenario over plain HTTP); three in a row are not chance. Costs a
 genuinely refused segment two extra small requests."""
 
+MALFORMED_ANSWERS_BEFORE_PARKING = 8
+"""The same rule for answers that say the *request* was malformed (``PeerAction.FIX_REQUEST``: a bad header, no
+API at this path, a missing Tus-Resumable) or carry no Harbour code at all (the hub's HTTP parser answers a plain
+400 to a request line with a flipped byte). The edge only sends well-formed requests, so such an answer means
+the link damaged it -- or a bug, which repeats. A link that corrupts one request in three drew three in a row
+often enough to park a ship's alarms until someone ran ``harbour edge release`` (found following the README
+through the ``stormy`` voyage); eight in a row, with back-off between them (half a minute at least), are not chance."""
+
 MAX_ERROR_BODY_BYTES = 64 * 1024
 """How much of a peer's error body is read. Error bodies are small; a larger one is garbage or hostile."""
 

@@ -19,8 +19,9 @@ The rules that matter:
   answer, on a HEAD, or on a repeated creation. ``ACKED`` is reached in no other way (G2, G8).
 * Every error code says what to do (``errors.PeerAction``): resync, resend the chunk, restart the
   upload, retry later, or park the segment for an operator. A parked segment never blocks others.
-  A segment is parked only after ``PERMANENT_ANSWERS_BEFORE_PARKING`` permanent answers in a row: on
-  a plain-HTTP link that flips bits, a damaged token or header can draw one 401 or 400 by chance.
+  A segment is parked only after ``PERMANENT_ANSWERS_BEFORE_PARKING`` permanent answers in a row
+  (``MALFORMED_ANSWERS_BEFORE_PARKING`` when they say the request was malformed or carry no code): on a
+  plain-HTTP link that flips bits, a damaged token or header can draw one 401 or 400 by chance.
 * Each cut halves the chunk size, so a link that drops every few kilobytes still makes progress.
 """
 
@@ -32,9 +33,17 @@ from dataclasses import dataclass
 
 from .chunking import ChunkSizer
 from .errors import ErrorBody, ErrorCode, LocalProtocolError, PeerAction, RemoteProtocolError, decode_error_body
-from .limits import MAX_SEGMENT_DIGEST_FAILURES, PERMANENT_ANSWERS_BEFORE_PARKING
+from .limits import MALFORMED_ANSWERS_BEFORE_PARKING, MAX_SEGMENT_DIGEST_FAILURES, PERMANENT_ANSWERS_BEFORE_PARKING
 from .manifest import Manifest
 from .tus import COMMITTED, HARBOUR_COMMIT, HARBOUR_VERIFIED_OFFSET, UPLOAD_OFFSET, parse_offset
+
+
+def _strikes_before_parking(error: ErrorBody) -> int:
+    """A refusal of the segment itself (a Harbour code whose action is to park: a wrong token, a conflict) is
+    believed after a few repeats; an answer that says the request was malformed, or has no code, after more."""
+    if error.code is not None and error.code.action is PeerAction.PARK:
+        return PERMANENT_ANSWERS_BEFORE_PARKING
+    return MALFORMED_ANSWERS_BEFORE_PARKING
 
 
 class TxState(enum.Enum):
@@ -277,7 +286,7 @@ class UploadSender:
             self._move(TxEvent.TRANSIENT)
         else:
             self.permanent_strikes += 1
-            if self.permanent_strikes < PERMANENT_ANSWERS_BEFORE_PARKING:
+            if self.permanent_strikes < _strikes_before_parking(error):
                 self._move(TxEvent.TRANSIENT)  # maybe a damaged request: ask again after back-off
                 return
             self._park(f"HTTP {error.status} {error.code.slug if error.code else ''}: {error.message}".strip())

@@ -5,7 +5,12 @@ import pytest
 from sync_protocol.chunking import ChunkSizer
 from sync_protocol.errors import ErrorBody, ErrorCode, LocalProtocolError, RemoteProtocolError
 from sync_protocol.identifiers import SegmentId
-from sync_protocol.limits import GENESIS_DIGEST, MAX_SEGMENT_DIGEST_FAILURES, PERMANENT_ANSWERS_BEFORE_PARKING
+from sync_protocol.limits import (
+    GENESIS_DIGEST,
+    MALFORMED_ANSWERS_BEFORE_PARKING,
+    MAX_SEGMENT_DIGEST_FAILURES,
+    PERMANENT_ANSWERS_BEFORE_PARKING,
+)
 from sync_protocol.manifest import Manifest, sha256_hex
 from sync_protocol.sender import (
     SENDER_TRANSITIONS,
@@ -134,7 +139,7 @@ def test_already_committed_without_the_commit_header_is_not_an_ack():
 
 def test_unknown_4xx_parks_unknown_5xx_retries():
     tx = sender()
-    for _ in range(PERMANENT_ANSWERS_BEFORE_PARKING):
+    for _ in range(MALFORMED_ANSWERS_BEFORE_PARKING):
         tx.next_request()
         tx.on_error(ErrorBody(418, "teapot", None, ""))
     assert tx.state is TxState.PARKED and "418" in tx.park_reason
@@ -168,3 +173,30 @@ def test_misuse_is_a_local_protocol_error():
     tx.next_request()
     with pytest.raises(LocalProtocolError):
         tx.next_request()
+
+
+@pytest.mark.parametrize("answer", [
+    ErrorBody(400, "Invalid char in url path", None, ""),  # the hub's HTTP parser: a byte flipped in the path
+    ErrorBody(404, "Not Found: POST /v1/sync/upmoads", ErrorCode.NO_SUCH_PATH, ""),  # flipped to another letter
+    error(ErrorCode.BAD_REQUEST),
+])
+def test_a_request_the_link_damaged_is_retried_longer_before_parking(answer):
+    """A request the hub could not read is the link's doing unless it repeats: the segment (maybe a ship's
+    alarms) must not wait for an operator because a corrupting link damaged three requests in a row."""
+    tx = sender()
+    for _ in range(MALFORMED_ANSWERS_BEFORE_PARKING - 1):
+        tx.next_request()
+        tx.on_error(answer)
+    assert tx.state is not TxState.PARKED and tx.permanent_strikes == MALFORMED_ANSWERS_BEFORE_PARKING - 1
+    tx.next_request()
+    tx.on_error(answer)
+    assert tx.state is TxState.PARKED  # a bug repeats: it still reaches the operator
+    assert MALFORMED_ANSWERS_BEFORE_PARKING > PERMANENT_ANSWERS_BEFORE_PARKING
+
+
+def test_a_refusal_of_the_segment_itself_still_parks_after_a_few():
+    tx = sender()
+    for _ in range(PERMANENT_ANSWERS_BEFORE_PARKING):
+        tx.next_request()
+        tx.on_error(error(ErrorCode.SEGMENT_CONFLICT))
+    assert tx.state is TxState.PARKED
