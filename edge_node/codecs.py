@@ -50,8 +50,8 @@ DEPTH_SCAN_BYTES = 1024 * 1024
 def _malformed(kind: str, error: Exception) -> RemoteProtocolError:
     detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     return RemoteProtocolError(
-        f"the body is not valid {kind}: {detail[:300]}", code=ErrorCode.BAD_REQUEST, op="decoding body",
-        subject=kind, hint=f"send a well-formed {kind} body, or set Content-Type to the format actually sent",
+        f"the body is not {kind}: {detail[:300]}", code=ErrorCode.BAD_REQUEST, op="decoding body",
+        subject=kind, hint=f"send the body as {kind}, or set Content-Type to the format actually sent",
     )
 
 
